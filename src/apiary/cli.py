@@ -1,0 +1,126 @@
+"""`apiary` command line: a thin shell over `apiary.Hive`. Every command takes --hive and --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from apiary.hive.demo import DEMO_JOBS, run_demo
+from apiary.hive.hive import Hive
+from apiary.learners.grpo import GRPOConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="apiary: models that learn on the job.")
+console = Console(stderr=True)
+
+HiveOpt = Annotated[Optional[Path], typer.Option("--hive", help="hive directory (default ./hive or $APIARY_HIVE)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable result on stdout")]
+CoreOpt = Annotated[Optional[str], typer.Option("--core", help="core model: a HF directory or .gguf file (default: bundled)")]
+
+
+def _fail(message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _run(as_json: bool, fn):
+    try:
+        return fn()
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        _fail(str(err).strip("'\""), as_json)
+
+
+@app.command()
+def learn(
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
+    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
+    lr: Annotated[float, typer.Option(help="learning rate")] = GRPOConfig.learning_rate,
+    prompts: Annotated[int, typer.Option(help="prompts per step")] = GRPOConfig.prompts_per_step,
+    samples: Annotated[int, typer.Option(help="samples per prompt")] = GRPOConfig.samples_per_prompt,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
+    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+):
+    """A worker learns a job from verifiable rewards; prints held-out accuracy before and after."""
+    if minutes is None and steps is None:
+        _fail("give a budget: --minutes M or --steps N", as_json)
+    config = GRPOConfig(prompts_per_step=prompts, samples_per_prompt=samples, learning_rate=lr, max_new_tokens=max_new_tokens)
+    h = Hive(hive, core=core)
+    result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, config=config,
+                                          overrides=spec[1:], show_progress=not as_json))
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        _learn_table([result])
+
+
+@app.command(name="eval")
+def eval_cmd(
+    spec: Annotated[Optional[list[str]], typer.Argument(help="a job file or rg:TASK key=value ... (default: workers' jobs)")] = None,
+    worker: Annotated[Optional[str], typer.Option("--worker", "-w")] = None,
+    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+):
+    """Held-out scores per job: a worker's latest adapter, or the core."""
+    h = Hive(hive, core=core)
+    jobs = [h.job(spec[0], spec[1:])] if spec else None
+    results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs))
+    if as_json:
+        print(json.dumps([{"job": r.job, "worker": r.worker, "adapter_version": r.adapter_version, "score": r.score, "n": r.n}
+                          for r in results]))
+        return
+    table = Table("job", "worker", "adapter", "held-out score", "items")
+    for r in results:
+        table.add_row(r.job, r.worker or "core", str(r.adapter_version), f"{r.score:.3f}", str(r.n))
+    Console().print(table)
+
+
+@app.command()
+def export(
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default HIVE/export)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl")] = "parquet",
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Write every table of the store (episodes, runs, adapters, evals, provenance) to open formats."""
+    written = _run(as_json, lambda: Hive(hive).export(out, fmt))
+    if as_json:
+        print(json.dumps(written))
+    else:
+        for name, info in written.items():
+            console.print(f"{name:18s} {info['rows']:7d} rows  {info['path']}")
+
+
+@app.command()
+def demo(
+    minutes: Annotated[float, typer.Option(help="learning minutes per job")] = 4.0,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """The bundled core learns two reasoning-gym jobs where it starts weak; before/after table."""
+    results = _run(as_json, lambda: run_demo(Hive(hive or Path("hive-demo")), minutes=minutes, show_progress=not as_json))
+    if as_json:
+        print(json.dumps([r.model_dump() for r in results]))
+    else:
+        _learn_table(results)
+
+
+def _learn_table(results) -> None:
+    table = Table("job", "worker", "held-out before", "after", "items", "episodes", "steps", "learn time", "total time")
+    for r in results:
+        table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
+                      str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

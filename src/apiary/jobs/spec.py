@@ -1,0 +1,124 @@
+"""Describe a job in a small TOML file, or inline as `rg:TASK key=value ...`.
+
+    name = "chain_sum"
+    source = "reasoning_gym"          # or "jsonl" (with path = "data.jsonl") or "python"
+    task = "chain_sum"                # reasoning_gym only
+    instruction = "Answer with only the number."
+    scorer = "numeric"                # exact | numeric | contains | regex
+    heldout_size = 100
+    max_tokens = 32
+    [config]                          # reasoning-gym config
+    min_terms = 2
+
+For source = "python", `make = "package.module:function"` names a function index -> (question, answer).
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from pathlib import Path
+
+from apiary.jobs.base import Job
+from apiary.jobs.function import FunctionSource
+from apiary.jobs.jsonl import JobFileError, JsonlSource
+from apiary.jobs.reasoning_gym import ReasoningGymSource
+from apiary.jobs.scoring import scorer
+
+NUMBER_INSTRUCTION = "Answer with only the number."
+KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_size", "max_tokens", "path", "make"}
+
+
+def load_job(spec: str | Path, overrides: list[str] | None = None) -> Job:
+    """A job from a TOML file path or an inline `rg:TASK` spec, with `key=value` config overrides."""
+    job = _load(str(spec), overrides or [])
+    job.origin = {"spec": str(spec), "overrides": list(overrides or [])}
+    return job
+
+
+def _load(text: str, overrides: list[str]) -> Job:
+    if text.startswith("rg:"):
+        return reasoning_gym_job(text[3:], parse_overrides(overrides))
+    path = Path(text)
+    if not path.is_file():
+        raise JobFileError(f"{path}: no such job file (or use an inline spec such as rg:chain_sum)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise JobFileError(f"{path}: malformed TOML: {err}") from err
+    data.setdefault("config", {}).update(parse_overrides(overrides))
+    return job_from_dict(data, base_dir=path.parent, origin=str(path))
+
+
+def reasoning_gym_job(task: str, config: dict, name: str | None = None) -> Job:
+    source = ReasoningGymSource(task, config, heldout_size=int(config.pop("heldout_size", 100)))
+    return _numeric_or_exact(name or task, source)
+
+
+def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -> Job:
+    unknown = set(data) - KEYS
+    if unknown:
+        raise JobFileError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(KEYS))}")
+    kind = data.get("source", "reasoning_gym")
+    heldout = int(data.get("heldout_size", 100))
+    if kind == "reasoning_gym":
+        if "task" not in data:
+            raise JobFileError(f"{origin}: a reasoning_gym job needs 'task'")
+        source = ReasoningGymSource(data["task"], dict(data.get("config", {})), heldout_size=heldout)
+    elif kind == "jsonl":
+        if "path" not in data:
+            raise JobFileError(f"{origin}: a jsonl job needs 'path'")
+        source = JsonlSource((base_dir / data["path"]).resolve(), heldout_size=heldout)
+    elif kind == "python":
+        source = FunctionSource(_import(data.get("make", ""), origin), heldout_size=heldout)
+    else:
+        raise JobFileError(f"{origin}: unknown source {kind!r}; use reasoning_gym, jsonl or python")
+    name = data.get("name") or data.get("task") or Path(origin).stem
+    if "scorer" not in data and kind == "reasoning_gym":
+        job = _numeric_or_exact(name, source)
+    else:
+        job = Job(name=name, source=source, scorer=scorer(data.get("scorer", "exact")))
+    job.instruction = data.get("instruction", job.instruction)
+    job.system = data.get("system")
+    job.max_tokens = int(data.get("max_tokens", job.max_tokens))
+    return job
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`key=value` strings to a dict; values are read as TOML (numbers, booleans) or else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {pair!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
+def _numeric_or_exact(name: str, source) -> Job:
+    """reasoning-gym jobs: numeric answers ask for only the number and read the first number."""
+    held = source.heldout()
+    if held and all(_is_number(t.answer) for t in held):
+        return Job(name=name, source=source, scorer=scorer("numeric"), instruction=NUMBER_INSTRUCTION)
+    return Job(name=name, source=source, scorer=scorer("exact"), instruction="Answer with only the final answer.")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _import(target: str, origin: str):
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise JobFileError(f"{origin}: 'make' must look like 'package.module:function', got {target!r}")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise JobFileError(f"{origin}: cannot import {target!r}: {err}") from err

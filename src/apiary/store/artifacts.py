@@ -1,0 +1,49 @@
+"""All file I/O of the hive goes through here: adapters, checkpoints, exports. Writes are atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, value) -> None:
+    atomic_write_bytes(path, json.dumps(value, indent=2, default=str).encode())
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Make `staging` the directory at `target` in one step (the old one, if any, is removed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(near: Path) -> Path:
+    near.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{near.name}.", dir=near.parent))

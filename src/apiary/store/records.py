@@ -1,0 +1,69 @@
+"""Typed records of the experience store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, Field
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Episode(BaseModel):
+    """One attempt at one task: the messages, the completion and its score."""
+
+    id: int | None = None
+    job: str
+    task_id: str
+    messages: list[dict]
+    completion: str
+    score: float = Field(ge=0.0, le=1.0)
+    worker: str | None = None
+    adapter_version: int = 0  # 0: the core alone
+    run_id: int | None = None
+    step: int | None = None
+    created_at: datetime = Field(default_factory=now)
+
+
+class AdapterVersion(BaseModel):
+    """A saved adapter state of a worker, with the episodes that trained it since its parent."""
+
+    id: int | None = None
+    worker: str
+    version: int
+    parent: int
+    path: str
+    run_id: int | None = None
+    step: int
+    final: bool = False
+    created_at: datetime = Field(default_factory=now)
+
+
+class EvalResult(BaseModel):
+    """Held-out score of a worker's adapter version (0: the core) on a job."""
+
+    id: int | None = None
+    worker: str | None = None
+    adapter_version: int = 0
+    job: str
+    split: str = "heldout"
+    n: int
+    score: float
+    details: dict = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=now)
+
+
+class Run(BaseModel):
+    """One learning run of a worker on a job."""
+
+    id: int | None = None
+    worker: str
+    job: str
+    learner: str
+    config: dict = Field(default_factory=dict)
+    status: str = "running"  # running | finished | interrupted
+    step: int = 0
+    started_at: datetime = Field(default_factory=now)
+    finished_at: datetime | None = None

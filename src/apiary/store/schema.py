@@ -1,0 +1,77 @@
+"""Tables of the experience store (SQLAlchemy Core; SQLite by default, any database URL works)."""
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+workers = Table(
+    "workers", metadata,
+    Column("name", String, primary_key=True),
+    Column("job", String, nullable=False),
+    Column("core", String, nullable=False),
+    Column("job_spec", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("worker", String, ForeignKey("workers.name"), nullable=False),
+    Column("job", String, nullable=False),
+    Column("learner", String, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("status", String, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+episodes = Table(
+    "episodes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String, nullable=False, index=True),
+    Column("task_id", String, nullable=False),
+    Column("messages", JSON, nullable=False),
+    Column("completion", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("worker", String, index=True),
+    Column("adapter_version", Integer, nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("step", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+adapter_versions = Table(
+    "adapter_versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("worker", String, ForeignKey("workers.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("parent", Integer, nullable=False),
+    Column("path", String, nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("step", Integer, nullable=False),
+    Column("final", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Provenance: which episodes trained an adapter version (beyond those of its parent version).
+adapter_episodes = Table(
+    "adapter_episodes", metadata,
+    Column("adapter_version_id", Integer, ForeignKey("adapter_versions.id"), primary_key=True),
+    Column("episode_id", Integer, ForeignKey("episodes.id"), primary_key=True),
+)
+
+evals = Table(
+    "evals", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("worker", String),
+    Column("adapter_version", Integer, nullable=False),
+    Column("job", String, nullable=False),
+    Column("split", String, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+EXPORTED = ["workers", "runs", "episodes", "adapter_versions", "adapter_episodes", "evals"]

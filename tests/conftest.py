@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny randomly initialised Llama with the real SmolLM2 tokenizer, and jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from apiary.jobs.spec import load_job
+from apiary.models.core import load_core, resolve_core_dir
+
+CHAIN_SUM = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_core_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama saved as a HF directory, with the bundled core's tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_core_dir(), local_files_only=True)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-core")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def tiny_core(tiny_core_dir):
+    return load_core(tiny_core_dir)
+
+
+@pytest.fixture(scope="session")
+def chain_sum_job():
+    return load_job("rg:chain_sum", CHAIN_SUM)

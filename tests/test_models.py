@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from apiary.models.core import CoreNotFoundError, load_core
+from apiary.models.generate import SamplingParams, generate
+from apiary.models.logprobs import completion_logprobs
+from apiary.models.prefix import shared_prefix_length
+
+
+def encode(core, text):
+    return list(core.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=False))
+
+
+def plain_logprobs(model, prompt, completion):
+    with torch.no_grad():
+        logp = model(torch.tensor([prompt + completion])).logits.log_softmax(-1)[0]
+    return torch.stack([logp[len(prompt) - 1 + j, t] for j, t in enumerate(completion)])
+
+
+def test_shared_prefix_leaves_every_prompt_a_token():
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert shared_prefix_length([[1, 2], [1, 2, 3]]) == 1
+    assert shared_prefix_length([[5, 6, 7]]) == 2
+    assert shared_prefix_length([[1], [2]]) == 0
+
+
+def test_completion_logprobs_match_plain_forward(tiny_core):
+    prompts = [encode(tiny_core, "What is 2 + 2?"), encode(tiny_core, "Name a colour, please, in one word.")]
+    completions = [[10, 20, 30], [40], [50, 60, 70, 80, 90]]
+    index = [0, 1, 0]
+    got, mask = completion_logprobs(tiny_core.model, prompts, completions, index, tiny_core.tokenizer.pad_token_id)
+    assert mask.sum(1).tolist() == [3, 1, 5]
+    for row, (completion, p) in enumerate(zip(completions, index)):
+        want = plain_logprobs(tiny_core.model, prompts[p], completion)
+        torch.testing.assert_close(got[row, : len(completion)], want, atol=1e-4, rtol=1e-4)
+    assert torch.all(got[mask == 0] == 0)
+
+
+def test_greedy_generation_matches_transformers(tiny_core):
+    tok = tiny_core.tokenizer
+    prompts = [encode(tiny_core, "Hello there"), encode(tiny_core, "What is the capital of France? Answer briefly.")]
+    ours = generate(tiny_core.model, prompts, 1, SamplingParams(max_new_tokens=6, temperature=0), tiny_core.stop_token_ids,
+                    tok.pad_token_id)
+    for prompt, completion in zip(prompts, ours):
+        with torch.no_grad():
+            ref = tiny_core.model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                                           eos_token_id=tiny_core.stop_token_ids, pad_token_id=tok.pad_token_id)
+        assert completion == ref[0, len(prompt):].tolist()
+
+
+def test_sampling_shapes_and_stop_tokens(tiny_core):
+    prompts = [encode(tiny_core, "a"), encode(tiny_core, "bb")]
+    stop = tiny_core.stop_token_ids
+    out = generate(tiny_core.model, prompts, 3, SamplingParams(max_new_tokens=5, temperature=1.0), stop,
+                   tiny_core.tokenizer.pad_token_id, torch.Generator().manual_seed(0))
+    assert len(out) == 6
+    for completion in out:
+        assert 1 <= len(completion) <= 5
+        assert all(t not in stop for t in completion[:-1])
+
+
+def test_missing_or_unsupported_core_paths(tmp_path):
+    with pytest.raises(CoreNotFoundError, match="does not exist"):
+        load_core(tmp_path / "nope")
+    bad = tmp_path / "weights.bin"
+    bad.write_bytes(b"x")
+    with pytest.raises(CoreNotFoundError, match="unsupported"):
+        load_core(bad)
+    with pytest.raises(CoreNotFoundError, match="no config.json"):
+        load_core(tmp_path)
+
+
+@pytest.mark.real_model
+def test_bundled_core_loads_and_answers():
+    core = load_core()
+    assert core.model.config.num_hidden_layers == 30
+    prompt = encode(core, "What is 2 + 3? Answer with only the number.")
+    out = generate(core.model, [prompt], 1, SamplingParams(max_new_tokens=8, temperature=0), core.stop_token_ids,
+                   core.tokenizer.pad_token_id)
+    text = core.tokenizer.decode(out[0], skip_special_tokens=True)
+    assert "5" in text
+    got, _ = completion_logprobs(core.model, [prompt], out, [0], core.tokenizer.pad_token_id)
+    torch.testing.assert_close(got[0, : len(out[0])], plain_logprobs(core.model, prompt, out[0]), atol=1e-3, rtol=1e-3)

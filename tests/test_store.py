@@ -1,0 +1,70 @@
+import json
+
+import pyarrow.parquet as pq
+
+from apiary.store.export import export
+from apiary.store.records import AdapterVersion, Episode, EvalResult, Run
+from apiary.store.store import Store
+
+
+def episode(i, worker="w", version=0):
+    return Episode(job="j", task_id=f"t{i}", messages=[{"role": "user", "content": f"q{i}"}], completion=str(i),
+                   score=i % 2, worker=worker, adapter_version=version)
+
+
+def fill(store):
+    store.ensure_worker("w", "j", "core", {"name": "j"})
+    run = store.start_run(Run(worker="w", job="j", learner="grpo"))
+    ids = store.add_episodes([episode(i) for i in range(4)])
+    v1 = AdapterVersion(worker="w", version=1, parent=0, path="a/v1", run_id=run, step=1)
+    store.add_adapter_version(v1, ids[:2])
+    v2 = AdapterVersion(worker="w", version=2, parent=1, path="a/v2", run_id=run, step=2, final=True)
+    store.add_adapter_version(v2, ids[2:])
+    store.add_eval(EvalResult(worker="w", adapter_version=2, job="j", n=3, score=0.5, details={"scores": [1, 0, 0.5]}))
+    return ids
+
+
+def test_episodes_round_trip(tmp_path):
+    store = Store(tmp_path)
+    ids = fill(store)
+    again = Store(tmp_path).episodes(worker="w")
+    assert [e.id for e in again] == ids
+    assert again[1].messages == [{"role": "user", "content": "q1"}] and again[1].score == 1.0
+    assert store.count_episodes("w") == 4
+
+
+def test_provenance_includes_ancestors(tmp_path):
+    store = Store(tmp_path)
+    ids = fill(store)
+    assert store.trained_on("w", 1) == ids[:2]
+    assert store.trained_on("w", 2) == ids
+    assert store.latest_adapter("w").version == 2
+
+
+def test_worker_cannot_switch_jobs(tmp_path):
+    store = Store(tmp_path)
+    store.ensure_worker("w", "j", "core", {})
+    try:
+        store.ensure_worker("w", "other", "core", {})
+    except ValueError as err:
+        assert "already works on job" in str(err)
+    else:
+        raise AssertionError("expected a refusal")
+
+
+def test_export_parquet_and_jsonl(tmp_path):
+    store = Store(tmp_path / "hive")
+    fill(store)
+    written = export(store, tmp_path / "pq", "parquet")
+    table = pq.read_table(written["episodes"]["path"])
+    assert table.num_rows == 4 and json.loads(table.column("messages")[0].as_py())[0]["content"] == "q0"
+    assert pq.read_table(written["adapter_episodes"]["path"]).num_rows == 4
+    written = export(store, tmp_path / "js", "jsonl")
+    lines = open(written["evals"]["path"]).read().splitlines()
+    assert json.loads(lines[0])["score"] == 0.5
+
+
+def test_export_of_empty_hive(tmp_path):
+    written = export(Store(tmp_path / "hive"), tmp_path / "out", "parquet")
+    assert all(info["rows"] == 0 for info in written.values())
+    assert pq.read_table(written["episodes"]["path"]).num_rows == 0
