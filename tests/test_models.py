@@ -82,3 +82,27 @@ def test_bundled_core_loads_and_answers():
     assert "5" in text
     got, _ = completion_logprobs(core.model, [prompt], out, [0], core.tokenizer.pad_token_id)
     torch.testing.assert_close(got[0, : len(out[0])], plain_logprobs(core.model, prompt, out[0]), atol=1e-3, rtol=1e-3)
+
+
+def test_merged_adapter_samples_like_the_unmerged_one_and_restores_weights(tiny_core):
+    from apiary.models import adapters
+    from apiary.models.adapters import LoraSpec
+
+    model = adapters.attach(tiny_core.model, LoraSpec(rank=4, alpha=8))
+    try:
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.5)  # a non-trivial adapter
+        base = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+        prompts = [encode(tiny_core, "one"), encode(tiny_core, "two three")]
+        params = SamplingParams(max_new_tokens=5, temperature=0)
+        pad = tiny_core.tokenizer.pad_token_id
+        plain = generate(model, prompts, 1, params, tiny_core.stop_token_ids, pad)
+        with adapters.merged(model):
+            fused = generate(model, prompts, 1, params, tiny_core.stop_token_ids, pad)
+        assert fused == plain
+        for name, param in model.named_parameters():
+            if name in base:
+                torch.testing.assert_close(param, base[name], atol=1e-6, rtol=0)
+    finally:
+        adapters.detach(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apiary.jobs.base import Job
+from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate
 from apiary.store.records import EvalResult
 
@@ -20,8 +21,9 @@ def evaluate(model, tokenizer, job: Job, stop_ids: list[int], batch_size: int = 
             list(tokenizer.apply_chat_template(job.messages(t), add_generation_prompt=True, tokenize=True, return_dict=False))
             for t in chunk
         ]
-        outputs = generate(model, prompts, 1, SamplingParams(max_new_tokens=job.max_tokens, temperature=0.0),
-                           stop_ids, tokenizer.pad_token_id)
+        with adapters.merged(model):
+            outputs = generate(model, prompts, 1, SamplingParams(max_new_tokens=job.max_tokens, temperature=0.0),
+                               stop_ids, tokenizer.pad_token_id)
         for task, ids in zip(chunk, outputs):
             text = tokenizer.decode(ids, skip_special_tokens=True)
             completions.append(text)

@@ -21,6 +21,7 @@ import torch
 from peft import PeftModel
 
 from apiary.jobs.base import Job, Task
+from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate
 from apiary.models.logprobs import completion_logprobs
 
@@ -93,7 +94,9 @@ class GRPOLearner:
         prompts = [self.encode(t) for t in tasks]
         params = SamplingParams(max_new_tokens=cfg.max_new_tokens or self.job.max_tokens, temperature=cfg.temperature)
         self.model.eval()
-        outputs = generate(self.model, prompts, cfg.samples_per_prompt, params, self.stop_ids, self.tokenizer.pad_token_id, self.generator)
+        with adapters.merged(self.model):
+            outputs = generate(self.model, prompts, cfg.samples_per_prompt, params, self.stop_ids,
+                               self.tokenizer.pad_token_id, self.generator)
         samples = []
         for i, completion_ids in enumerate(outputs):
             task = tasks[i // cfg.samples_per_prompt]
