@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from apiary.hive.demo import DEMO_JOBS, run_demo
+from apiary.hive.demo import run_demo
 from apiary.hive.hive import Hive
 from apiary.learners.grpo import GRPOConfig
 
