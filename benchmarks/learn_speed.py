@@ -5,9 +5,9 @@ core, evaluating the held-out split every few steps. Learning time counts sampli
 the periodic evals are excluded (they are measurement, not learning). Also measures sampling
 throughput of apiary's generation path against plain `transformers.generate` on the same prompts.
 
-    python benchmarks/learn_speed.py [--minutes 5] [--eval-every 2]
+    python benchmarks/learn_speed.py [--minutes 5] [--eval-every 3] [--stop-when-decided]
 
-Writes docs/benchmarks.md (the learn-speed section), docs/learn_speed.json and docs/learn_speed.png.
+Writes docs/benchmarks.md (its learn-speed section), docs/learn_speed[_stop_when_decided].json and .png.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -67,7 +68,7 @@ def _length(row: list[int], stop: list[int]) -> int:
     return len(row)
 
 
-def learning_curve(core, job, minutes: float, eval_every: int) -> dict:
+def learning_curve(core, job, config, minutes: float, eval_every: int) -> dict:
     curve = []
     base = evaluate(core.model, core.tokenizer, job, core.stop_token_ids)
     curve.append({"step": 0, "learn_seconds": 0.0, "heldout": base.score, "episodes": 0})
@@ -82,7 +83,7 @@ def learning_curve(core, job, minutes: float, eval_every: int) -> dict:
             print(f"step {step:3d}  learn {clock['seconds']:6.1f} s  held-out {score:.3f}", flush=True)
 
     with tempfile.TemporaryDirectory() as hive:
-        model, run = learn(Store(hive), core, job, "bench", Budget(minutes=minutes), DEMO_CONFIG, on_step=on_step,
+        model, run = learn(Store(hive), core, job, "bench", Budget(minutes=minutes), config, on_step=on_step,
                            show_progress=False)
         if run.steps % eval_every:
             score = evaluate(model, core.tokenizer, job, core.stop_token_ids).score
@@ -114,13 +115,13 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def write_markdown(result: dict, command: str) -> None:
+def write_markdown(result: dict, command: str, title: str, png: str) -> None:
     learning, sampling = result["learning"], result["sampling"]
     rows = "\n".join(f"| {p['step']} | {p['episodes']} | {p['learn_seconds']:.0f} | {p['heldout']:.3f} |" for p in learning["curve"])
     reached = learning["seconds_to_target"]
     verdict = (f"reached {TARGET} held-out after **{reached:.0f} s** of learning" if reached is not None
                else f"did **not** reach {TARGET} (best {learning['best']:.3f})")
-    section = f"""## Learning speed: chain_sum (2 terms, 1 digit)
+    section = f"""## {title}
 
 Command: `{command}`
 Machine: {result['machine']}. Core: bundled SmolLM2-135M-Instruct, float32. Held-out: {learning['heldout_items']} distinct
@@ -132,7 +133,7 @@ Result: {verdict} (target: 0.80 within 180 s). {learning['steps']} steps, {learn
 | --- | --- | --- | --- |
 {rows}
 
-![held-out accuracy against learning time](learn_speed.png)
+![held-out accuracy against learning time]({png})
 
 Where the time goes: sampling {learning['generate_seconds']:.0f} s at {learning['generate_tokens_per_s']:.0f} completion tokens/s;
 updates {learning['train_seconds']:.0f} s at {learning['train_tokens_per_s']:.0f} trained completion tokens/s (forward + backward).
@@ -142,7 +143,7 @@ same prompts, same process.
 """
     path = DOCS / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures as measured; misses included.\n\n"
-    start = text.find("## Learning speed")
+    start = text.find(f"## {title}\n")
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
@@ -154,23 +155,29 @@ same prompts, same process.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--eval-every", type=int, default=2)
+    parser.add_argument("--eval-every", type=int, default=3)
+    parser.add_argument("--stop-when-decided", action="store_true", help="end samples once the scorer has decided")
     args = parser.parse_args()
+    config = replace(DEMO_CONFIG, stop_when_decided=args.stop_when_decided)
+    suffix = "_stop_when_decided" if args.stop_when_decided else ""
+    title = "Learning speed: chain_sum (2 terms, 1 digit)" + (", samples stopped once decided" if suffix else "")
     torch.manual_seed(0)
     core = load_core()
     _, spec, overrides = DEMO_JOBS[0]
     job = load_job(spec, overrides)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "config": DEMO_CONFIG.__dict__,
+        "config": config.__dict__,
         "sampling": sampling_throughput(core, job),
     }
     print(json.dumps(result["sampling"]), flush=True)
-    result["learning"] = learning_curve(core, job, args.minutes, args.eval_every)
+    result["learning"] = learning_curve(core, job, config, args.minutes, args.eval_every)
     DOCS.mkdir(exist_ok=True)
-    (DOCS / "learn_speed.json").write_text(json.dumps(result, indent=2))
-    plot(result, DOCS / "learn_speed.png")
-    write_markdown(result, f"python benchmarks/learn_speed.py --minutes {args.minutes:g} --eval-every {args.eval_every}")
+    (DOCS / f"learn_speed{suffix}.json").write_text(json.dumps(result, indent=2))
+    plot(result, DOCS / f"learn_speed{suffix}.png")
+    flag = " --stop-when-decided" if suffix else ""
+    write_markdown(result, f"python benchmarks/learn_speed.py --minutes {args.minutes:g} --eval-every {args.eval_every}{flag}",
+                   title, f"learn_speed{suffix}.png")
     print(json.dumps({k: v for k, v in result["learning"].items() if k != "curve"}, indent=2))
 
 

@@ -123,3 +123,15 @@ def test_scorer_out_of_range_is_an_error():
     job = Job("bad", FunctionSource(lambda i: (str(i), "1"), heldout_size=2), Scorer("bad", lambda c, a: 2.0))
     with pytest.raises(ValueError, match="outside"):
         job.score(Task("q", "a"), "c")
+
+
+def test_numeric_scorer_decides_once_the_first_number_is_complete():
+    decided = scorer("numeric").decided
+    assert not decided("The answer is")
+    assert not decided("The answer is 1")  # could become 12
+    assert not decided("The answer is 1,")  # could become 1,200
+    assert not decided("It is 3.")  # could become 3.5
+    assert decided("The answer is 12 because")
+    assert decided("12<")
+    assert scorer("contains").decided is None
+    assert scorer("exact").decided("Paris\n") and not scorer("exact").decided("Paris")

@@ -106,3 +106,10 @@ def test_merged_adapter_samples_like_the_unmerged_one_and_restores_weights(tiny_
                 torch.testing.assert_close(param, base[name], atol=1e-6, rtol=0)
     finally:
         adapters.detach(model)
+
+
+def test_generation_stops_rows_that_are_done(tiny_core):
+    prompts = [encode(tiny_core, "a"), encode(tiny_core, "b")]
+    out = generate(tiny_core.model, prompts, 2, SamplingParams(max_new_tokens=6, temperature=1.0), [-1],
+                   tiny_core.tokenizer.pad_token_id, torch.Generator().manual_seed(0), done=lambda ids: len(ids) >= 2)
+    assert [len(c) for c in out] == [2, 2, 2, 2]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
+import transformers
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -111,7 +113,8 @@ def demo(
 
 
 def _learn_table(results) -> None:
-    table = Table("job", "worker", "held-out before", "after", "items", "episodes", "steps", "learn time", "total time")
+    table = Table("job", "worker", "before", "after", "items", "episodes", "steps", "learn", "total",
+                  title="held-out accuracy before and after learning")
     for r in results:
         table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
                       str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
@@ -119,6 +122,9 @@ def _learn_table(results) -> None:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     app()
 
 

@@ -35,6 +35,18 @@ def first_line(text: str) -> str:
     return ""
 
 
+def number_decided(text: str) -> bool:
+    """The first number is complete: something other than a digit, comma or point follows it."""
+    match = NUMBER.search(text)
+    return match is not None and match.end() < len(text) and text[match.end()] not in "0123456789.,"
+
+
+def first_line_decided(text: str) -> bool:
+    """The first non-empty line has ended."""
+    stripped = text.lstrip()
+    return bool(stripped) and "\n" in stripped
+
+
 def _normalise(text: str) -> str:
     return text.strip().casefold().rstrip(".").strip()
 
@@ -60,19 +72,31 @@ def regex(completion: str, answer: str) -> float:
 
 @dataclass(frozen=True)
 class Scorer:
-    """A named scoring function (completion, answer) -> [0, 1]."""
+    """A named scoring function (completion, answer) -> [0, 1].
+
+    `decided(text)` is true once no continuation of `text` can change the score (the numeric
+    scorer's first number is complete). Learners stop sampling there: the reward is already fixed,
+    so later tokens would only add noise to the gradient and cost time.
+    """
 
     name: str
     fn: Callable[[str, str], float]
+    decided: Callable[[str], bool] | None = None
 
     def __call__(self, completion: str, answer: str) -> float:
         return self.fn(completion, answer)
 
 
-SCORERS = {"exact": exact, "numeric": numeric, "contains": contains, "regex": regex}
+SCORERS = {
+    "exact": (exact, first_line_decided),
+    "numeric": (numeric, number_decided),
+    "contains": (contains, None),
+    "regex": (regex, None),
+}
 
 
 def scorer(name: str) -> Scorer:
     if name not in SCORERS:
         raise ValueError(f"unknown scorer {name!r}: choose one of {', '.join(SCORERS)}")
-    return Scorer(name, SCORERS[name])
+    fn, decided = SCORERS[name]
+    return Scorer(name, fn, decided)

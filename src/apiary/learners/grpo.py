@@ -10,6 +10,9 @@ Why it is fast on a CPU:
   (models.prefix), instead of once per sample;
 - groups whose samples all scored the same carry no signal and are not trained on at all;
 - the loss runs only on completion tokens.
+Optionally (`stop_when_decided`), a sample ends as soon as the job's scorer has decided (numeric:
+the first number is complete), since later tokens cannot change its reward. Measured on chain_sum it
+saved little (the model writes its number last) and is off by default; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class GRPOConfig:
     max_new_tokens: int | None = None  # default: the job's max_tokens
     kl_coef: float = 0.0  # optional KL to the core (k3 estimator), 0 = off
     max_grad_norm: float = 1.0
+    stop_when_decided: bool = False  # end a sample once the job's scorer can no longer change its mind
 
 
 @dataclass
@@ -93,10 +97,12 @@ class GRPOLearner:
         cfg = self.config
         prompts = [self.encode(t) for t in tasks]
         params = SamplingParams(max_new_tokens=cfg.max_new_tokens or self.job.max_tokens, temperature=cfg.temperature)
+        decided = self.job.scorer.decided if cfg.stop_when_decided else None
+        done = (lambda ids: decided(self.tokenizer.decode(ids, skip_special_tokens=True))) if decided else None
         self.model.eval()
         with adapters.merged(self.model):
             outputs = generate(self.model, prompts, cfg.samples_per_prompt, params, self.stop_ids,
-                               self.tokenizer.pad_token_id, self.generator)
+                               self.tokenizer.pad_token_id, self.generator, done)
         samples = []
         for i, completion_ids in enumerate(outputs):
             task = tasks[i // cfg.samples_per_prompt]

@@ -7,6 +7,7 @@ straggler does not make every other row pay for its tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from transformers import PreTrainedModel
@@ -45,10 +46,12 @@ def generate(
     stop_ids: list[int],
     pad_id: int,
     generator: torch.Generator | None = None,
+    done: Callable[[list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """Sample `samples_per_prompt` completions for each prompt, returned prompt-major.
 
     A completion holds the generated token ids, including its stop token when one was emitted.
+    A row also ends early when `done(its tokens so far)` says so.
     """
     state = prefill(model, prompts, pad_id)
     rows = torch.arange(len(prompts), device=model.device).repeat_interleave(samples_per_prompt)
@@ -64,6 +67,8 @@ def generate(
         for row, token in zip(active.tolist(), tokens_B.tolist()):
             outputs[row].append(token)
         still = ~torch.isin(tokens_B, stop)
+        if done is not None:
+            still &= torch.tensor([not done(outputs[row]) for row in active.tolist()], device=still.device)
         if step == params.max_new_tokens - 1 or not bool(still.any()):
             break
         if not bool(still.all()):
