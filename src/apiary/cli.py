@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import transformers
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -114,7 +115,7 @@ def demo(
 
 def _learn_table(results) -> None:
     table = Table("job", "worker", "before", "after", "items", "episodes", "steps", "learn", "total",
-                  title="held-out accuracy before and after learning")
+                  title="held-out accuracy before and after learning", box=box.SIMPLE_HEAD, pad_edge=False)
     for r in results:
         table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
                       str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
