@@ -135,3 +135,10 @@ def test_numeric_scorer_decides_once_the_first_number_is_complete():
     assert decided("12<")
     assert scorer("contains").decided is None
     assert scorer("exact").decided("Paris\n") and not scorer("exact").decided("Paris")
+
+
+def test_function_job_with_a_small_space_keeps_half_for_training():
+    source = FunctionSource(lambda i: (f"What is 2 x {i % 97}?", str(2 * (i % 97))))  # default heldout_size=100
+    held = {t.question for t in source.heldout()}
+    train = {t.question for t in source.train(0, 500)}
+    assert len(held) == 48 and len(train) == 49 and held.isdisjoint(train)

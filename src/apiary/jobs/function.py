@@ -1,8 +1,9 @@
 """A job from plain Python: a function that makes the i-th task.
 
 `make(index) -> (question, answer)` must be deterministic in `index`. Held-out tasks are the
-first distinct questions from indices [HELDOUT_BASE, ...); training uses indices from 0 and
-skips any held-out question. A scoring function is given to the `Job` as a `Scorer`.
+first distinct questions from indices [HELDOUT_BASE, ...), at most half of the distinct questions
+seen there, so a small task space keeps the other half for training; training uses indices from 0
+and skips any held-out question. A scoring function is given to the `Job` as a `Scorer`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ class FunctionSource:
     max_tries: int = 20_000
 
     def __post_init__(self) -> None:
-        held: dict[str, Task] = {}
+        seen: dict[str, Task] = {}
         for i in range(self.max_tries):
             question, answer = self.make(HELDOUT_BASE + i)
-            held.setdefault(question, Task(question, str(answer)))
-            if len(held) >= self.heldout_size:
+            seen.setdefault(question, Task(question, str(answer)))
+            if len(seen) >= 2 * self.heldout_size:
                 break
+        held = dict(list(seen.items())[: max(1, min(self.heldout_size, len(seen) // 2))])
         self._heldout = list(held.values())
         self._questions = set(held)
 
