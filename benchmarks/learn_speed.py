@@ -32,7 +32,7 @@ from apiary.hive.training import Budget, learn  # noqa: E402
 from apiary.jobs.spec import load_job  # noqa: E402
 from apiary.models import adapters  # noqa: E402
 from apiary.models.core import load_core  # noqa: E402
-from apiary.models.generate import SamplingParams, generate  # noqa: E402
+from apiary.models.generate import SamplingParams, generate, prompt_ids  # noqa: E402
 from apiary.store.store import Store  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -43,8 +43,7 @@ def sampling_throughput(core, job, prompts_n: int = 16, group: int = 8, max_new:
     """Completion tokens/s of apiary's sampler and of transformers.generate, same prompts and budget."""
     tok = core.tokenizer
     tasks = job.source.train(0, prompts_n)
-    prompts = [list(tok.apply_chat_template(job.messages(t), add_generation_prompt=True, tokenize=True, return_dict=False))
-               for t in tasks]
+    prompts = [prompt_ids(tok, job.messages(t)) for t in tasks]
     params = SamplingParams(max_new_tokens=max_new, temperature=1.0)
     start = time.perf_counter()
     ours = generate(core.model, prompts, group, params, core.stop_token_ids, tok.pad_token_id, torch.Generator().manual_seed(0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apiary.jobs.base import Job
 from apiary.models import adapters
-from apiary.models.generate import SamplingParams, generate
+from apiary.models.generate import SamplingParams, generate, prompt_ids
 from apiary.store.records import EvalResult
 
 
@@ -17,10 +17,7 @@ def evaluate(model, tokenizer, job: Job, stop_ids: list[int], batch_size: int = 
     scores, completions = [], []
     for start in range(0, len(tasks), batch_size):
         chunk = tasks[start:start + batch_size]
-        prompts = [
-            list(tokenizer.apply_chat_template(job.messages(t), add_generation_prompt=True, tokenize=True, return_dict=False))
-            for t in chunk
-        ]
+        prompts = [prompt_ids(tokenizer, job.messages(t)) for t in chunk]
         with adapters.merged(model):
             outputs = generate(model, prompts, 1, SamplingParams(max_new_tokens=job.max_tokens, temperature=0.0),
                                stop_ids, tokenizer.pad_token_id)

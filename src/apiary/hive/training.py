@@ -74,7 +74,7 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
     model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, latest.version) if latest else None)
     learner = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids, seed=seed)
     if resumed:
-        _load_checkpoint(store, worker, state, learner)
+        _load_checkpoint(store, worker, learner)
     summary = RunSummary(run_id=state.run_id, steps=0, episodes=0, seconds=0.0, start_version=state.version,
                          version=state.version, resumed=resumed)
     try:
@@ -165,7 +165,7 @@ def _checkpoint(store: Store, worker: str, model, learner: GRPOLearner, state: _
     store.update_run(state.run_id, step=state.step)
 
 
-def _load_checkpoint(store: Store, worker: str, state: _RunState, learner: GRPOLearner) -> None:
+def _load_checkpoint(store: Store, worker: str, learner: GRPOLearner) -> None:
     path = store.checkpoint_dir(worker) / "optimizer.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)

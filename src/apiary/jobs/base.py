@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from apiary.jobs.scoring import Scorer
 
@@ -79,6 +79,3 @@ def split_distinct(items: list[Task], heldout_size: int, salt: str) -> tuple[lis
     questions = sorted({t.question for t in items}, key=lambda q: hashlib.sha1(f"{salt}:{q}".encode()).hexdigest())
     held = set(questions[:heldout_size])
     return [t for t in items if t.question not in held], [t for t in items if t.question in held]
-
-
-TaskFactory = Callable[[int], Task]

@@ -25,7 +25,7 @@ from peft import PeftModel
 
 from apiary.jobs.base import Job, Task
 from apiary.models import adapters
-from apiary.models.generate import SamplingParams, generate
+from apiary.models.generate import SamplingParams, generate, prompt_ids
 from apiary.models.logprobs import completion_logprobs
 
 
@@ -90,7 +90,7 @@ class GRPOLearner:
         self.generator = torch.Generator().manual_seed(seed)
 
     def encode(self, task: Task) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(self.job.messages(task), add_generation_prompt=True, tokenize=True, return_dict=False))
+        return prompt_ids(self.tokenizer, self.job.messages(task))
 
     def rollout(self, tasks: list[Task]) -> list[Sample]:
         """Sample the group for each task and score every completion with the job's scorer."""

@@ -15,6 +15,11 @@ from transformers import PreTrainedModel
 from apiary.models.prefix import prefill
 
 
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of a chat, formatted with the model's chat template, ready for the reply."""
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
 @dataclass
 class SamplingParams:
     max_new_tokens: int = 32
