@@ -60,6 +60,10 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_core, chain
     assert len(orphan) == 4 and {e.step for e in orphan} == {2}  # recorded, but trained no saved adapter
 
 
-def test_a_budget_is_required():
+def test_rl_needs_a_budget_and_learner_names_are_checked(tmp_path, tiny_core, chain_sum_job):
+    store = Store(tmp_path)
     with pytest.raises(ValueError, match="budget"):
-        Budget().done(0, 0.0)
+        learn(store, tiny_core, chain_sum_job, "w", Budget(), CONFIG, LORA, show_progress=False)
+    with pytest.raises(ValueError, match="unknown learner"):
+        learn(store, tiny_core, chain_sum_job, "w", Budget(steps=1), CONFIG, LORA, learners=["sft"], show_progress=False)
+    assert store.count_episodes() == 0 and store.workers() == []

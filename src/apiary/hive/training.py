@@ -1,39 +1,47 @@
-"""A worker learning on its job: the loop around a learner that makes it durable.
+"""A worker learning on its job: the loop around its learners that makes learning durable.
 
-Every step's episodes are committed to the store before the adapter is updated. Every
-`checkpoint_every` steps the adapter is saved as a new version (safetensors, atomically) with
-the ids of the episodes that trained it, plus the optimizer state. A run killed at any point
-resumes from its last checkpoint; episodes recorded after it stay in the store, linked to no
-adapter version, because no saved adapter learned from them.
+Each step, every learner of the run (RL from the job's scorer, and the learners that use
+people's feedback or the worker's own practice) takes its next batch and makes one update of the
+worker's adapter; the episodes they wrote are committed to the store first. Every
+`checkpoint_every` steps the adapter is saved as a new version (safetensors, atomically) with the
+ids of the episodes and feedback it learned from, plus the optimizer state and each learner's
+position in its material. A run killed at any point resumes from its last checkpoint; episodes
+recorded after it stay in the store, linked to no adapter version, because no saved adapter
+learned from them.
 """
 
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass, field
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from apiary.hive.mix import OPEN_ENDED, Batches, build_learners, check_learners, fill_queues, next_batch
 from apiary.jobs.base import Job
-from apiary.learners.grpo import GRPOConfig, GRPOLearner, StepStats
+from apiary.learners.common import FeedbackConfig, LearnStep, StepStats, new_optimizer
+from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core
 from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json
-from apiary.store.records import AdapterVersion, Episode, Run, now
+from apiary.store.records import AdapterVersion, Run, now
 from apiary.store.store import Store
 
 
 @dataclass
 class Budget:
+    """How long a run may learn. No limit: until the feedback learners have used up their queues."""
+
     steps: int | None = None
     minutes: float | None = None
 
+    @property
+    def unlimited(self) -> bool:
+        return self.steps is None and self.minutes is None
+
     def done(self, steps: int, seconds: float) -> bool:
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give a budget: steps or minutes")
         return (self.steps is not None and steps >= self.steps) or (self.minutes is not None and seconds >= self.minutes * 60)
 
 
@@ -46,6 +54,8 @@ class RunSummary:
     start_version: int
     version: int
     resumed: bool
+    learners: list[str] = field(default_factory=list)
+    feedback: int = 0  # pieces of feedback learned from (counting repeats over epochs)
     generated_tokens: int = 0
     trained_tokens: int = 0
     generate_seconds: float = 0.0
@@ -56,41 +66,54 @@ class RunSummary:
 @dataclass
 class _RunState:
     run_id: int
+    batches: Batches
     step: int = 0
-    cursor: int = 0
     version: int = 0
     seconds: float = 0.0
     pending: list[int] = field(default_factory=list)  # episode ids since the last saved version
+    pending_feedback: list[int] = field(default_factory=list)  # feedback ids since the last saved version
 
 
 def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, config: GRPOConfig | None = None,
           lora: LoraSpec | None = None, checkpoint_every: int = 5, seed: int = 0, show_progress: bool = True,
-          on_step=None) -> tuple[torch.nn.Module, RunSummary]:
-    """Train `worker` on `job` within `budget`; returns the model (core + adapter) and a summary."""
-    config, lora = config or GRPOConfig(), lora or LoraSpec()
+          on_step=None, learners: list[str] = ("rl",), feedback: FeedbackConfig | None = None,
+          ) -> tuple[torch.nn.Module, RunSummary]:
+    """Train `worker` on `job` with `learners` within `budget`; returns the model (core + adapter) and a summary."""
+    config, lora, feedback = config or GRPOConfig(), lora or LoraSpec(), feedback or FeedbackConfig()
+    names = check_learners(list(learners))
+    if budget.unlimited and OPEN_ENDED & set(names):
+        raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
     store.ensure_worker(worker, job.name, core.name, job.describe())
-    state, resumed = _open_run(store, worker, job, config, checkpoint_every)
+    state, resumed = _open_run(store, worker, job, names, config, feedback, checkpoint_every, seed)
     latest = store.latest_adapter(worker)
     model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, latest.version) if latest else None)
-    learner = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids, seed=seed)
+    optimizer, generator = new_optimizer(model, config.learning_rate), torch.Generator().manual_seed(seed)
+    try:
+        mix = build_learners(names, model, core, job, config, feedback, optimizer, generator)
+    except BaseException:
+        adapters.detach(model)
+        store.update_run(state.run_id, status="interrupted")
+        raise
     if resumed:
-        _load_checkpoint(store, worker, learner)
+        _load_checkpoint(store, worker, optimizer, generator)
     summary = RunSummary(run_id=state.run_id, steps=0, episodes=0, seconds=0.0, start_version=state.version,
-                         version=state.version, resumed=resumed)
+                         version=state.version, resumed=resumed, learners=names)
     try:
         with _progress(show_progress) as bar:
-            task = bar.add_task(f"{worker} on {job.name}", total=budget.steps or int((budget.minutes or 0) * 60))
-            while not budget.done(summary.steps, summary.seconds):
-                stats = _one_step(store, job, worker, learner, state)
+            task = bar.add_task(f"{worker} on {job.name}", total=budget.steps or (budget.minutes or 0) * 60 or None)
+            while not budget.done(summary.steps, summary.seconds) and not state.batches.exhausted(names):
+                stats = _one_step(store, job, worker, mix, state, config, feedback)
+                if stats is None:
+                    break
                 _account(summary, stats)
-                bar.update(task, advance=1 if budget.steps else stats.generate_seconds + stats.train_seconds,
+                bar.update(task, advance=1 if not budget.minutes else stats.generate_seconds + stats.train_seconds,
                            description=f"{worker} on {job.name}  step {state.step}  reward {stats.reward_mean:.2f}")
                 if on_step is not None:
                     on_step(state.step, stats, model)
                 if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
-                    _checkpoint(store, worker, model, learner, state, final=False)
-        if state.pending:
-            _checkpoint(store, worker, model, learner, state, final=True)
+                    _checkpoint(store, worker, model, optimizer, generator, state, final=False)
+        if state.pending or state.pending_feedback:
+            _checkpoint(store, worker, model, optimizer, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
     except BaseException:
         store.update_run(state.run_id, status="interrupted", step=state.step)
@@ -100,46 +123,69 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
     return model, summary
 
 
-def _open_run(store: Store, worker: str, job: Job, config: GRPOConfig, checkpoint_every: int) -> tuple[_RunState, bool]:
+def _open_run(store: Store, worker: str, job: Job, names: list[str], config: GRPOConfig, feedback: FeedbackConfig,
+              checkpoint_every: int, seed: int) -> tuple[_RunState, bool]:
     """Resume the worker's unfinished run if there is one, else start a new run."""
     unfinished = store.unfinished_run(worker)
     state_file = store.checkpoint_dir(worker) / "state.json"
-    if unfinished is not None and state_file.is_file():
-        saved = read_json(state_file)
-        if saved["run_id"] == unfinished.id:
-            store.update_run(unfinished.id, status="running")
-            latest = store.latest_adapter(worker)  # the store, not the state file, is the commit point
-            return _RunState(run_id=unfinished.id, step=saved["step"], cursor=saved["cursor"],
-                             version=latest.version if latest else 0, seconds=saved["seconds"]), True
+    saved = read_json(state_file) if state_file.is_file() else {}
+    saved.setdefault("batches", {"cursor": saved.get("cursor", 0)})  # state files of apiary < 0.2 kept only the cursor
+    latest = store.latest_adapter(worker)  # the store, not the state file, is the commit point
+    version = latest.version if latest else 0
+    if unfinished is not None and saved.get("run_id") == unfinished.id:
+        store.update_run(unfinished.id, status="running")
+        batches = Batches(**saved["batches"])
+        return _RunState(run_id=unfinished.id, batches=batches, step=saved["step"], version=version,
+                         seconds=saved["seconds"]), True
     if unfinished is not None:  # killed before its first checkpoint: nothing to resume from
         store.update_run(unfinished.id, status="interrupted")
-    latest = store.latest_adapter(worker)
-    previous = read_json(state_file) if state_file.is_file() else {}
-    run = Run(worker=worker, job=job.name, learner=GRPOLearner.name,
-              config={**config.__dict__, "checkpoint_every": checkpoint_every})
-    return _RunState(run_id=store.start_run(run), cursor=previous.get("cursor", 0),
-                     version=latest.version if latest else 0), False
+    run = Run(worker=worker, job=job.name, learner="+".join(names),
+              config={**config.__dict__, "feedback": feedback.__dict__, "checkpoint_every": checkpoint_every, "seed": seed})
+    batches = fill_queues(store, worker, names, feedback, seed)
+    batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
+    batches.practice = saved["batches"].get("practice", 0)
+    return _RunState(run_id=store.start_run(run), batches=batches, version=version), False
 
 
-def _one_step(store: Store, job: Job, worker: str, learner: GRPOLearner, state: _RunState) -> StepStats:
-    tasks = job.source.train(state.cursor, learner.config.prompts_per_step)
-    samples, stats = learner.step(tasks)
-    episodes = [
-        Episode(job=job.name, task_id=s.task.id, messages=job.messages(s.task), completion=s.completion, score=s.reward,
-                worker=worker, adapter_version=state.version, run_id=state.run_id, step=state.step)
-        for s in samples
-    ]
-    state.pending += store.add_episodes(episodes)
-    state.cursor += len(tasks)
+def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState, config: GRPOConfig,
+              feedback: FeedbackConfig) -> StepStats | None:
+    """One update by each learner that has material left; None if none had any."""
+    done: list[LearnStep] = []
+    for name, learner in mix:
+        batch = next_batch(name, store, job, worker, state.batches, config, feedback)
+        if batch is None:
+            continue
+        result = learner.learn(batch)
+        for episode in result.episodes:
+            episode.worker, episode.adapter_version, episode.run_id, episode.step = worker, state.version, state.run_id, state.step
+            episode.origin = episode.origin or name
+        state.pending += store.add_episodes(result.episodes)
+        state.pending_feedback += result.feedback_ids
+        done.append(result)
+    if not done:
+        return None
     state.step += 1
+    stats = _combine(done)
     state.seconds += stats.generate_seconds + stats.train_seconds
-    stats.extra["episodes"] = len(episodes)
     return stats
+
+
+def _combine(steps: list[LearnStep]) -> StepStats:
+    """One step's figures over its learners; the reward shown is the first learner's."""
+    first = steps[0].stats
+    combined = StepStats(reward_mean=first.reward_mean, trained_samples=0, generated_tokens=0, trained_tokens=0,
+                         generate_seconds=0.0, train_seconds=0.0, loss=first.loss)
+    for step in steps:
+        for key in ("trained_samples", "generated_tokens", "trained_tokens", "generate_seconds", "train_seconds"):
+            setattr(combined, key, getattr(combined, key) + getattr(step.stats, key))
+    combined.extra = {"episodes": sum(len(s.episodes) for s in steps), "feedback": sum(len(s.feedback_ids) for s in steps)}
+    return combined
 
 
 def _account(summary: RunSummary, stats: StepStats) -> None:
     summary.steps += 1
     summary.episodes += stats.extra["episodes"]
+    summary.feedback += stats.extra["feedback"]
     summary.seconds += stats.generate_seconds + stats.train_seconds
     summary.generated_tokens += stats.generated_tokens
     summary.trained_tokens += stats.trained_tokens
@@ -148,29 +194,29 @@ def _account(summary: RunSummary, stats: StepStats) -> None:
     summary.rewards.append(stats.reward_mean)
 
 
-def _checkpoint(store: Store, worker: str, model, learner: GRPOLearner, state: _RunState, final: bool) -> None:
+def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _RunState, final: bool) -> None:
     """Save adapter version N+1, then optimizer + run state, then the store record (the commit point)."""
     version = state.version + 1
     adapters.save(model, store.adapter_dir(worker, version))
     directory = store.checkpoint_dir(worker)
     buffer = io.BytesIO()
-    torch.save({"optimizer": learner.optimizer.state_dict(), "generator": learner.generator.get_state()}, buffer)
+    torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state()}, buffer)
     atomic_write_bytes(directory / "optimizer.pt", buffer.getvalue())
     record = AdapterVersion(worker=worker, version=version, parent=state.version, path=str(store.adapter_dir(worker, version)),
                             run_id=state.run_id, step=state.step, final=final)
-    store.add_adapter_version(record, state.pending)
-    state.version, state.pending = version, []
-    atomic_write_json(directory / "state.json", {"run_id": state.run_id, "step": state.step, "cursor": state.cursor,
-                                                "version": version, "seconds": state.seconds})
+    store.add_adapter_version(record, state.pending, state.pending_feedback)
+    state.version, state.pending, state.pending_feedback = version, [], []
+    atomic_write_json(directory / "state.json", {"run_id": state.run_id, "step": state.step, "version": version,
+                                                "seconds": state.seconds, "batches": state.batches.__dict__})
     store.update_run(state.run_id, step=state.step)
 
 
-def _load_checkpoint(store: Store, worker: str, learner: GRPOLearner) -> None:
+def _load_checkpoint(store: Store, worker: str, optimizer, generator) -> None:
     path = store.checkpoint_dir(worker) / "optimizer.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)
-        learner.optimizer.load_state_dict(saved["optimizer"])
-        learner.generator.set_state(saved["generator"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
 
 
 def _progress(show: bool) -> Progress:

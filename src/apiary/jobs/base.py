@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from apiary.jobs.scoring import Scorer
 
@@ -48,6 +48,7 @@ class Job:
     system: str | None = None
     max_tokens: int = 32
     origin: dict | None = None  # how to rebuild this job later, e.g. {"spec": "rg:chain_sum", "overrides": [...]}
+    solve: Callable[[str], str | None] | None = None  # reference answer of a new question, if the job can compute it
 
     def messages(self, task: Task) -> list[dict]:
         content = f"{task.question} {self.instruction}".strip() if self.instruction else task.question
@@ -68,6 +69,7 @@ class Job:
             "instruction": self.instruction,
             "max_tokens": self.max_tokens,
             "origin": self.origin,
+            "solve": getattr(self.solve, "__name__", None),
         }
 
 

@@ -11,6 +11,9 @@
     min_terms = 2
 
 For source = "python", `make = "package.module:function"` names a function index -> (question, answer).
+`check = "arithmetic"` (or "package.module:function", question -> answer or None) lets the job
+verify questions nobody wrote an answer for, which the practice learner needs; reasoning-gym's
+arithmetic tasks have it built in.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import tomllib
 from pathlib import Path
 
 from apiary.jobs.base import Job
+from apiary.jobs.checks import arithmetic_answer
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.jsonl import JobFileError, JsonlSource
 from apiary.jobs.reasoning_gym import ReasoningGymSource
 from apiary.jobs.scoring import scorer
 
 NUMBER_INSTRUCTION = "Answer with only the number."
-KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_size", "max_tokens", "path", "make"}
+KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_size", "max_tokens", "path", "make",
+        "check"}
+ARITHMETIC_TASKS = {"chain_sum", "products", "basic_arithmetic"}  # reasoning-gym tasks arithmetic_answer can verify
 
 
 def load_job(spec: str | Path, overrides: list[str] | None = None) -> Job:
@@ -81,6 +87,8 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
     job.instruction = data.get("instruction", job.instruction)
     job.system = data.get("system")
     job.max_tokens = int(data.get("max_tokens", job.max_tokens))
+    if "check" in data:
+        job.solve = arithmetic_answer if data["check"] == "arithmetic" else _import(data["check"], origin)
     return job
 
 
@@ -102,7 +110,8 @@ def _numeric_or_exact(name: str, source) -> Job:
     """reasoning-gym jobs: numeric answers ask for only the number and read the first number."""
     held = source.heldout()
     if held and all(_is_number(t.answer) for t in held):
-        return Job(name=name, source=source, scorer=scorer("numeric"), instruction=NUMBER_INSTRUCTION)
+        solve = arithmetic_answer if source.task in ARITHMETIC_TASKS else None
+        return Job(name=name, source=source, scorer=scorer("numeric"), instruction=NUMBER_INSTRUCTION, solve=solve)
     return Job(name=name, source=source, scorer=scorer("exact"), instruction="Answer with only the final answer.")
 
 
@@ -117,7 +126,7 @@ def _is_number(text: str) -> bool:
 def _import(target: str, origin: str):
     module, _, attr = target.partition(":")
     if not module or not attr:
-        raise JobFileError(f"{origin}: 'make' must look like 'package.module:function', got {target!r}")
+        raise JobFileError(f"{origin}: 'make' and 'check' must look like 'package.module:function', got {target!r}")
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:

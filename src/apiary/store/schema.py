@@ -34,6 +34,8 @@ episodes = Table(
     Column("messages", JSON, nullable=False),
     Column("completion", Text, nullable=False),
     Column("score", Float, nullable=False),
+    Column("answer", Text),  # the task's reference answer, when the job knows it
+    Column("origin", String),  # what wrote it: rl | practice | critique | attempt | serve
     Column("worker", String, index=True),
     Column("adapter_version", Integer, nullable=False),
     Column("run_id", Integer, ForeignKey("runs.id")),
@@ -61,6 +63,27 @@ adapter_episodes = Table(
     Column("episode_id", Integer, ForeignKey("episodes.id"), primary_key=True),
 )
 
+# Anything a person (or a simulated one) said about an episode.
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("episode_id", Integer, ForeignKey("episodes.id"), nullable=False, index=True),
+    Column("kind", String, nullable=False),  # reward | correction | critique | preference
+    Column("reward", Float),
+    Column("text", Text),
+    Column("other_episode_id", Integer, ForeignKey("episodes.id")),  # preference: episode_id is preferred over it
+    Column("by", String, nullable=False),
+    Column("conflict", Text),  # why it contradicts earlier feedback on the same episode, if it does
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Provenance: which feedback an adapter version learned from (beyond that of its parent version).
+adapter_feedback = Table(
+    "adapter_feedback", metadata,
+    Column("adapter_version_id", Integer, ForeignKey("adapter_versions.id"), primary_key=True),
+    Column("feedback_id", Integer, ForeignKey("feedback.id"), primary_key=True),
+)
+
 evals = Table(
     "evals", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -74,4 +97,4 @@ evals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-EXPORTED = ["workers", "runs", "episodes", "adapter_versions", "adapter_episodes", "evals"]
+EXPORTED = ["workers", "runs", "episodes", "feedback", "adapter_versions", "adapter_episodes", "adapter_feedback", "evals"]

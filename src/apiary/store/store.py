@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, event, func, insert, inspect, or_, select, text, update
 
 from apiary.store import schema
-from apiary.store.records import AdapterVersion, Episode, EvalResult, Run, now
+from apiary.store.feedback import FeedbackError, check, conflict
+from apiary.store.records import AdapterVersion, Episode, EvalResult, Feedback, Run, now
 
 
 class Store:
@@ -21,6 +22,7 @@ class Store:
         if self.url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         schema.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     # -- paths -------------------------------------------------------------------------------
     def adapter_dir(self, worker: str, version: int) -> Path:
@@ -77,6 +79,24 @@ class Store:
         with self.engine.connect() as db:
             return [Episode(**r._mapping) for r in db.execute(query)]
 
+    def episode(self, episode_id: int) -> Episode | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(schema.episodes).where(schema.episodes.c.id == episode_id)).first()
+        return Episode(**row._mapping) if row else None
+
+    def episodes_by_id(self, ids: list[int]) -> dict[int, Episode]:
+        with self.engine.connect() as db:
+            rows = db.execute(select(schema.episodes).where(schema.episodes.c.id.in_(set(ids))))
+            return {r.id: Episode(**r._mapping) for r in rows}
+
+    def failed_episodes(self, worker: str, offset: int, limit: int, origins=("rl", "attempt", "serve")) -> list[Episode]:
+        """A worker's failed attempts at its job's own tasks (score < 1), oldest first."""
+        ep = schema.episodes
+        query = (select(ep).where(ep.c.worker == worker, ep.c.score < 1.0, ep.c.origin.in_(origins))
+                 .order_by(ep.c.id).offset(offset).limit(limit))
+        with self.engine.connect() as db:
+            return [Episode(**r._mapping) for r in db.execute(query)]
+
     def count_episodes(self, worker: str | None = None) -> int:
         query = select(func.count()).select_from(schema.episodes)
         if worker is not None:
@@ -84,12 +104,68 @@ class Store:
         with self.engine.connect() as db:
             return db.execute(query).scalar_one()
 
+    # -- feedback ----------------------------------------------------------------------------
+    def add_feedback(self, items: list[Feedback]) -> list[Feedback]:
+        """Validate and insert feedback, all or nothing: if any item is refused, FeedbackError says
+        which and why and nothing is written. Contradictions are kept, flagged in `conflict`."""
+        episodes = self.episodes_by_id([f.episode_id for f in items] + [f.other_episode_id for f in items if f.other_episode_id])
+        earlier = self.feedback(episode_ids=list(episodes))
+        accepted = []
+        for n, item in enumerate(items):
+            try:
+                check(item, episodes.get(item.episode_id), episodes.get(item.other_episode_id))
+            except FeedbackError as err:
+                where = f"item {n + 1}: " if len(items) > 1 else ""
+                raise FeedbackError(f"{where}{err}; nothing was recorded") from None
+            related = [f for f in earlier + accepted
+                       if {f.episode_id, f.other_episode_id} & {item.episode_id, item.other_episode_id} - {None}]
+            accepted.append(item.model_copy(update={"conflict": conflict(item, episodes[item.episode_id], related)}))
+        with self.engine.begin() as db:
+            for item in accepted:
+                item.id = db.execute(insert(schema.feedback).values(**item.model_dump(exclude={"id"}))).inserted_primary_key[0]
+        return accepted
+
+    def feedback(self, worker: str | None = None, kind: str | None = None, episode_ids: list[int] | None = None,
+                 unconsumed: bool = False) -> list[Feedback]:
+        """Feedback, oldest first: on a worker's episodes, of one kind, on given episodes, or not yet
+        learned from by any adapter version of the worker."""
+        fb, ep = schema.feedback, schema.episodes
+        query = select(fb).order_by(fb.c.id)
+        if worker is not None:
+            query = query.join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
+        if kind is not None:
+            query = query.where(fb.c.kind == kind)
+        if episode_ids is not None:
+            query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
+        if unconsumed:
+            query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
+        with self.engine.connect() as db:
+            return [Feedback(**r._mapping) for r in db.execute(query)]
+
+    def feedback_by_id(self, ids: list[int]) -> dict[int, Feedback]:
+        with self.engine.connect() as db:
+            rows = db.execute(select(schema.feedback).where(schema.feedback.c.id.in_(set(ids))))
+            return {r.id: Feedback(**r._mapping) for r in rows}
+
+    def feedback_log(self, worker: str) -> list[dict]:
+        """Each piece of feedback on a worker's episodes, with the adapter version that learned from it."""
+        fb, af, av = schema.feedback, schema.adapter_feedback, schema.adapter_versions
+        query = (select(fb, av.c.version.label("learned_by_version"))
+                 .join(schema.episodes, schema.episodes.c.id == fb.c.episode_id)
+                 .outerjoin(af, af.c.feedback_id == fb.c.id).outerjoin(av, av.c.id == af.c.adapter_version_id)
+                 .where(schema.episodes.c.worker == worker).order_by(fb.c.id))
+        with self.engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(query)]
+
     # -- adapters ----------------------------------------------------------------------------
-    def add_adapter_version(self, version: AdapterVersion, episode_ids: list[int]) -> int:
+    def add_adapter_version(self, version: AdapterVersion, episode_ids: list[int], feedback_ids: list[int] = ()) -> int:
+        """Record an adapter version with what it learned from: episodes and feedback."""
         with self.engine.begin() as db:
             vid = db.execute(insert(schema.adapter_versions).values(**version.model_dump(exclude={"id"}))).inserted_primary_key[0]
             if episode_ids:
                 db.execute(insert(schema.adapter_episodes), [{"adapter_version_id": vid, "episode_id": e} for e in episode_ids])
+            if feedback_ids:
+                db.execute(insert(schema.adapter_feedback), [{"adapter_version_id": vid, "feedback_id": f} for f in set(feedback_ids)])
             return vid
 
     def adapter_versions(self, worker: str) -> list[AdapterVersion]:
@@ -106,14 +182,19 @@ class Store:
 
     def trained_on(self, worker: str, version: int) -> list[int]:
         """Episode ids that trained `version` of `worker`, including those of its ancestors."""
+        return self._lineage(worker, version, schema.adapter_episodes.c.episode_id)
+
+    def feedback_learned(self, worker: str, version: int) -> list[int]:
+        """Feedback ids that `version` of `worker` learned from, including those of its ancestors."""
+        return self._lineage(worker, version, schema.adapter_feedback.c.feedback_id)
+
+    def _lineage(self, worker: str, version: int, column) -> list[int]:
         by_version = {v.version: v for v in self.adapter_versions(worker)}
         ids: list[int] = []
         with self.engine.connect() as db:
             while version in by_version:
                 row = by_version[version]
-                ids += db.execute(
-                    select(schema.adapter_episodes.c.episode_id).where(schema.adapter_episodes.c.adapter_version_id == row.id)
-                ).scalars().all()
+                ids += db.execute(select(column).where(column.table.c.adapter_version_id == row.id)).scalars().all()
                 version = row.parent
         return sorted(ids)
 
@@ -132,6 +213,18 @@ class Store:
     def table_rows(self, name: str) -> list[dict]:
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
+
+
+def _add_missing_columns(engine) -> None:
+    """Hives made by an older apiary lack newer (nullable) columns; add them in place."""
+    inspector = inspect(engine)
+    with engine.begin() as db:
+        for table in schema.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    db.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -1,0 +1,46 @@
+"""Learning from corrections: supervised fine-tuning of the worker's adapter on the right output.
+
+A correction says what the worker should have answered. The update raises the log-probability
+of that answer, as a complete reply ending the turn, given the episode's own prompt. Loss is the
+per-token negative log-likelihood averaged within each answer, so a long correction does not
+outweigh a short one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update,
+                                    batch_logprobs, sft_loss)
+from apiary.models.generate import prompt_ids, reply_ids
+
+
+class CorrectionLearner:
+    name = "corrections"
+    kind = "correction"  # the feedback kind it consumes
+
+    def __init__(self, model, tokenizer, optimizer: torch.optim.Optimizer, config: FeedbackConfig):
+        self.model, self.tokenizer, self.optimizer, self.config = model, tokenizer, optimizer, config
+
+    def learn(self, items: list[FeedbackItem]) -> LearnStep:
+        started = time.perf_counter()
+        examples = [Example(prompt_ids(self.tokenizer, it.episode.messages), reply_ids(self.tokenizer, it.feedback.text))
+                    for it in items]
+        loss, tokens = supervised_update(self.model, self.optimizer, examples, self.tokenizer.pad_token_id,
+                                         self.config.max_grad_norm)
+        stats = StepStats(reward_mean=sum(it.episode.score for it in items) / len(items), trained_samples=len(examples),
+                          generated_tokens=0, trained_tokens=tokens, generate_seconds=0.0,
+                          train_seconds=time.perf_counter() - started, loss=loss)
+        return LearnStep(stats=stats, feedback_ids=[it.feedback.id for it in items])
+
+
+def supervised_update(model, optimizer: torch.optim.Optimizer, examples: list[Example], pad_id: int,
+                      max_grad_norm: float) -> tuple[float, int]:
+    """One SFT step on `examples` (weighted by `Example.weight`); returns (loss, trained tokens)."""
+    model.train()
+    logprobs_C_L, mask_C_L = batch_logprobs(model, examples, pad_id)
+    weights_C = torch.tensor([e.weight for e in examples], device=logprobs_C_L.device)
+    loss = sft_loss(logprobs_C_L, mask_C_L, weights_C)
+    return apply_update(model, optimizer, loss, max_grad_norm), int(mask_C_L.sum())

@@ -1,0 +1,95 @@
+"""Rules for feedback: what is refused outright, and what is kept but flagged as contradictory.
+
+Refused (nothing is written): feedback on an unknown episode, a reward outside [0, 1], an empty
+correction or critique, a preference naming an unknown episode, the episode itself, or an episode
+of a different prompt. Contradictions (two rewards far apart, two different corrections, A over B
+and later B over A, a high reward for an answer someone corrected) are kept, with the reason in
+`conflict`, so nobody's word is silently overwritten and a learner can choose to skip them.
+"""
+
+from __future__ import annotations
+
+from apiary.store.records import Episode, Feedback
+
+REWARD_GAP = 0.5  # two rewards of one episode further apart than this contradict each other
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be accepted; the message says why."""
+
+
+def make_feedback(episode_id: int, *, reward: float | None = None, correction: str | None = None,
+                  critique: str | None = None, prefer: int | None = None, by: str = "user") -> Feedback:
+    """One feedback record from exactly one of reward / correction / critique / prefer."""
+    given = {k: v for k, v in {"reward": reward, "correction": correction, "critique": critique, "prefer": prefer}.items()
+             if v is not None}
+    if len(given) != 1:
+        raise FeedbackError(f"give exactly one of reward, correction, critique, prefer (got {sorted(given) or 'none'})")
+    if reward is not None:
+        try:
+            reward = float(reward)
+        except (TypeError, ValueError):
+            raise FeedbackError(f"reward must be a number in [0, 1], got {reward!r}") from None
+        if not 0.0 <= reward <= 1.0:
+            _bad_reward(reward)
+        return Feedback(episode_id=episode_id, kind="reward", reward=reward, by=by)
+    if correction is not None:
+        return Feedback(episode_id=episode_id, kind="correction", text=_text("correction", correction), by=by)
+    if critique is not None:
+        return Feedback(episode_id=episode_id, kind="critique", text=_text("critique", critique), by=by)
+    return Feedback(episode_id=episode_id, kind="preference", other_episode_id=int(prefer), by=by)
+
+
+def check(feedback: Feedback, episode: Episode | None, other: Episode | None) -> None:
+    """Raise FeedbackError if `feedback` must be refused (`other`: the preference's other episode)."""
+    if episode is None:
+        raise FeedbackError(f"no episode {feedback.episode_id} in this hive")
+    if feedback.kind == "reward" and (feedback.reward is None or not 0.0 <= feedback.reward <= 1.0):
+        _bad_reward(feedback.reward)
+    if feedback.kind in ("correction", "critique"):
+        _text(feedback.kind, feedback.text)
+    if feedback.kind == "preference":
+        if feedback.other_episode_id is None or other is None:
+            raise FeedbackError(f"preference names no known other episode ({feedback.other_episode_id})")
+        if other.id == episode.id:
+            raise FeedbackError("a preference needs two different episodes")
+        if other.messages != episode.messages:
+            raise FeedbackError(f"episodes {episode.id} and {other.id} answer different prompts; a preference compares "
+                                "two answers to the same prompt")
+
+
+def conflict(feedback: Feedback, episode: Episode, earlier: list[Feedback]) -> str | None:
+    """Why `feedback` contradicts earlier feedback on the same episode(s), or None."""
+    for old in earlier:
+        reason = _contradiction(feedback, old, episode)
+        if reason:
+            return f"{reason} (feedback {old.id})" if old.id is not None else reason
+    return None
+
+
+def _contradiction(new: Feedback, old: Feedback, episode: Episode) -> str | None:
+    kinds = {new.kind, old.kind}
+    same_episode = new.episode_id == old.episode_id
+    if kinds == {"reward"} and same_episode and abs(new.reward - old.reward) > REWARD_GAP:
+        return f"reward {new.reward:g} contradicts reward {old.reward:g}"
+    if kinds == {"correction"} and same_episode and new.text.strip() != old.text.strip():
+        return "a different correction was given"
+    if kinds == {"reward", "correction"} and same_episode:
+        reward = new.reward if new.kind == "reward" else old.reward
+        corrected = new.text if new.kind == "correction" else old.text
+        if reward > REWARD_GAP and corrected.strip() != episode.completion.strip():
+            return f"reward {reward:g} for an answer that was corrected"
+    if kinds == {"preference"} and (new.episode_id, new.other_episode_id) == (old.other_episode_id, old.episode_id):
+        return "the opposite preference was given"
+    return None
+
+
+def _text(kind: str, text: str | None) -> str:
+    if text is None or not str(text).strip():
+        raise FeedbackError(f"empty {kind}: say what the right output is" if kind == "correction"
+                            else f"empty {kind}: say what was wrong")
+    return str(text)
+
+
+def _bad_reward(reward) -> None:
+    raise FeedbackError(f"reward must be a number in [0, 1], got {reward}")
