@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -34,8 +33,8 @@ from apiary.models import adapters  # noqa: E402
 from apiary.models.core import load_core  # noqa: E402
 from apiary.models.generate import SamplingParams, generate, prompt_ids  # noqa: E402
 from apiary.store.store import Store  # noqa: E402
+from report import DOCS, machine, write_section  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 TARGET = 0.80
 
 
@@ -140,15 +139,7 @@ Sampling throughput at batch {sampling['batch']} (16 prompts x 8 samples, 16 new
 {sampling['apiary_tokens_per_s']:.0f} tokens/s, plain `transformers.generate` {sampling['hf_generate_tokens_per_s']:.0f} tokens/s,
 same prompts, same process.
 """
-    path = DOCS / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures as measured; misses included.\n\n"
-    start = text.find(f"## {title}\n")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
+    write_section(title, section)
 
 
 def main() -> None:
@@ -165,7 +156,7 @@ def main() -> None:
     _, spec, overrides = DEMO_JOBS[0]
     job = load_job(spec, overrides)
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": machine(),
         "config": config.__dict__,
         "sampling": sampling_throughput(core, job),
     }

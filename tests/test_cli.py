@@ -42,3 +42,55 @@ def test_missing_core_and_missing_budget(tmp_path):
     assert result.exit_code == 2 and "does not exist" in json.loads(result.stdout)["error"]
     result = invoke("learn", *CHAIN, "--worker", "w", "--hive", tmp_path, "--json")
     assert result.exit_code == 2 and "budget" in json.loads(result.stdout)["error"]
+
+
+def test_attempt_feedback_learn_round_trip(tmp_path, tiny_core_dir):
+    """attempt -> feedback (one, and a file) -> learn from corrections alone -> the log shows who learned what."""
+    hive = tmp_path / "hive"
+    result = invoke("attempt", *CHAIN, "--worker", "w", "--n", "3", "--samples", "2", "--hive", hive, "--core", tiny_core_dir,
+                    "--json")
+    assert result.exit_code == 0, result.output
+    episodes = json.loads(result.stdout)
+    assert len(episodes) == 6 and episodes[0]["messages"] == episodes[1]["messages"]
+    first, second = episodes[0], episodes[1]
+    result = invoke("feedback", first["id"], "--correction", first["answer"], "--by", "ann", "--hive", hive, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["by"] == "ann"
+    lines = [{"episode_id": e["id"], "correction": e["answer"]} for e in episodes[2:]]
+    lines.append({"episode_id": first["id"], "prefer": second["id"]})
+    path = tmp_path / "fb.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = invoke("feedback", "--file", path, "--hive", hive, "--json")
+    assert result.exit_code == 0, result.output
+    result = invoke("learn", *CHAIN, "--worker", "w", "--learners", "corrections,preferences", "--epochs", "1", "--batch", "2",
+                    "--hive", hive, "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["learners"] == ["corrections", "preferences"] and report["feedback"] == 6 and report["steps"] == 3
+    log = json.loads(invoke("feedback", "--list", "w", "--hive", hive, "--json").stdout)
+    assert len(log) == 6 and {row["learned_by_version"] for row in log} == {report["adapter_version"]}
+    result = invoke("learn", *CHAIN, "--worker", "w", "--learners", "corrections", "--hive", hive, "--core", tiny_core_dir,
+                    "--json")
+    assert json.loads(result.stdout)["steps"] == 0  # nothing new to learn from
+
+
+def test_bad_feedback_exits_2_and_records_nothing(tmp_path, tiny_core_dir):
+    hive = tmp_path / "hive"
+    episodes = json.loads(invoke("attempt", *CHAIN, "--worker", "w", "--n", "2", "--hive", hive, "--core", tiny_core_dir,
+                                 "--json").stdout)
+    cases = [
+        (("feedback", episodes[0]["id"], "--reward", "1.5"), "reward must be a number in [0, 1]"),
+        (("feedback", 999, "--reward", "1"), "no episode 999"),
+        (("feedback", episodes[0]["id"], "--correction", " "), "empty correction"),
+        (("feedback", episodes[0]["id"], "--prefer", episodes[1]["id"]), "different prompts"),
+        (("feedback", episodes[0]["id"]), "exactly one"),
+        (("feedback",), "give an EPISODE"),
+    ]
+    for args, message in cases:
+        result = invoke(*args, "--hive", hive, "--json")
+        assert result.exit_code == 2 and message in json.loads(result.stdout)["error"], (args, result.output)
+    path = tmp_path / "fb.jsonl"
+    path.write_text(json.dumps({"episode_id": episodes[0]["id"], "reward": 1}) + "\n{oops\n")
+    result = invoke("feedback", "--file", path, "--hive", hive, "--json")
+    assert result.exit_code == 2 and "line 2: not valid JSON" in json.loads(result.stdout)["error"]
+    assert json.loads(invoke("feedback", "--list", "w", "--hive", hive, "--json").stdout) == []

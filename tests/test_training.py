@@ -67,3 +67,50 @@ def test_rl_needs_a_budget_and_learner_names_are_checked(tmp_path, tiny_core, ch
     with pytest.raises(ValueError, match="unknown learner"):
         learn(store, tiny_core, chain_sum_job, "w", Budget(steps=1), CONFIG, LORA, learners=["sft"], show_progress=False)
     assert store.count_episodes() == 0 and store.workers() == []
+
+
+def _corrections(store, worker, n):
+    """n attempts of the worker at chain_sum tasks, each corrected with its reference answer."""
+    from apiary.store.feedback import make_feedback
+    from apiary.store.records import Episode
+
+    ids = store.add_episodes([Episode(job="chain_sum", task_id=str(i), messages=[{"role": "user", "content": f"{i} + 1 ="}],
+                                      completion="?", score=0.0, answer=str(i + 1), worker=worker, origin="attempt")
+                              for i in range(n)])
+    return [f.id for f in store.add_feedback([make_feedback(i, correction=str(n)) for n, i in enumerate(ids, start=1)])]
+
+
+def test_rl_and_corrections_in_one_run_record_what_each_used(tmp_path, tiny_core, chain_sum_job):
+    from apiary.learners.common import FeedbackConfig
+
+    store = Store(tmp_path)
+    store.ensure_worker("w", chain_sum_job.name, tiny_core.name, chain_sum_job.describe())
+    feedback_ids = _corrections(store, "w", 4)
+    model, run = learn(store, tiny_core, chain_sum_job, "w", Budget(steps=3), CONFIG, LORA, show_progress=False,
+                       learners=["rl", "corrections"], feedback=FeedbackConfig(batch_size=2, epochs=1))
+    adapters.detach(model)
+    assert run.learners == ["rl", "corrections"] and run.feedback == 4 and run.steps == 3
+    rl = [e for e in store.episodes("w") if e.origin == "rl"]
+    assert len(rl) == 12 and {e.step for e in rl} == {0, 1, 2}
+    assert sorted(store.feedback_learned("w", run.version)) == sorted(feedback_ids)
+    assert {e.id for e in rl} <= set(store.trained_on("w", run.version))
+    assert store.feedback("w", unconsumed=True) == []
+
+
+def test_interrupted_feedback_run_resumes_its_queue(tmp_path, tiny_core, chain_sum_job):
+    from apiary.learners.common import FeedbackConfig
+
+    store = Store(tmp_path)
+    store.ensure_worker("w", chain_sum_job.name, tiny_core.name, chain_sum_job.describe())
+    _corrections(store, "w", 6)
+    config = FeedbackConfig(batch_size=2, epochs=2)  # 12 items in the queue: 6 steps
+    with pytest.raises(Stop):
+        learn(store, tiny_core, chain_sum_job, "w", Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
+              learners=["corrections"], feedback=config, on_step=stop_at(3))
+    assert store.latest_adapter("w").version == 1
+    first = set(store.feedback_learned("w", 1))
+    model, run = learn(store, tiny_core, chain_sum_job, "w", Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
+                       learners=["corrections"], feedback=config)
+    adapters.detach(model)
+    assert run.resumed and run.steps == 4  # steps 3..6 of the saved queue, not a new queue
+    assert len(first | set(store.feedback_learned("w", run.version))) == 6

@@ -5,6 +5,9 @@ from apiary.jobs.base import Job, Task
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.scoring import Scorer, scorer
 from apiary.jobs.spec import load_job
+from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig
+from apiary.store.feedback import FeedbackError
 
-__all__ = ["Hive", "LearnResult", "Job", "Task", "FunctionSource", "Scorer", "scorer", "load_job", "GRPOConfig"]
+__all__ = ["Hive", "LearnResult", "Job", "Task", "FunctionSource", "Scorer", "scorer", "load_job", "GRPOConfig", "FeedbackConfig",
+           "FeedbackError"]

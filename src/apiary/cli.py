@@ -16,6 +16,8 @@ from rich.table import Table
 
 from apiary.hive.demo import run_demo
 from apiary.hive.hive import Hive
+from apiary.hive.mix import LEARNERS, OPEN_ENDED
+from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="apiary: models that learn on the job.")
@@ -50,19 +52,110 @@ def learn(
     prompts: Annotated[int, typer.Option(help="prompts per step")] = GRPOConfig.prompts_per_step,
     samples: Annotated[int, typer.Option(help="samples per prompt")] = GRPOConfig.samples_per_prompt,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
+    learners: Annotated[str, typer.Option(help=f"comma-separated, any of {', '.join(LEARNERS)}")] = "rl",
+    epochs: Annotated[int, typer.Option(help="passes over the feedback")] = FeedbackConfig.epochs,
+    batch: Annotated[int, typer.Option(help="feedback items (or practice tasks) per update")] = FeedbackConfig.batch_size,
     hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
 ):
-    """A worker learns a job from verifiable rewards; prints held-out accuracy before and after."""
-    if minutes is None and steps is None:
-        _fail("give a budget: --minutes M or --steps N", as_json)
+    """A worker learns a job (from rewards by default, or from people's feedback and its own practice);
+    prints held-out accuracy before and after."""
+    names = [n.strip() for n in learners.split(",") if n.strip()]
+    if minutes is None and steps is None and OPEN_ENDED & set(names):
+        _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
     config = GRPOConfig(prompts_per_step=prompts, samples_per_prompt=samples, learning_rate=lr, max_new_tokens=max_new_tokens)
+    feedback = FeedbackConfig(epochs=epochs, batch_size=batch)
     h = Hive(hive, core=core)
-    result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, config=config,
-                                          overrides=spec[1:], show_progress=not as_json))
+    result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, config=config,
+                                          feedback=feedback, overrides=spec[1:], show_progress=not as_json))
     if as_json:
         print(result.model_dump_json())
     else:
         _learn_table([result])
+
+
+@app.command()
+def attempt(
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
+    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    n: Annotated[int, typer.Option("--n", help="how many training tasks")] = 8,
+    samples: Annotated[int, typer.Option(help="answers per task (more than one: sampled at temperature 0.7)")] = 1,
+    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+):
+    """The worker answers training tasks of its job; answers are stored as episodes for feedback."""
+    h = Hive(hive, core=core)
+    episodes = _run(as_json, lambda: h.attempt(spec[0], worker, n, samples=samples, overrides=spec[1:]))
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json", include={"id", "task_id", "messages", "completion", "score", "answer"})
+                          for e in episodes]))
+        return
+    table = Table("episode", "question", "answer given", "score", box=box.SIMPLE_HEAD)
+    for e in episodes:
+        table.add_row(str(e.id), e.messages[-1]["content"][:60], e.completion.strip()[:40], f"{e.score:.2f}")
+    Console().print(table)
+
+
+@app.command()
+def feedback(
+    episode: Annotated[Optional[int], typer.Argument(help="the episode (response) id the feedback is about")] = None,
+    reward: Annotated[Optional[float], typer.Option(help="a number in [0, 1]")] = None,
+    correction: Annotated[Optional[str], typer.Option(help="the right output")] = None,
+    critique: Annotated[Optional[str], typer.Option(help="what was wrong, in words")] = None,
+    prefer: Annotated[Optional[int], typer.Option(help="this episode is better than episode OTHER (same prompt)")] = None,
+    by: Annotated[str, typer.Option(help="who gives it")] = "user",
+    file: Annotated[Optional[Path], typer.Option("--file", help="JSONL, one object per line: all or nothing")] = None,
+    list_worker: Annotated[Optional[str], typer.Option("--list", help="show a worker's feedback and what learned from it")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Give feedback on an episode (one of --reward, --correction, --critique, --prefer), load a file
+    of it, or --list a worker's feedback with the adapter version that learned from each."""
+    h = Hive(hive)
+    if list_worker is not None:
+        return _feedback_log(h, list_worker, as_json)
+    if file is not None:
+        records = _run(as_json, lambda: h.add_feedback(file))
+    elif episode is None:
+        return _fail("give an EPISODE id (or --file, or --list WORKER)", as_json)
+    else:
+        records = _run(as_json, lambda: [h.feedback(episode, reward=reward, correction=correction, critique=critique,
+                                                    prefer=prefer, by=by)])
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records]))
+        return
+    flagged = [r for r in records if r.conflict]
+    console.print(f"recorded {len(records)} piece(s) of feedback, ids {records[0].id}..{records[-1].id}"
+                  if len(records) > 1 else f"recorded feedback {records[0].id} ({records[0].kind})")
+    for r in flagged:
+        console.print(f"[yellow]flagged[/yellow] feedback {r.id} on episode {r.episode_id}: {r.conflict}")
+
+
+@app.command(name="simulate-feedback")
+def simulate_feedback(
+    worker: Annotated[str, typer.Option("--worker", "-w")],
+    kind: Annotated[str, typer.Option(help="reward, correction, critique, hint (a critique that hides the answer), preference")],
+    n: Annotated[int, typer.Option("--n")] = 64,
+    seed: int = 0,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """For experiments: a simulated person gives feedback on the worker's attempts (known answers)."""
+    records = _run(as_json, lambda: Hive(hive).simulate_feedback(worker, kind, n, seed))
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records]))
+    else:
+        console.print(f"recorded {len(records)} piece(s) of simulated {kind} feedback for {worker}")
+
+
+def _feedback_log(h: Hive, worker: str, as_json: bool) -> None:
+    rows = h.feedback_log(worker)
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table("id", "episode", "kind", "feedback", "by", "learned by version", "conflict", box=box.SIMPLE_HEAD)
+    for r in rows:
+        said = f"{r['reward']:g}" if r["kind"] == "reward" else (f"over {r['other_episode_id']}" if r["kind"] == "preference"
+                                                                  else r["text"][:50])
+        table.add_row(str(r["id"]), str(r["episode_id"]), r["kind"], said, r["by"], str(r["learned_by_version"] or "-"),
+                      r["conflict"] or "")
+    Console().print(table)
 
 
 @app.command(name="eval")

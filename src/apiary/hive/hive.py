@@ -8,16 +8,19 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from apiary.evals import simulated_people
 from apiary.evals.heldout import evaluate
 from apiary.hive.training import Budget, learn
 from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
-from apiary.learners.grpo import GRPOConfig
+from apiary.learners.common import FeedbackConfig
+from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core, load_core
 from apiary.store.export import export
-from apiary.store.records import EvalResult
+from apiary.store.feedback import load_jsonl, make_feedback
+from apiary.store.records import Episode, EvalResult, Feedback
 from apiary.store.store import Store
 
 DEFAULT_HIVE = "hive"
@@ -38,6 +41,8 @@ class LearnResult(BaseModel):
     resumed: bool
     generate_tokens_per_s: float
     train_tokens_per_s: float
+    learners: list[str] = ["rl"]
+    feedback: int = 0  # pieces of feedback learned from, counting each epoch
 
 
 class Hive:
@@ -59,15 +64,19 @@ class Hive:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
 
     def learn(self, job: Job | str, worker: str, *, minutes: float | None = None, steps: int | None = None,
-              config: GRPOConfig | None = None, lora: LoraSpec | None = None, overrides: list[str] | None = None,
-              checkpoint_every: int = 5, show_progress: bool = True) -> LearnResult:
-        """Evaluate, learn from verifiable rewards within the budget, evaluate again."""
+              learners: list[str] = ("rl",), config: GRPOConfig | None = None, feedback: FeedbackConfig | None = None,
+              lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
+              show_progress: bool = True) -> LearnResult:
+        """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
+        corrections, critiques, preferences, practice; feedback learners alone need no budget
+        (they stop when the worker's unlearned feedback is used up)."""
         started = time.perf_counter()
         job = self.job(job, overrides)
         latest = self.store.latest_adapter(worker)
         before = self._eval_version(job, worker if latest else None, latest.version if latest else 0)
         model, run = learn(self.store, self.core, job, worker, Budget(steps=steps, minutes=minutes), config, lora,
-                           checkpoint_every=checkpoint_every, show_progress=show_progress)
+                           checkpoint_every=checkpoint_every, show_progress=show_progress, learners=learners,
+                           feedback=feedback)
         try:
             after = self._record(evaluate(model, self.core.tokenizer, job, self.core.stop_token_ids,
                                           worker=worker, adapter_version=run.version))
@@ -80,7 +89,59 @@ class Hive:
             resumed=run.resumed,
             generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
             train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
+            learners=run.learners, feedback=run.feedback,
         )
+
+    def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
+                start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:
+        """The worker (its latest adapter) answers `n` training tasks of its job, `samples` times each
+        (greedy for one sample, temperature 0.7 for more); the answers are stored as episodes
+        (origin "attempt") that can receive feedback. `start`: first task of the training stream
+        (default: the next one this worker has not attempted)."""
+        job = self.job(job, overrides)
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe())
+        latest = self.store.latest_adapter(worker)
+        version = latest.version if latest else 0
+        start = self.store.count_attempted_tasks(worker) if start is None else start
+        temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
+        config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
+        model = adapters.attach(self.core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
+        try:
+            rollouts = GRPOLearner(model, self.core.tokenizer, job, config, self.core.stop_token_ids).rollout(
+                job.source.train(start, n))
+        finally:
+            adapters.detach(model)
+        episodes = [Episode(job=job.name, task_id=s.task.id, messages=job.messages(s.task), completion=s.completion,
+                            score=s.reward, answer=s.task.answer, origin="attempt", worker=worker, adapter_version=version)
+                    for s in rollouts]
+        for episode, episode_id in zip(episodes, self.store.add_episodes(episodes)):
+            episode.id = episode_id
+        return episodes
+
+    def feedback(self, episode_id: int, *, reward: float | None = None, correction: str | None = None,
+                 critique: str | None = None, prefer: int | None = None, by: str = "user") -> Feedback:
+        """Record one piece of feedback on an episode (exactly one of reward, correction, critique,
+        prefer: the id of another episode of the same prompt that this one is better than).
+        Refused with FeedbackError, and nothing written, if it is invalid."""
+        item = make_feedback(episode_id, reward=reward, correction=correction, critique=critique, prefer=prefer, by=by)
+        return self.store.add_feedback([item])[0]
+
+    def add_feedback(self, items: list[Feedback] | str | Path) -> list[Feedback]:
+        """Record many pieces of feedback, all or nothing: records, or a JSONL file with one object
+        per line ({"episode_id": 12, "correction": "42"}, ...; errors name the line)."""
+        if isinstance(items, (str, Path)):
+            return self.store.add_feedback(*load_jsonl(Path(items)))
+        return self.store.add_feedback(list(items))
+
+    def simulate_feedback(self, worker: str, kind: str, n: int = 64, seed: int = 0, episodes: list[Episode] | None = None,
+                          ) -> list[Feedback]:
+        """Feedback from a simulated person (see evals.simulated_people) on the worker's attempts."""
+        episodes = episodes if episodes is not None else [e for e in self.store.episodes(worker) if e.origin == "attempt"]
+        return self.store.add_feedback(simulated_people.simulate(episodes, kind, n, seed))
+
+    def feedback_log(self, worker: str) -> list[dict]:
+        """Every piece of feedback on the worker's episodes and the adapter version that learned from it."""
+        return self.store.feedback_log(worker)
 
     def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None) -> list[EvalResult]:
         """Held-out scores: a worker's latest adapter on its job, or the core on the given jobs."""

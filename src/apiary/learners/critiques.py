@@ -3,7 +3,7 @@
 For each critique, the worker is shown its own answer and the critique and writes improved
 answers (`tries` samples). Where the episode's reference answer is known, an improvement counts
 only if the job's scorer rates it above the original answer (verified); otherwise the first
-answer that differs from the original is taken. The worker *without* the critique in its context
+answer that differs from the original is taken; among equally good revisions the shortest is taken. The worker *without* the critique in its context
 is then fine-tuned toward the improvement (SFT on verified improvements), so next time it needs
 no critique. Every scored revision is kept as an episode, so the store shows what the worker
 wrote when criticised.
@@ -80,9 +80,10 @@ class CritiqueLearner:
 
 
 def _improvement(item: FeedbackItem, texts: list[str], scores: list[float | None]) -> str | None:
-    """The best verified improvement over the original answer; unverifiable: the first that differs."""
+    """The best verified improvement over the original answer, shortest first among equals (a long
+    revision that happens to contain the right value teaches rambling); unverifiable: the first that differs."""
     if item.episode.answer is not None:
-        best = max(range(len(texts)), key=lambda i: scores[i], default=None)
+        best = min(range(len(texts)), key=lambda i: (-scores[i], len(texts[i])), default=None)
         return texts[best] if best is not None and scores[best] > item.episode.score else None
     original = item.episode.completion.strip()
     return next((t for t in texts if t.strip() and t.strip() != original), None)

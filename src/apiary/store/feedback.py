@@ -9,6 +9,9 @@ and later B over A, a high reward for an answer someone corrected) are kept, wit
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from apiary.store.records import Episode, Feedback
 
 REWARD_GAP = 0.5  # two rewards of one episode further apart than this contradict each other
@@ -38,6 +41,45 @@ def make_feedback(episode_id: int, *, reward: float | None = None, correction: s
     if critique is not None:
         return Feedback(episode_id=episode_id, kind="critique", text=_text("critique", critique), by=by)
     return Feedback(episode_id=episode_id, kind="preference", other_episode_id=int(prefer), by=by)
+
+
+FIELDS = {"episode_id", "id", "reward", "correction", "critique", "prefer", "by"}
+
+
+def from_dict(data: dict) -> Feedback:
+    """One record from {"episode_id" (or "id"): 12, one of reward/correction/critique/prefer, "by"?}."""
+    if not isinstance(data, dict):
+        raise FeedbackError(f"expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise FeedbackError(f"unknown field(s) {', '.join(unknown)}; expected episode_id and one of reward, correction, "
+                            "critique, prefer (and optionally by)")
+    episode_id = data.get("episode_id", data.get("id"))
+    if not isinstance(episode_id, int) or isinstance(episode_id, bool):
+        raise FeedbackError(f"episode_id must be an integer episode id, got {episode_id!r}")
+    prefer = data.get("prefer")
+    if prefer is not None and (not isinstance(prefer, int) or isinstance(prefer, bool)):
+        raise FeedbackError(f"prefer must be an integer episode id, got {prefer!r}")
+    return make_feedback(episode_id, reward=data.get("reward"), correction=data.get("correction"),
+                         critique=data.get("critique"), prefer=prefer, by=str(data.get("by", "user")))
+
+
+def load_jsonl(path: Path) -> tuple[list[Feedback], list[str]]:
+    """Feedback records of a JSONL file and where each came from ("FILE line N"); the first bad
+    line raises FeedbackError naming it."""
+    items, where = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        label = f"{path} line {number}"
+        try:
+            items.append(from_dict(json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise FeedbackError(f"{label}: not valid JSON ({err.msg}); nothing was recorded") from None
+        except FeedbackError as err:
+            raise FeedbackError(f"{label}: {err}; nothing was recorded") from None
+        where.append(label)
+    return items, where
 
 
 def check(feedback: Feedback, episode: Episode | None, other: Episode | None) -> None:

@@ -97,6 +97,12 @@ class Store:
         with self.engine.connect() as db:
             return [Episode(**r._mapping) for r in db.execute(query)]
 
+    def count_attempted_tasks(self, worker: str) -> int:
+        ep = schema.episodes
+        query = select(func.count(ep.c.task_id.distinct())).where(ep.c.worker == worker, ep.c.origin == "attempt")
+        with self.engine.connect() as db:
+            return db.execute(query).scalar_one()
+
     def count_episodes(self, worker: str | None = None) -> int:
         query = select(func.count()).select_from(schema.episodes)
         if worker is not None:
@@ -105,9 +111,10 @@ class Store:
             return db.execute(query).scalar_one()
 
     # -- feedback ----------------------------------------------------------------------------
-    def add_feedback(self, items: list[Feedback]) -> list[Feedback]:
+    def add_feedback(self, items: list[Feedback], where: list[str] | None = None) -> list[Feedback]:
         """Validate and insert feedback, all or nothing: if any item is refused, FeedbackError says
-        which and why and nothing is written. Contradictions are kept, flagged in `conflict`."""
+        which (`where[i]`, default "item i+1") and why, and nothing is written. Contradictions are
+        kept, flagged in `conflict`."""
         episodes = self.episodes_by_id([f.episode_id for f in items] + [f.other_episode_id for f in items if f.other_episode_id])
         earlier = self.feedback(episode_ids=list(episodes))
         accepted = []
@@ -115,8 +122,8 @@ class Store:
             try:
                 check(item, episodes.get(item.episode_id), episodes.get(item.other_episode_id))
             except FeedbackError as err:
-                where = f"item {n + 1}: " if len(items) > 1 else ""
-                raise FeedbackError(f"{where}{err}; nothing was recorded") from None
+                label = where[n] if where else f"item {n + 1}" if len(items) > 1 else ""
+                raise FeedbackError(f"{label + ': ' if label else ''}{err}; nothing was recorded") from None
             related = [f for f in earlier + accepted
                        if {f.episode_id, f.other_episode_id} & {item.episode_id, item.other_episode_id} - {None}]
             accepted.append(item.model_copy(update={"conflict": conflict(item, episodes[item.episode_id], related)}))
