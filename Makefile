@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/learn_speed.py
+	$(BIN)/python benchmarks/feedback_kinds.py
 
 clean:
 	rm -rf $(VENV) hive hive-demo

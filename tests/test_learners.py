@@ -16,6 +16,7 @@ from apiary.learners.rewards import RewardLearner, baseline_advantages
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.generate import prompt_ids, reply_ids
+from apiary.store.feedback import make_feedback
 from apiary.store.records import Episode, Feedback
 
 ASK = [{"role": "user", "content": "Calculate 9 - 4 ="}]
@@ -126,3 +127,23 @@ def test_practice_keeps_only_checkable_new_problems_outside_the_heldout(model, t
     with pytest.raises(ValueError, match="no check"):
         PracticeLearner(model, tiny_core.tokenizer, Job(name="x", source=job.source, scorer=job.scorer),
                         new_optimizer(model, 1e-2), CONFIG, tiny_core.stop_token_ids, torch.Generator())
+
+
+@pytest.mark.real_model
+def test_bundled_core_learns_from_corrections(tmp_path):
+    """On the real core: products answers that echo the question ("7 * 8 = 56") are corrected; the
+    worker then answers the same tasks (greedy) better, and every piece of feedback is in the lineage."""
+    from apiary import Hive
+
+    hive = Hive(tmp_path)
+    spec = ["rg:products", "min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
+    episodes = hive.attempt(spec[0], "w", 16, overrides=spec[1:])
+    wrong = [e for e in episodes if e.score < 1.0]
+    assert len(wrong) >= 8  # the core echoes the question first
+    hive.add_feedback([make_feedback(e.id, correction=e.answer) for e in wrong])
+    result = hive.learn(spec[0], "w", learners=["corrections"], overrides=spec[1:], show_progress=False)
+    assert result.feedback == 3 * len(wrong) and result.after > result.before
+    again = hive.attempt(spec[0], "w", 16, start=0, overrides=spec[1:])
+    assert sum(e.score for e in again) > sum(e.score for e in episodes)
+    assert sorted(hive.store.feedback_learned("w", result.adapter_version)) == sorted(
+        f["id"] for f in hive.feedback_log("w"))
