@@ -1,0 +1,49 @@
+"""The retention suite: item scoring, cached base replies, and KL(base || model)."""
+
+import pytest
+import torch
+
+from apiary.evals import retention
+from apiary.models import adapters
+from apiary.models.adapters import LoraSpec
+
+
+def test_item_scoring_rules():
+    assert retention.item_score("Paris.", "Paris") == 1.0
+    assert retention.item_score("The capital is paris", "Paris") == 1.0
+    assert retention.item_score("Parisian food\nParis", "Paris") == 0.0  # first line only, whole word
+    assert retention.item_score("Not really", "no") == 0.0
+    assert retention.item_score("12 months", "12") == 1.0 and retention.item_score("1 or 12", "12") == 0.0
+
+
+def test_shipped_suite_is_present():
+    assert len(retention.prompts()) >= 30
+    shipped = retention.items()
+    candidates = retention.items("candidates.jsonl")
+    assert len(shipped) >= 30 and all(item in candidates for item in shipped)
+
+
+def test_references_are_computed_once_and_cached(tmp_path, tiny_core, monkeypatch):
+    first = retention.references(tiny_core, tmp_path)
+    assert len(first) == len(retention.prompts())
+    monkeypatch.setattr(retention, "_greedy", lambda *a, **k: pytest.fail("recomputed"))
+    assert retention.references(tiny_core, tmp_path) == [list(r) for r in first]
+
+
+def test_retention_kl_is_zero_at_the_base_and_grows_as_the_adapter_moves(tmp_path, tiny_core):
+    replies = retention.references(tiny_core, tmp_path)
+    model = adapters.attach(tiny_core.model, LoraSpec(rank=4, alpha=8))
+    try:
+        assert retention.retention_kl(model, None, tiny_core.tokenizer, replies) == pytest.approx(0.0, abs=1e-6)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.add_(0.05 * torch.randn_like(p))
+        small = retention.retention_kl(model, None, tiny_core.tokenizer, replies)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.mul_(10)
+        assert 0 < small < retention.retention_kl(model, None, tiny_core.tokenizer, replies)
+    finally:
+        adapters.detach(model)
