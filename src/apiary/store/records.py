@@ -89,3 +89,27 @@ class Run(BaseModel):
     step: int = 0
     started_at: datetime = Field(default_factory=now)
     finished_at: datetime | None = None
+
+
+class CoreVersion(BaseModel):
+    """A core the hive built from workers: the base core plus a core adapter, with its lineage."""
+
+    version: int
+    parent: int
+    method: str
+    path: str
+    sources: list[dict] = Field(default_factory=list)  # the worker adapter versions it was built from
+    details: dict = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=now)
+
+
+class GateDecision(BaseModel):
+    """Whether a candidate was released, why not if it was not, and the numbers behind it."""
+
+    id: int | None = None
+    candidate: str
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+    evidence: dict = Field(default_factory=dict)
+    config: dict = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=now)

@@ -97,4 +97,38 @@ evals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-EXPORTED = ["workers", "runs", "episodes", "feedback", "adapter_versions", "adapter_episodes", "adapter_feedback", "evals"]
+# Core versions the hive built (version 0, the base core, is implicit), with their lineage.
+core_versions = Table(
+    "core_versions", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("parent", Integer, nullable=False),
+    Column("method", String, nullable=False),  # distill | linear | ties | dare_linear
+    Column("path", String, nullable=False),  # the core adapter's directory
+    Column("sources", JSON, nullable=False),  # [{"worker": ..., "adapter_version": ...}, ...]
+    Column("details", JSON, nullable=False),  # settings, eval ids, anything the method reports
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which core version is current: the latest row wins; rollbacks append, so history is kept.
+releases = Table(
+    "releases", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("core_version", Integer, nullable=False),
+    Column("reason", String, nullable=False),  # release | rollback
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every gate decision with its numbers, passed or not.
+gate_decisions = Table(
+    "gate_decisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("candidate", String, nullable=False),  # "core:3" or "worker:arith:5"
+    Column("passed", Boolean, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+EXPORTED = ["workers", "runs", "episodes", "feedback", "adapter_versions", "adapter_episodes", "adapter_feedback", "evals",
+            "core_versions", "releases", "gate_decisions"]

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, event, func, insert, inspect, or_, select,
 
 from apiary.store import schema
 from apiary.store.feedback import FeedbackError, check, conflict
-from apiary.store.records import AdapterVersion, Episode, EvalResult, Feedback, Run, now
+from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, now
 
 
 class Store:
@@ -30,6 +30,9 @@ class Store:
 
     def checkpoint_dir(self, worker: str) -> Path:
         return self.root / "checkpoints" / worker
+
+    def core_dir(self, version: int) -> Path:
+        return self.root / "cores" / f"v{version}"
 
     # -- workers -----------------------------------------------------------------------------
     def ensure_worker(self, name: str, job: str, core: str, job_spec: dict) -> None:
@@ -216,6 +219,53 @@ class Store:
             query = query.where(schema.evals.c.worker == worker)
         with self.engine.connect() as db:
             return [EvalResult(**r._mapping) for r in db.execute(query)]
+
+    # -- core versions, releases, gate decisions ----------------------------------------------
+    def add_core_version(self, core: CoreVersion) -> int:
+        with self.engine.begin() as db:
+            db.execute(insert(schema.core_versions).values(**core.model_dump()))
+        return core.version
+
+    def next_core_version(self) -> int:
+        with self.engine.connect() as db:
+            return (db.execute(select(func.max(schema.core_versions.c.version))).scalar_one() or 0) + 1
+
+    def core_versions(self) -> list[CoreVersion]:
+        with self.engine.connect() as db:
+            rows = db.execute(select(schema.core_versions).order_by(schema.core_versions.c.version))
+            return [CoreVersion(**r._mapping) for r in rows]
+
+    def release(self, version: int, reason: str = "release") -> None:
+        """Make core `version` current (0: the base core); a rollback may only name a version that was released."""
+        known = {c.version for c in self.core_versions()} | {0}
+        if version not in known:
+            raise ValueError(f"no core version {version}; versions: {', '.join(map(str, sorted(known)))}")
+        if reason == "rollback" and version not in self.released_versions():
+            raise ValueError(f"core version {version} was never released (refused by its gate), so it cannot be rolled back to")
+        with self.engine.begin() as db:
+            db.execute(insert(schema.releases).values(core_version=version, reason=reason, created_at=now()))
+
+    def released_versions(self) -> set[int]:
+        with self.engine.connect() as db:
+            return {0} | {r.core_version for r in db.execute(select(schema.releases.c.core_version))}
+
+    def current_core(self) -> int:
+        """The current core version: the latest release or rollback (0, the base core, if none)."""
+        with self.engine.connect() as db:
+            row = db.execute(select(schema.releases.c.core_version).order_by(schema.releases.c.id.desc())).first()
+        return row.core_version if row else 0
+
+    def add_decision(self, decision: GateDecision) -> int:
+        with self.engine.begin() as db:
+            values = decision.model_dump(exclude={"id"}, mode="json") | {"created_at": decision.created_at}
+            return db.execute(insert(schema.gate_decisions).values(**values)).inserted_primary_key[0]
+
+    def decisions(self, candidate: str | None = None) -> list[GateDecision]:
+        query = select(schema.gate_decisions).order_by(schema.gate_decisions.c.id)
+        if candidate is not None:
+            query = query.where(schema.gate_decisions.c.candidate == candidate)
+        with self.engine.connect() as db:
+            return [GateDecision(**r._mapping) for r in db.execute(query)]
 
     def table_rows(self, name: str) -> list[dict]:
         with self.engine.connect() as db:
