@@ -75,7 +75,7 @@ def references(core, cache_dir: Path) -> list[list[int]]:
     return replies
 
 
-def _reply_logprobs(model, tokenizer, prompt: list[int], reply: list[int]) -> torch.Tensor:
+def _reply_logprobs(model, prompt: list[int], reply: list[int]) -> torch.Tensor:
     """Log-softmax over the vocabulary at each reply position (L x V)."""
     ids = torch.tensor([prompt + reply])
     logits = model(input_ids=ids).logits[0, len(prompt) - 1:len(prompt) + len(reply) - 1]
@@ -92,12 +92,12 @@ def retention_kl(model, base, tokenizer, replies: list[list[int]]) -> float:
             if not reply:
                 continue
             prompt = prompt_ids(tokenizer, [{"role": "user", "content": question}])
-            mine = _reply_logprobs(model, tokenizer, prompt, reply)
+            mine = _reply_logprobs(model, prompt, reply)
             if base is None:
                 with model.disable_adapter():
-                    theirs = _reply_logprobs(model, tokenizer, prompt, reply)
+                    theirs = _reply_logprobs(model, prompt, reply)
             else:
-                theirs = _reply_logprobs(base, tokenizer, prompt, reply)
+                theirs = _reply_logprobs(base, prompt, reply)
             total += float((theirs.exp() * (theirs - mine)).sum(-1).mean())
     return total / max(1, sum(1 for r in replies if r))
 
