@@ -94,3 +94,30 @@ def test_bad_feedback_exits_2_and_records_nothing(tmp_path, tiny_core_dir):
     result = invoke("feedback", "--file", path, "--hive", hive, "--json")
     assert result.exit_code == 2 and "line 2: not valid JSON" in json.loads(result.stdout)["error"]
     assert json.loads(invoke("feedback", "--list", "w", "--hive", hive, "--json").stdout) == []
+
+
+def test_consolidate_status_rollback_report(tmp_path, tiny_core_dir, monkeypatch):
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    hive = tmp_path / "hive"
+    for worker, task in [("arith", CHAIN), ("arith2", CHAIN[:2] + ["max_terms=3"] + CHAIN[3:])]:  # two chain_sum jobs
+        assert invoke("learn", *task, "--worker", worker, "--steps", "1", "--prompts", "2", "--samples", "2",
+                      "--max-new-tokens", "3", "--hive", hive, "--core", tiny_core_dir, "--json").exit_code == 0
+    result = invoke("consolidate", "--method", "linear", "--tolerance", "1", "--max-kl", "10", "--hive", hive,
+                    "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["version"] == 1 and out["passed"] and out["current_core"] == 1
+    assert {(j["job"], j["worker"]) for j in out["jobs"]} == {("chain_sum@arith", "arith"), ("chain_sum@arith2", "arith2")}
+    assert all({"released", "worker_score", "candidate", "gain_kept"} <= set(j) for j in out["jobs"])
+    refused = json.loads(invoke("consolidate", "--method", "ties", "--hive", hive, "--core", tiny_core_dir, "--json").stdout)
+    assert "nothing to consolidate" in refused["error"]  # both workers sit on v0, and v1 is now current
+    status = json.loads(invoke("status", "--hive", hive, "--json").stdout)
+    assert status["current_core"] == 1 and [c["released"] for c in status["core_versions"]] == [True]
+    assert json.loads(invoke("rollback", "0", "--hive", hive, "--json").stdout) == {"current_core": 0}
+    assert invoke("rollback", "7", "--hive", hive, "--json").exit_code == 2
+    result = invoke("report", "--hive", hive, "--json")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert {p.rsplit("/", 1)[1] for p in files} == {"report.md", "learning_curves.png", "forgetting.png", "retention.png"}
+    text = (hive / "report" / "report.md").read_text()
+    assert "core v1" in text and "| v1 | v0 | linear |" in text

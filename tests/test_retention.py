@@ -14,6 +14,8 @@ def test_item_scoring_rules():
     assert retention.item_score("Parisian food\nParis", "Paris") == 0.0  # first line only, whole word
     assert retention.item_score("Not really", "no") == 0.0
     assert retention.item_score("12 months", "12") == 1.0 and retention.item_score("1 or 12", "12") == 0.0
+    assert retention.item_score("3 + 3 = 6", "6", "What is 3 + 3?") == 1.0  # numbers from the question are fine
+    assert retention.item_score("The answer is 1.\nThe answer is 12", "12") == 0.0  # first line only
 
 
 def test_shipped_suite_is_present():

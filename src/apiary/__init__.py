@@ -1,5 +1,8 @@
 """apiary: a continual-learning engine for language-model agents."""
 
+from apiary.evals.gate import GateConfig
+from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult
+from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive, LearnResult
 from apiary.jobs.base import Job, Task
 from apiary.jobs.function import FunctionSource
@@ -10,4 +13,4 @@ from apiary.learners.grpo import GRPOConfig
 from apiary.store.feedback import FeedbackError
 
 __all__ = ["Hive", "LearnResult", "Job", "Task", "FunctionSource", "Scorer", "scorer", "load_job", "GRPOConfig", "FeedbackConfig",
-           "FeedbackError"]
+           "FeedbackError", "ConsolidateConfig", "ConsolidateResult", "DistillConfig", "GateConfig"]

@@ -14,9 +14,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from apiary.evals.gate import GateConfig
+from apiary.hive.consolidate import ConsolidateConfig
 from apiary.hive.demo import run_demo
+from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive
 from apiary.hive.mix import LEARNERS, OPEN_ENDED
+from apiary.hive.report import write_report
 from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig
 
@@ -176,6 +180,94 @@ def eval_cmd(
     for r in results:
         table.add_row(r.job, r.worker or "core", str(r.adapter_version), f"{r.score:.3f}", str(r.n))
     Console().print(table)
+
+
+@app.command()
+def consolidate(
+    method: Annotated[str, typer.Option(help="distill, linear, ties or dare_linear")] = "distill",
+    workers: Annotated[Optional[str], typer.Option(help="comma-separated workers (default: all on the current core)")] = None,
+    steps: Annotated[int, typer.Option(help="distillation steps")] = DistillConfig.steps,
+    anchor_weight: Annotated[float, typer.Option(help="distillation: weight of staying near the previous core")] = (
+        DistillConfig.anchor_weight),
+    tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop per job")] = GateConfig.tolerance,
+    max_kl: Annotated[float, typer.Option(help="gate: retention KL bound (nats/token)")] = GateConfig.max_retention_kl,
+    max_flips: Annotated[float, typer.Option(help="gate: right-to-wrong flip bound (share of items)")] = GateConfig.max_flip_rate,
+    release: Annotated[bool, typer.Option(help="release the candidate if it passes")] = True,
+    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+):
+    """Build a new core version from the workers, measure it, and release it only if it passes the gate."""
+    config = ConsolidateConfig(method=method, distill=DistillConfig(steps=steps, anchor_weight=anchor_weight), release=release,
+                               gate=GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips))
+    names = [w.strip() for w in workers.split(",")] if workers else None
+    result = _run(as_json, lambda: Hive(hive, core=core).consolidate(config=config, workers=names, show_progress=not as_json))
+    if as_json:
+        print(result.model_dump_json())
+        return
+    table = Table("job", "worker", "released core", "worker", "candidate", "gain kept", box=box.SIMPLE_HEAD,
+                  title=f"core v{result.version} ({result.method}) from v{result.parent}")
+    for j in result.jobs:
+        table.add_row(j.job, j.worker or "-", f"{j.released:.3f}", "-" if j.worker_score is None else f"{j.worker_score:.3f}",
+                      f"[bold]{j.candidate:.3f}[/bold]", "-" if j.gain_kept is None else f"{j.gain_kept:.2f}")
+    Console().print(table)
+    console.print(f"retention KL {result.retention_kl:.4f}; {result.flips['right_to_wrong']} of {result.flips['items']} "
+                  f"retention items flipped right to wrong; {result.contamination} contaminated held-out item(s)")
+    verdict = "[green]passed[/green]" if result.passed else "[red]refused[/red]: " + "; ".join(result.reasons)
+    console.print(f"gate {verdict}; current core: v{result.current_core}")
+
+
+@app.command()
+def status(hive: HiveOpt = None, as_json: JsonOpt = False):
+    """Core versions (released or refused, and why) and workers with their held-out scores."""
+    info = Hive(hive).status()
+    if as_json:
+        print(json.dumps(info, default=str))
+        return
+    console.print(f"hive {info['hive']}: current core [bold]v{info['current_core']}[/bold]")
+    cores = Table("core", "parent", "method", "sources", "retention KL", "flips", "gate", box=box.SIMPLE_HEAD)
+    for c in info["core_versions"]:
+        gate = "[green]released[/green]" if c["released"] else ("passed" if c["passed"] else "[red]refused[/red]: "
+                                                                 + "; ".join(c["reasons"]))
+        flips = f"{c['flips']['right_to_wrong']}/{c['flips']['items']}" if c["flips"] else "-"
+        cores.add_row(f"v{c['version']}", f"v{c['parent']}", c["method"],
+                      ", ".join(f"{s['worker']} v{s['adapter_version']}" for s in c["sources"]),
+                      f"{c['retention_kl']:.4f}", flips, gate)
+    workers = Table("worker", "job", "on core", "adapter", "held-out", "episodes", box=box.SIMPLE_HEAD)
+    for w in info["workers"]:
+        workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['adapter_version']}",
+                        "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]))
+    Console().print(cores, workers)
+
+
+@app.command()
+def rollback(
+    version: Annotated[int, typer.Argument(help="a core version that was released before (0: the base core)")],
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Make an earlier released core version current again (history is kept)."""
+    current = _run(as_json, lambda: Hive(hive).rollback(version))
+    if as_json:
+        print(json.dumps({"current_core": current}))
+    else:
+        console.print(f"current core: v{current}")
+
+
+@app.command()
+def report(
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default HIVE/report)")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Write report.md with plots: learning curves, forgetting matrix, retention over core versions,
+    the reward-hacking check and every gate decision."""
+    h = Hive(hive)
+    figures = _run(as_json, lambda: write_report(h.store, out or h.path / "report"))
+    if as_json:
+        print(json.dumps(figures, default=str))
+        return
+    for path in figures["files"]:
+        console.print(path)
+    for w in figures["hacking"]:
+        if w["flag"]:
+            console.print(f"[yellow]flag[/yellow] {w['worker']}: training reward and held-out score are drifting apart")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from apiary.store.records import EvalResult
 
 
 def evaluate(model, tokenizer, job: Job, stop_ids: list[int], batch_size: int = 64,
-             worker: str | None = None, adapter_version: int = 0) -> EvalResult:
+             worker: str | None = None, adapter_version: int = 0, core_version: int = 0) -> EvalResult:
     """Score every held-out task once with greedy decoding; details keep per-task scores."""
     tasks = job.source.heldout()
     was_training = model.training
@@ -24,10 +24,10 @@ def evaluate(model, tokenizer, job: Job, stop_ids: list[int], batch_size: int = 
         for task, ids in zip(chunk, outputs):
             text = tokenizer.decode(ids, skip_special_tokens=True)
             completions.append(text)
-            scores.append(job.score(task, text))
+            scores.append(job.heldout_score(task, text))
     model.train(was_training)
     return EvalResult(
-        worker=worker, adapter_version=adapter_version, job=job.name, n=len(tasks),
+        worker=worker, adapter_version=adapter_version, core_version=core_version, job=job.name, n=len(tasks),
         score=sum(scores) / max(1, len(scores)),
         details={"task_ids": [t.id for t in tasks], "scores": scores, "completions": completions},
     )

@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from apiary.jobs.scoring import numeric
 from apiary.models.generate import SamplingParams, generate, prompt_ids
 from apiary.store.artifacts import atomic_write_json
 
@@ -38,16 +37,28 @@ def prompts() -> list[str]:
     return [row["prompt"] for row in _lines("prompts.jsonl")]
 
 
+def anchor_prompts() -> list[str]:
+    """General prompts, disjoint from `prompts()`, that consolidation may train on to stay near the core."""
+    return [row["prompt"] for row in _lines("anchor_prompts.jsonl")]
+
+
 def items(name: str = "items.jsonl") -> list[dict]:
     return _lines(name)
 
 
-def item_score(completion: str, answer: str) -> float:
-    """Numbers: the first number; words: the answer as a whole word in the first line (case-insensitive)."""
-    if re.fullmatch(r"-?\d+(\.\d+)?", answer.strip()):
-        return numeric(completion, answer)
+def item_score(completion: str, answer: str, question: str = "") -> float:
+    """Judged on the first non-empty line. Numbers: the answer is there and every other number
+    there is from the question ("3 + 3 = 6" is right, "1 or 12" is not); words: the answer is
+    there as a whole word (case-insensitive)."""
     line = next((ln for ln in completion.strip().splitlines() if ln.strip()), "")
+    if re.fullmatch(r"-?\d+(\.\d+)?", answer.strip()):
+        found = {float(n) for n in _NUMBER.findall(line)}
+        allowed = {float(answer)} | {float(n) for n in _NUMBER.findall(question)}
+        return float(float(answer) in found and found <= allowed)
     return float(re.search(rf"\b{re.escape(answer)}\b", line, re.IGNORECASE) is not None)
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _greedy(model, tokenizer, stop_ids: list[int], questions: list[str], max_new: int) -> list[list[int]]:
@@ -61,7 +72,8 @@ def _greedy(model, tokenizer, stop_ids: list[int], questions: list[str], max_new
 def item_scores(model, tokenizer, stop_ids: list[int], suite: list[dict] | None = None) -> list[float]:
     suite = suite if suite is not None else items()
     outputs = _greedy(model, tokenizer, stop_ids, [it["question"] for it in suite], 16)
-    return [item_score(tokenizer.decode(ids, skip_special_tokens=True), it["answer"]) for it, ids in zip(suite, outputs)]
+    return [item_score(tokenizer.decode(ids, skip_special_tokens=True), it["answer"], it["question"])
+            for it, ids in zip(suite, outputs)]
 
 
 def references(core, cache_dir: Path) -> list[list[int]]:

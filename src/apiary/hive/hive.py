@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 from apiary.evals import simulated_people
 from apiary.evals.heldout import evaluate
+from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, consolidate
+from apiary.hive.status import status
 from apiary.hive.training import Budget, learn
 from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
@@ -17,7 +19,7 @@ from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.core import Core, load_core
+from apiary.models.core import Core, load_core, with_core_adapters
 from apiary.store.export import export
 from apiary.store.feedback import load_jsonl, make_feedback
 from apiary.store.records import Episode, EvalResult, Feedback
@@ -52,13 +54,32 @@ class Hive:
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
         self.store = Store(self.path, url=db_url)
         self.core_source = core
-        self._core: Core | None = None
+        self._cores: dict[int, Core] = {}
 
     @property
     def core(self) -> Core:
-        if self._core is None:
-            self._core = load_core(self.core_source)
-        return self._core
+        """The current core: the latest released core version (the base core until one is released).
+        New workers start from it."""
+        return self.core_at(self.store.current_core())
+
+    def core_at(self, version: int) -> Core:
+        """Core version `version`: the base core with the core adapters of its lineage folded in."""
+        if version not in self._cores:
+            chain, known = [], {c.version: c for c in self.store.core_versions()}
+            v = version
+            while v != 0:
+                if v not in known:
+                    raise ValueError(f"no core version {v} in hive {self.path}")
+                chain.append(Path(known[v].path))
+                v = known[v].parent
+            base = load_core(self.core_source)
+            self._cores[version] = with_core_adapters(base, chain[::-1], version) if chain else base
+        return self._cores[version]
+
+    def worker_core(self, worker: str) -> Core:
+        """The core a worker's adapters sit on (the current core for a worker not yet created)."""
+        row = self.store.worker(worker)
+        return self.core_at(row["core_version"]) if row else self.core
 
     def job(self, spec: Job | str | Path, overrides: list[str] | None = None) -> Job:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
@@ -72,14 +93,15 @@ class Hive:
         (they stop when the worker's unlearned feedback is used up)."""
         started = time.perf_counter()
         job = self.job(job, overrides)
+        core = self.worker_core(worker)
         latest = self.store.latest_adapter(worker)
-        before = self._eval_version(job, worker if latest else None, latest.version if latest else 0)
-        model, run = learn(self.store, self.core, job, worker, Budget(steps=steps, minutes=minutes), config, lora,
+        before = self._eval_version(job, worker if latest else None, latest.version if latest else 0, core=core)
+        model, run = learn(self.store, core, job, worker, Budget(steps=steps, minutes=minutes), config, lora,
                            checkpoint_every=checkpoint_every, show_progress=show_progress, learners=learners,
                            feedback=feedback)
         try:
-            after = self._record(evaluate(model, self.core.tokenizer, job, self.core.stop_token_ids,
-                                          worker=worker, adapter_version=run.version))
+            after = self._record(evaluate(model, core.tokenizer, job, core.stop_token_ids, worker=worker,
+                                          adapter_version=run.version, core_version=core.version))
         finally:
             adapters.detach(model)
         return LearnResult(
@@ -99,15 +121,16 @@ class Hive:
         (origin "attempt") that can receive feedback. `start`: first task of the training stream
         (default: the next one this worker has not attempted)."""
         job = self.job(job, overrides)
-        self.store.ensure_worker(worker, job.name, self.core.name, job.describe())
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.core.version)
+        core = self.worker_core(worker)
         latest = self.store.latest_adapter(worker)
         version = latest.version if latest else 0
         start = self.store.count_attempted_tasks(worker) if start is None else start
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
-        model = adapters.attach(self.core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
+        model = adapters.attach(core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
         try:
-            rollouts = GRPOLearner(model, self.core.tokenizer, job, config, self.core.stop_token_ids).rollout(
+            rollouts = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(
                 job.source.train(start, n))
         finally:
             adapters.detach(model)
@@ -150,11 +173,28 @@ class Hive:
             job = self.job(*self._worker_job(worker)) if not jobs else self.job(jobs[0])
             return [self._eval_version(job, worker if latest else None, latest.version if latest else 0, reuse=False)]
         if jobs:
-            return [self._eval_version(self.job(j), None, 0, reuse=False) for j in jobs]
+            return [self._eval_version(self.job(j), None, 0, reuse=False) for j in jobs]  # the current core
         results = []
         for row in self.store.workers():
             results += self.eval(worker=row["name"])
         return results
+
+    def consolidate(self, method: str = "distill", *, config: ConsolidateConfig | None = None,
+                    workers: list[str] | None = None, jobs: dict[str, Job] | None = None,
+                    show_progress: bool = True) -> ConsolidateResult:
+        """Build a candidate core from the workers on the current core (`method`: distill, linear,
+        ties, dare_linear), measure it, and release it if it passes the gate (see hive.consolidate)."""
+        config = config or ConsolidateConfig(method=method)
+        return consolidate(self, config, workers, jobs, show_progress)
+
+    def rollback(self, version: int) -> int:
+        """Make an earlier released core version (0: the base core) current again; returns it."""
+        self.store.release(version, reason="rollback")
+        return self.store.current_core()
+
+    def status(self) -> dict:
+        """Core versions (released or refused, and why), workers and their held-out scores."""
+        return status(self.store)
 
     def export(self, out: str | Path | None = None, fmt: str = "parquet") -> dict:
         return export(self.store, Path(out) if out else self.path / "export", fmt)
@@ -168,19 +208,32 @@ class Hive:
                 return origin["spec"], origin["overrides"]
         raise ValueError(f"no worker named {worker!r} in hive {self.path}")
 
-    def _eval_version(self, job: Job, worker: str | None, version: int, reuse: bool = True) -> EvalResult:
+    def eval_core(self, job: Job, version: int) -> EvalResult:
+        """Held-out eval of core version `version` on job (a stored result is reused)."""
+        return self._eval_version(job, None, 0, core=self.core_at(version))
+
+    def latest_eval(self, worker: str, job: Job) -> EvalResult:
+        """Held-out eval of the worker's latest adapter version on job (a stored result is reused)."""
+        latest = self.store.latest_adapter(worker)
+        return self._eval_version(job, worker if latest else None, latest.version if latest else 0,
+                                  core=self.worker_core(worker))
+
+    def _eval_version(self, job: Job, worker: str | None, version: int, reuse: bool = True,
+                      core: Core | None = None) -> EvalResult:
         """Held-out eval of (worker, version) on job; reuses a stored result on the same held-out items."""
+        core = core or (self.worker_core(worker) if worker else self.core)
         task_ids = [t.id for t in job.source.heldout()]
         if reuse:
             for old in reversed(self.store.evals(worker)):
                 if (old.job == job.name and old.adapter_version == version and old.worker == worker
-                        and old.details.get("task_ids") == task_ids):
+                        and old.core_version == core.version and old.details.get("task_ids") == task_ids):
                     return old
-        model = self.core.model
+        model = core.model
         if version:
             model = adapters.attach(model, LoraSpec(), path=self.store.adapter_dir(worker, version))
         try:
-            result = evaluate(model, self.core.tokenizer, job, self.core.stop_token_ids, worker=worker, adapter_version=version)
+            result = evaluate(model, core.tokenizer, job, core.stop_token_ids, worker=worker, adapter_version=version,
+                              core_version=core.version)
         finally:
             if version:
                 adapters.detach(model)

@@ -83,7 +83,7 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
     names = check_learners(list(learners))
     if budget.unlimited and OPEN_ENDED & set(names):
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
-    store.ensure_worker(worker, job.name, core.name, job.describe())
+    store.ensure_worker(worker, job.name, core.name, job.describe(), core.version)
     state, resumed = _open_run(store, worker, job, names, config, feedback, checkpoint_every, seed)
     latest = store.latest_adapter(worker)
     model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, latest.version) if latest else None)

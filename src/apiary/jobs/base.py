@@ -49,6 +49,7 @@ class Job:
     max_tokens: int = 32
     origin: dict | None = None  # how to rebuild this job later, e.g. {"spec": "rg:chain_sum", "overrides": [...]}
     solve: Callable[[str], str | None] | None = None  # reference answer of a new question, if the job can compute it
+    heldout_scorer: Scorer | None = None  # held-out evals use it instead of `scorer` (a check on reward hacking)
 
     def messages(self, task: Task) -> list[dict]:
         content = f"{task.question} {self.instruction}".strip() if self.instruction else task.question
@@ -56,7 +57,15 @@ class Job:
         return system + [{"role": "user", "content": content}]
 
     def score(self, task: Task, completion: str) -> float:
-        value = float(self.scorer(completion, task.answer))
+        """The training reward of an answer."""
+        return self._checked(self.scorer(completion, task.answer))
+
+    def heldout_score(self, task: Task, completion: str) -> float:
+        """The held-out score of an answer: `heldout_scorer` if the job has one, else the training reward."""
+        return self._checked((self.heldout_scorer or self.scorer)(completion, task.answer))
+
+    def _checked(self, value) -> float:
+        value = float(value)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"job {self.name}: scorer returned {value}, outside [0, 1]")
         return value
@@ -66,6 +75,7 @@ class Job:
             "name": self.name,
             "source": self.source.describe(),
             "scorer": self.scorer.name,
+            "heldout_scorer": self.heldout_scorer.name if self.heldout_scorer else None,
             "instruction": self.instruction,
             "max_tokens": self.max_tokens,
             "origin": self.origin,

@@ -5,6 +5,7 @@
     task = "chain_sum"                # reasoning_gym only
     instruction = "Answer with only the number."
     scorer = "numeric"                # exact | numeric | contains | regex
+    heldout_scorer = "exact"          # optional: score held-out answers differently from the training reward
     heldout_size = 100
     max_tokens = 32
     [config]                          # reasoning-gym config
@@ -30,7 +31,7 @@ from apiary.jobs.reasoning_gym import ReasoningGymSource
 from apiary.jobs.scoring import scorer
 
 NUMBER_INSTRUCTION = "Answer with only the number."
-KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_size", "max_tokens", "path", "make",
+KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_scorer", "heldout_size", "max_tokens", "path", "make",
         "check"}
 ARITHMETIC_TASKS = {"chain_sum", "products", "basic_arithmetic"}  # reasoning-gym tasks arithmetic_answer can verify
 
@@ -87,6 +88,8 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
     job.instruction = data.get("instruction", job.instruction)
     job.system = data.get("system")
     job.max_tokens = int(data.get("max_tokens", job.max_tokens))
+    if "heldout_scorer" in data:
+        job.heldout_scorer = scorer(data["heldout_scorer"])
     if "check" in data:
         job.solve = arithmetic_answer if data["check"] == "arithmetic" else _import(data["check"], origin)
     return job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,14 @@ def detach(model: PeftModel) -> PreTrainedModel:
     return model.unload()
 
 
-def save(model: PeftModel, path: Path) -> None:
-    """Write adapter_model.safetensors + adapter_config.json to `path`, atomically."""
+def save(model: PeftModel, path: Path, name: str = "default") -> None:
+    """Write adapter `name`'s adapter_model.safetensors + adapter_config.json to `path`, atomically."""
     staging = staging_dir(path)
-    model.save_pretrained(str(staging), safe_serialization=True)
-    replace_dir(staging, path)
+    try:
+        model.save_pretrained(str(staging), safe_serialization=True, selected_adapters=[name])
+        replace_dir(staging if name == "default" else staging / name, path)  # PEFT puts other names in a subfolder
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager

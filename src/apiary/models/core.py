@@ -38,6 +38,7 @@ class Core:
     tokenizer: PreTrainedTokenizerBase
     name: str
     source: str
+    version: int = 0  # 0: the base core; N: the hive's core version N (base + core adapters merged)
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -90,6 +91,18 @@ def load_core(source: str | os.PathLike | None = None) -> Core:
     model.eval()
     name = BUNDLED_NAME if source is None or str(source) == BUNDLED else Path(source).name
     return Core(model=model, tokenizer=tokenizer, name=name, source=str(source or BUNDLED))
+
+
+def with_core_adapters(core: Core, adapter_dirs: list[Path], version: int) -> Core:
+    """The base core with a hive's core adapters (oldest first) folded into its weights: core version
+    `version`. `core` must be a freshly loaded base core; its model is changed in place."""
+    from peft import PeftModel
+
+    model = core.model
+    for directory in adapter_dirs:
+        model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
+    model.eval()
+    return Core(model=model, tokenizer=core.tokenizer, name=core.name, source=core.source, version=version)
 
 
 def _converted_gguf_dir(gguf: Path, name: str) -> Path:

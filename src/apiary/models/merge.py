@@ -38,6 +38,7 @@ def merge(core: PreTrainedModel, paths: list[Path], weights: list[float] | None 
     for name, path in zip(names[1:], paths[1:]):
         model.load_adapter(str(path), adapter_name=name)
     rank = rank or sum(model.peft_config[n].r for n in names)
+    rank = min(rank, _smallest_side(model, names[0]))  # an SVD cannot give more (PEFT would build wrong shapes)
     torch.manual_seed(seed)  # DARE's random drops
     model.add_weighted_adapter(names, weights, MERGED, combination_type=METHODS[method], svd_rank=rank,
                                density=None if method == "linear" else density)
@@ -45,6 +46,11 @@ def merge(core: PreTrainedModel, paths: list[Path], weights: list[float] | None 
     for name in names:
         model.delete_adapter(name)
     return model
+
+
+def _smallest_side(model: PeftModel, adapter: str) -> int:
+    sides = [min(m.in_features, m.out_features) for m in model.modules() if adapter in getattr(m, "lora_A", {})]
+    return min(sides)
 
 
 def delta(model: PeftModel, module: str, adapter: str = MERGED) -> torch.Tensor:

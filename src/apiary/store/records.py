@@ -75,6 +75,7 @@ class EvalResult(BaseModel):
     score: float
     details: dict = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=now)
+    core_version: int | None = 0
 
 
 class Run(BaseModel):

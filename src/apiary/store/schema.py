@@ -11,6 +11,7 @@ workers = Table(
     Column("core", String, nullable=False),
     Column("job_spec", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("core_version", Integer),  # the core version its adapters sit on (null in old hives: 0)
 )
 
 runs = Table(
@@ -95,6 +96,7 @@ evals = Table(
     Column("score", Float, nullable=False),
     Column("details", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("core_version", Integer),  # the core version evaluated (with the worker's adapter, if any)
 )
 
 # Core versions the hive built (version 0, the base core, is implicit), with their lineage.

@@ -35,17 +35,22 @@ class Store:
         return self.root / "cores" / f"v{version}"
 
     # -- workers -----------------------------------------------------------------------------
-    def ensure_worker(self, name: str, job: str, core: str, job_spec: dict) -> None:
+    def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0) -> None:
         with self.engine.begin() as db:
             row = db.execute(select(schema.workers).where(schema.workers.c.name == name)).first()
             if row is None:
-                db.execute(insert(schema.workers).values(name=name, job=job, core=core, job_spec=job_spec, created_at=now()))
+                db.execute(insert(schema.workers).values(name=name, job=job, core=core, job_spec=job_spec, created_at=now(),
+                                                         core_version=core_version))
             elif row.job != job:
                 raise ValueError(f"worker {name!r} already works on job {row.job!r}, not {job!r}; pick another name")
 
     def workers(self) -> list[dict]:
         with self.engine.connect() as db:
-            return [dict(r._mapping) for r in db.execute(select(schema.workers).order_by(schema.workers.c.name))]
+            rows = [dict(r._mapping) for r in db.execute(select(schema.workers).order_by(schema.workers.c.name))]
+        return [r | {"core_version": r["core_version"] or 0} for r in rows]
+
+    def worker(self, name: str) -> dict | None:
+        return next((w for w in self.workers() if w["name"] == name), None)
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, run: Run) -> int:
@@ -218,7 +223,7 @@ class Store:
         if worker is not None:
             query = query.where(schema.evals.c.worker == worker)
         with self.engine.connect() as db:
-            return [EvalResult(**r._mapping) for r in db.execute(query)]
+            return [EvalResult(**(dict(r._mapping) | {"core_version": r.core_version or 0})) for r in db.execute(query)]
 
     # -- core versions, releases, gate decisions ----------------------------------------------
     def add_core_version(self, core: CoreVersion) -> int:

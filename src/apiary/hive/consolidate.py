@@ -1,0 +1,205 @@
+"""Consolidation: the workers on the current core become one candidate core, released only past the gate.
+
+1. Sources: every worker whose adapters sit on the current core (its latest adapter version).
+2. Candidate: a core adapter over the current core, by on-policy distillation (`distill`, see
+   hive/distill.py) or by merging the workers' adapters (`linear`, `ties`, `dare_linear`, see
+   models/merge.py; each worker's update weighted by `merge_weight`, 1 = task arithmetic).
+3. Evidence: held-out score on every job of the hive for the released core, each worker and the
+   candidate; the share of each worker's gain the candidate kept; retention KL to the base and
+   right-to-wrong flips on the retention items; held-out items in the training text.
+4. The gate decides; the core version (adapter, lineage: sources, episodes, method, eval ids)
+   and the decision (with its numbers) are stored either way; a candidate that passed is
+   released and becomes the core that new workers start from.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from pydantic import BaseModel
+
+from apiary.evals import retention
+from apiary.evals.candidate import evidence, find_contamination, measure_retention
+from apiary.evals.gate import GateConfig, decide
+from apiary.evals.heldout import evaluate
+from apiary.hive.distill import DistillConfig, Teacher, distill
+from apiary.jobs.base import Job
+from apiary.models import adapters
+from apiary.models.core import cache_dir
+from apiary.models.generate import prompt_ids
+from apiary.models.merge import MERGED, METHODS, merge
+from apiary.store.records import CoreVersion, GateDecision
+
+CONSOLIDATION_METHODS = ("distill", *METHODS)
+
+
+@dataclass
+class ConsolidateConfig:
+    method: str = "distill"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    merge_weight: float = 1.0  # each worker's update is added with this weight (merges)
+    density: float = 0.5  # ties / dare_linear: share of each update's entries kept
+    gate: GateConfig = field(default_factory=GateConfig)
+    release: bool = True  # release the candidate if it passes the gate
+
+
+class JobScores(BaseModel):
+    job: str
+    worker: str | None  # the source worker of this job (None: a job of a worker already consolidated)
+    released: float  # the current (released) core
+    worker_score: float | None
+    candidate: float
+    gain_kept: float | None  # (candidate - released) / (worker - released), when the worker gained
+
+
+class ConsolidateResult(BaseModel):
+    version: int
+    parent: int
+    method: str
+    sources: list[dict]
+    jobs: list[JobScores]
+    retention_kl: float
+    flips: dict
+    contamination: int
+    passed: bool
+    reasons: list[str]
+    released: bool
+    current_core: int
+    seconds: float
+
+
+def consolidate(hive, config: ConsolidateConfig = ConsolidateConfig(), workers: list[str] | None = None,
+                jobs: dict[str, Job] | None = None, show_progress: bool = True) -> ConsolidateResult:
+    """Build, measure, gate, store and (if it passed) release a new core version; see the module doc."""
+    if config.method not in CONSOLIDATION_METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(CONSOLIDATION_METHODS)}")
+    started, store = time.perf_counter(), hive.store
+    parent, core = store.current_core(), hive.core
+    sources = _sources(store, parent, workers)
+    hive_jobs = _hive_jobs(hive, jobs or {}, [s["worker"] for s in sources])
+    version = store.next_core_version()
+    model, adapter_name, details = _build(hive, core, sources, hive_jobs, config, show_progress)
+    try:
+        adapters.save(model, store.core_dir(version), adapter_name)
+        scores, eval_ids = _job_scores(hive, model, core, version, sources, hive_jobs)
+        kept = measure_retention(model, hive.core_at(0), cache_dir(), adapter_over_base=parent == 0)
+    finally:
+        adapters.detach(model)
+    found = find_contamination(_training_texts(store, sources, config.method), list({j.name: j for j in hive_jobs.values()}.values()))
+    decision = decide(evidence({s.job: s.candidate for s in scores}, {s.job: s.released for s in scores}, kept, found),
+                      config.gate)
+    details |= {"eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips, "contamination": found.examples,
+                "jobs": [s.model_dump() for s in scores], "config": {k: v for k, v in asdict(config).items() if k != "gate"}}
+    store.add_core_version(CoreVersion(version=version, parent=parent, method=config.method, path=str(store.core_dir(version)),
+                                       sources=sources, details=details))
+    store.add_decision(GateDecision(candidate=f"core:{version}", passed=decision.passed, reasons=decision.reasons,
+                                    evidence=decision.evidence, config=decision.config))
+    if decision.passed and config.release:
+        store.release(version)
+    return ConsolidateResult(version=version, parent=parent, method=config.method, sources=sources, jobs=scores,
+                             retention_kl=kept.kl, flips=kept.flips, contamination=len(found.hits), passed=decision.passed,
+                             reasons=decision.reasons, released=decision.passed and config.release,
+                             current_core=store.current_core(), seconds=time.perf_counter() - started)
+
+
+def _sources(store, parent: int, names: list[str] | None) -> list[dict]:
+    """The latest adapter version of each worker on core `parent` (or of the named workers)."""
+    rows = {w["name"]: w for w in store.workers()}
+    for name in names or []:
+        if name not in rows:
+            raise ValueError(f"no worker named {name!r}")
+        if rows[name]["core_version"] != parent:
+            raise ValueError(f"worker {name!r} sits on core version {rows[name]['core_version']}, not the current {parent}")
+    sources = []
+    for name in names or sorted(rows):
+        latest = store.latest_adapter(name)
+        if rows[name]["core_version"] == parent and latest is not None:
+            sources.append({"worker": name, "job": rows[name]["job"], "adapter_version": latest.version,
+                            "episodes": len(store.trained_on(name, latest.version)),
+                            "feedback": len(store.feedback_learned(name, latest.version))})
+    if not sources:
+        raise ValueError(f"nothing to consolidate: no worker on core version {parent} has learned anything yet")
+    return sources
+
+
+def _hive_jobs(hive, given: dict[str, Job], source_workers: list[str]) -> dict[str, Job]:
+    """worker -> job for every worker whose job can be rebuilt (or is given); every source must be."""
+    jobs = {}
+    for row in hive.store.workers():
+        name = row["name"]
+        if name in given:
+            jobs[name] = given[name]
+        elif row["job_spec"].get("origin"):
+            jobs[name] = hive.job(*hive._worker_job(name))
+        elif name in source_workers:
+            raise ValueError(f"worker {name!r} learned a job defined in Python; pass it: consolidate(jobs={{{name!r}: job}})")
+    return jobs
+
+
+def _build(hive, core, sources: list[dict], jobs: dict[str, Job], config: ConsolidateConfig, show_progress: bool):
+    paths = [hive.store.adapter_dir(s["worker"], s["adapter_version"]) for s in sources]
+    if config.method != "distill":
+        model = merge(core.model, paths, [config.merge_weight] * len(paths), config.method, config.density)
+        return model, MERGED, {"merge_weight": config.merge_weight, "density": config.density}
+    teachers = [Teacher(name=f"worker_{i}", adapter=path, prompts=_job_prompts(hive.store, core.tokenizer, s),
+                        max_new_tokens=min(config.distill.max_new_tokens, jobs[s["worker"]].max_tokens))
+                for i, (s, path) in enumerate(zip(sources, paths))]
+    anchors = [prompt_ids(core.tokenizer, [{"role": "user", "content": p}]) for p in retention.anchor_prompts()]
+    teachers.append(Teacher(name="previous_core", adapter=None, prompts=anchors, weight=config.distill.anchor_weight,
+                            max_new_tokens=config.distill.anchor_new_tokens))
+    model, details = distill(core.model, core.tokenizer, core.stop_token_ids, teachers, config.distill, show_progress)
+    return model, "default", details
+
+
+def _job_prompts(store, tokenizer, source: dict) -> list[list[int]]:
+    """The distinct prompts the worker learned from (its episodes and those its feedback was about), as token ids."""
+    episodes, _ = _learned(store, source)
+    distinct = {e.task_id: e.messages for e in episodes}
+    if not distinct:
+        raise ValueError(f"worker {source['worker']!r} has no training episodes to distill from")
+    return [prompt_ids(tokenizer, messages) for messages in distinct.values()]
+
+
+def _learned(store, source: dict) -> tuple[list, list]:
+    """(episodes, feedback) the worker's adapter version learned from: its own episodes, and those feedback was about."""
+    own = store.episodes_by_id(store.trained_on(source["worker"], source["adapter_version"]))
+    feedback = list(store.feedback_by_id(store.feedback_learned(source["worker"], source["adapter_version"])).values())
+    about = store.episodes_by_id(sorted({f.episode_id for f in feedback} - set(own)))
+    return list(own.values()) + list(about.values()), feedback
+
+
+def _job_scores(hive, model, core, version: int, sources: list[dict], jobs: dict[str, Job]):
+    """Scores per job, each held-out split once (a job is its name and held-out items; two different
+    jobs with one name are told apart as `name@worker`); a job's worker is a source worker on it."""
+    splits: dict[tuple, tuple[Job, str, str | None]] = {}  # (name, held-out ids) -> (job, a worker, its source worker)
+    source_workers = {s["worker"] for s in sources}
+    for worker, job in jobs.items():
+        key = (job.name, tuple(t.id for t in job.source.heldout()))
+        _, first, source = splits.get(key, (job, worker, None))
+        splits[key] = (job, first, source or (worker if worker in source_workers else None))
+    names = [name for name, _ in splits]
+    by_job = {(name if names.count(name) == 1 else f"{name}@{first}"): (job, source)
+              for (name, _), (job, first, source) in splits.items()}
+    scores, eval_ids = [], {}
+    for name, (job, worker) in sorted(by_job.items()):
+        released = hive.eval_core(job, core.version)
+        mine = hive._record(evaluate(model, core.tokenizer, job, core.stop_token_ids, core_version=version))
+        worker_eval = hive.latest_eval(worker, job) if worker else None
+        gain = None
+        if worker_eval is not None and worker_eval.score > released.score:
+            gain = (mine.score - released.score) / (worker_eval.score - released.score)
+        scores.append(JobScores(job=name, worker=worker, released=released.score, candidate=mine.score, gain_kept=gain,
+                                worker_score=worker_eval.score if worker_eval else None))
+        eval_ids[name] = {"released": released.id, "candidate": mine.id, "worker": worker_eval.id if worker_eval else None}
+    return scores, eval_ids
+
+
+def _training_texts(store, sources: list[dict], method: str) -> list[str]:
+    """Every prompt (and feedback text) the sources learned from, plus the anchors distillation uses."""
+    texts = []
+    for source in sources:
+        episodes, feedback = _learned(store, source)
+        texts += list({e.task_id: e.messages[-1]["content"] for e in episodes}.values())
+        texts += [f.text for f in feedback if f.text]
+    return texts + (retention.anchor_prompts() if method == "distill" else [])

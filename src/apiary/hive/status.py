@@ -1,0 +1,30 @@
+"""What the hive holds right now, read from the store alone (no model is loaded)."""
+
+from __future__ import annotations
+
+from apiary.store.store import Store
+
+
+def status(store: Store) -> dict:
+    """The current core, every core version with its gate decision, every worker with its latest held-out score."""
+    decisions = {d.candidate: d for d in store.decisions()}
+    released = store.released_versions()
+    cores = []
+    for c in store.core_versions():
+        decision = decisions.get(f"core:{c.version}")
+        cores.append({"version": c.version, "parent": c.parent, "method": c.method, "released": c.version in released,
+                      "passed": decision.passed if decision else None, "reasons": decision.reasons if decision else [],
+                      "sources": c.sources, "jobs": c.details.get("jobs", []), "retention_kl": c.details.get("retention_kl"),
+                      "flips": c.details.get("flips"), "created_at": c.created_at.isoformat()})
+    evals = store.evals()
+    workers = []
+    for w in store.workers():
+        latest = store.latest_adapter(w["name"])
+        version = latest.version if latest else 0
+        mine = [e for e in evals if e.worker == w["name"] and e.adapter_version == version]
+        workers.append({"name": w["name"], "job": w["job"], "core_version": w["core_version"], "adapter_version": version,
+                        "heldout": mine[-1].score if mine else None, "episodes": store.count_episodes(w["name"])})
+    releases = [{"core_version": r["core_version"], "reason": r["reason"], "at": r["created_at"].isoformat()}
+                for r in sorted(store.table_rows("releases"), key=lambda r: r["id"])]
+    return {"hive": str(store.root), "current_core": store.current_core(), "core_versions": cores, "workers": workers,
+            "releases": releases}

@@ -1,0 +1,94 @@
+"""Consolidation end to end on the tiny model: candidates, lineage, the gate, releases, new workers."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from apiary import ConsolidateConfig, DistillConfig, FeedbackConfig, GateConfig, Hive
+from apiary.hive.distill import reverse_kl
+from apiary.learners.grpo import GRPOConfig
+from apiary.store.records import Episode
+
+CONFIG = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, learning_rate=1e-2)
+QUICK = DistillConfig(steps=2, prompts_per_job=2, anchor_prompts=2, max_new_tokens=3, anchor_new_tokens=3, rank=4)
+FEEDBACK = FeedbackConfig(epochs=2, batch_size=4)
+ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
+
+
+@pytest.fixture
+def hive(tmp_path, tiny_core_dir, monkeypatch):
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    h = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    for worker, spec, overrides in [("arith", "rg:chain_sum", ONE_DIGIT), ("times", "rg:products", ONE_DIGIT)]:
+        h.learn(spec, worker, steps=1, config=CONFIG, overrides=overrides, show_progress=False)  # random model: no reward
+        h.attempt(spec, worker, n=4, overrides=overrides)
+        h.simulate_feedback(worker, "correction", n=4)
+        h.learn(spec, worker, learners=["corrections"], feedback=FEEDBACK, overrides=overrides, show_progress=False)
+    return h
+
+
+def test_reverse_kl_is_zero_for_equal_distributions_and_positive_otherwise():
+    logits = torch.randn(5, 11)
+    assert float(reverse_kl(logits, logits)) == pytest.approx(0.0, abs=1e-6)
+    assert float(reverse_kl(logits, torch.randn(5, 11))) > 0.0
+
+
+@pytest.mark.parametrize("method", ["distill", "ties"])
+def test_consolidation_stores_a_version_with_complete_lineage_and_releases_it(hive, method):
+    config = ConsolidateConfig(method=method, distill=QUICK, gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    result = hive.consolidate(config=config, show_progress=False)
+    assert result.passed and result.released and result.current_core == result.version == 1
+    assert {s.job for s in result.jobs} == {"chain_sum", "products"}
+    assert all(s.worker is not None and s.worker_score is not None for s in result.jobs)
+    (version,) = hive.store.core_versions()
+    assert version.method == method and version.parent == 0
+    assert (Path(version.path) / "adapter_model.safetensors").is_file()
+    assert {(s["worker"], s["adapter_version"]) for s in version.sources} == {("arith", 2), ("times", 2)}
+    assert all(s["episodes"] == 4 and s["feedback"] == 4 for s in version.sources)  # 1 RL step of 2 x 2; 4 corrections
+    evals = {e.id: e for e in hive.store.evals()}
+    for ids in version.details["eval_ids"].values():
+        assert evals[ids["candidate"]].core_version == 1 and evals[ids["released"]].core_version == 0
+    (decision,) = hive.store.decisions("core:1")
+    assert decision.passed and decision.evidence["retention_kl"] == pytest.approx(result.retention_kl)
+
+
+def test_a_refused_candidate_is_stored_but_not_released(hive):
+    config = ConsolidateConfig(method="linear", gate=GateConfig(max_retention_kl=-1.0))
+    result = hive.consolidate(config=config, show_progress=False)
+    assert not result.passed and not result.released and result.current_core == 0
+    assert result.reasons and "retention KL" in result.reasons[0]
+    assert hive.status()["core_versions"][0]["passed"] is False
+    with pytest.raises(ValueError, match="never released"):
+        hive.rollback(1)
+
+
+def test_new_workers_start_from_the_released_core_and_rollback_restores_the_old_one(hive):
+    config = ConsolidateConfig(method="linear", gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    assert hive.consolidate(config=config, show_progress=False).released
+    base, v1 = hive.core_at(0).model, hive.core_at(1).model
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(base.state_dict()[name], v1.state_dict()[name])
+    assert hive.core.version == 1
+    hive.learn("rg:chain_sum", "late", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False)
+    assert hive.store.worker("late")["core_version"] == 1 and hive.store.worker("arith")["core_version"] == 0
+    with pytest.raises(ValueError, match="nothing to consolidate|sits on"):
+        hive.consolidate(config=config, workers=["arith"], show_progress=False)
+    assert hive.rollback(0) == 0 and hive.core.version == 0
+    assert [r["reason"] for r in hive.status()["releases"]] == ["release", "rollback"]
+
+
+def test_a_worker_that_trained_on_a_heldout_item_is_refused_for_contamination(hive):
+    job = hive.job("rg:chain_sum", ONE_DIGIT)
+    leaked = job.source.heldout()[0]
+    (episode_id,) = hive.store.add_episodes([Episode(job=job.name, task_id=leaked.id, messages=job.messages(leaked),
+                                                     completion="7", score=0.0, answer=leaked.answer, origin="attempt",
+                                                     worker="arith", adapter_version=2)])
+    hive.feedback(episode_id, correction=leaked.answer)
+    hive.learn(job, "arith", learners=["corrections"], feedback=FEEDBACK, show_progress=False)
+    config = ConsolidateConfig(method="linear", gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    result = hive.consolidate(config=config, show_progress=False)
+    assert not result.passed and result.contamination == 1
+    assert result.reasons == ["training data contains 1 held-out item(s)"]
+    example = hive.store.core_versions()[0].details["contamination"][0]
+    assert example["heldout_set"] == "chain_sum" and example["overlap"] == 1.0

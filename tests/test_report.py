@@ -1,0 +1,40 @@
+"""The report's reward-hacking check and forgetting matrix, on a store with known records."""
+
+from apiary.hive.report import forgetting_matrix, reward_gaps, write_report
+from apiary.store.records import AdapterVersion, Episode, EvalResult
+from apiary.store.store import Store
+
+
+def _worker(store: Store, name: str, rewards: list[float], heldout: list[float]) -> None:
+    """Adapter versions 1..n; version v learned from rollouts of version v-1 with mean reward rewards[v-1];
+    heldout[v] is the held-out score of version v (heldout[0]: the core)."""
+    store.ensure_worker(name, "job", "core", {"name": "job"})
+    store.add_eval(EvalResult(worker=None, job="job", n=10, score=heldout[0]))
+    for version, reward in enumerate(rewards, start=1):
+        episodes = [Episode(job="job", task_id=f"t{i}", messages=[{"role": "user", "content": "q"}], completion="a",
+                            score=float(i < 10 * reward), origin="rl", worker=name, adapter_version=version - 1, step=version)
+                    for i in range(10)]
+        ids = store.add_episodes(episodes)
+        store.add_adapter_version(AdapterVersion(worker=name, version=version, parent=version - 1, path="-", run_id=None,
+                                                 step=version, final=True), ids)
+        store.add_eval(EvalResult(worker=name, adapter_version=version, job="job", n=10, score=heldout[version]))
+
+
+def test_a_widening_gap_between_training_reward_and_heldout_is_flagged(tmp_path):
+    store = Store(tmp_path)
+    _worker(store, "honest", rewards=[0.2, 0.5, 0.8], heldout=[0.2, 0.5, 0.8, 0.8])
+    _worker(store, "hacker", rewards=[0.2, 0.6, 0.9], heldout=[0.2, 0.2, 0.3, 0.3])
+    gaps = {g["worker"]: g for g in reward_gaps(store, gap_alarm=0.15)}
+    assert not gaps["honest"]["flag"] and gaps["hacker"]["flag"]
+    points = gaps["hacker"]["points"]
+    assert [p["adapter_version"] for p in points] == [0, 1, 2, 3]
+    assert points[0]["gap"] == 0.0 and abs(points[-1]["gap"] - 0.6) < 1e-9  # reward 0.9 against held-out 0.3
+
+
+def test_report_files_and_matrix(tmp_path):
+    store = Store(tmp_path / "hive")
+    _worker(store, "w", rewards=[0.2, 0.5], heldout=[0.1, 0.4, 0.6])
+    matrix = forgetting_matrix(store)
+    assert matrix["rows"] == ["core v0", "worker w"] and matrix["scores"] == [[0.1], [0.6]]
+    figures = write_report(store, tmp_path / "report")
+    assert len(figures["files"]) == 4 and "Reward hacking" in (tmp_path / "report" / "report.md").read_text()
