@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/learn_speed.py
 	$(BIN)/python benchmarks/feedback_kinds.py
+	$(BIN)/python benchmarks/continual.py
 
 clean:
 	rm -rf $(VENV) hive hive-demo
