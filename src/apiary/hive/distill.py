@@ -36,7 +36,7 @@ class DistillConfig:
     steps: int = 40
     prompts_per_job: int = 8  # per step, for each worker
     anchor_prompts: int = 8  # per step
-    anchor_weight: float = 1.0
+    anchor_weight: float = 4.0  # 1.0 kept less of the chain_sum gain and flipped more items (docs/benchmarks.md)
     temperature: float = 1.0  # on-policy samples from the candidate
     max_new_tokens: int = 16  # on job prompts (at most the job's max_tokens)
     anchor_new_tokens: int = 24
