@@ -54,7 +54,8 @@ def learning_curves(store: Store) -> dict[str, dict]:
             offset = max(offset, runs[run_id] + step + 1)
         for v in store.adapter_versions(w["name"]):
             step_of_version[v.version] = runs.get(v.run_id, 0) + v.step
-        heldout = [(step_of_version.get(e.adapter_version, 0), e.score) for e in evals if e.worker == w["name"]]
+        heldout = [(step_of_version.get(e.adapter_version, 0), e.score) for e in evals
+                   if e.worker == w["name"] and e.job == w["job"]]
         curves[w["name"]] = {"steps": [runs[r] + s + 1 for r, s in keys],
                              "reward": [sum(by_step[k]) / len(by_step[k]) for k in keys], "heldout": heldout,
                              "job": w["job"]}
@@ -95,13 +96,18 @@ def reward_gaps(store: Store, gap_alarm: float) -> list[dict]:
         reward_at[0] = reward_at[min(reward_at)]  # before learning: the reward of its first rollouts
         points = [{"adapter_version": e.adapter_version, "train_reward": reward_at[e.adapter_version], "heldout": e.score,
                    "gap": reward_at[e.adapter_version] - e.score}
-                  for e in store.evals(w["name"]) if e.adapter_version in reward_at] + [
+                  for e in _latest_per_version(store.evals(w["name"]), w["job"]) if e.adapter_version in reward_at] + [
                   {"adapter_version": 0, "train_reward": reward_at[0], "heldout": e.score, "gap": reward_at[0] - e.score}
                   for e in store.evals() if e.worker is None and e.job == w["job"] and e.core_version == w["core_version"]][:1]
         points.sort(key=lambda p: p["adapter_version"])
         widened = len(points) > 1 and points[-1]["gap"] - points[0]["gap"] > gap_alarm
         out.append({"worker": w["name"], "job": w["job"], "points": points, "flag": widened})
     return out
+
+
+def _latest_per_version(evals: list, job: str) -> list:
+    """The latest eval of each adapter version on the worker's own job."""
+    return list({e.adapter_version: e for e in evals if e.job == job}.values())
 
 
 def _plot_curves(curves: dict, path: Path) -> None:
