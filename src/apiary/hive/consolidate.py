@@ -86,7 +86,8 @@ def consolidate(hive, config: ConsolidateConfig = ConsolidateConfig(), workers: 
         kept = measure_retention(model, hive.core_at(0), cache_dir(), adapter_over_base=parent == 0)
     finally:
         adapters.detach(model)
-    found = find_contamination(_training_texts(store, sources, config.method), list({j.name: j for j in hive_jobs.values()}.values()))
+    distinct = {(j.name, tuple(t.id for t in j.source.heldout())): j for j in hive_jobs.values()}
+    found = find_contamination(_training_texts(store, sources, config.method), list(distinct.values()))
     decision = decide(evidence({s.job: s.candidate for s in scores}, {s.job: s.released for s in scores}, kept, found),
                       config.gate)
     details |= {"eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips, "contamination": found.examples,
