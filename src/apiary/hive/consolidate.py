@@ -144,11 +144,12 @@ def _build(hive, core, sources: list[dict], jobs: dict[str, Job], config: Consol
         model = merge(core.model, paths, [config.merge_weight] * len(paths), config.method, config.density)
         return model, MERGED, {"merge_weight": config.merge_weight, "density": config.density}
     teachers = [Teacher(name=f"worker_{i}", adapter=path, prompts=_job_prompts(hive.store, core.tokenizer, s),
-                        max_new_tokens=min(config.distill.max_new_tokens, jobs[s["worker"]].max_tokens))
+                        max_new_tokens=min(config.distill.max_new_tokens, jobs[s["worker"]].max_tokens),
+                        batch=config.distill.prompts_per_job)
                 for i, (s, path) in enumerate(zip(sources, paths))]
     anchors = [prompt_ids(core.tokenizer, [{"role": "user", "content": p}]) for p in retention.anchor_prompts()]
     teachers.append(Teacher(name="previous_core", adapter=None, prompts=anchors, weight=config.distill.anchor_weight,
-                            max_new_tokens=config.distill.anchor_new_tokens))
+                            max_new_tokens=config.distill.anchor_new_tokens, batch=config.distill.anchor_prompts))
     model, details = distill(core.model, core.tokenizer, core.stop_token_ids, teachers, config.distill, show_progress)
     return model, "default", details
 

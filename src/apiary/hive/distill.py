@@ -55,6 +55,7 @@ class Teacher:
     prompts: list[list[int]]
     weight: float = 1.0
     max_new_tokens: int = 24
+    batch: int = 8  # prompts per step
 
 
 def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teachers: list[Teacher],
@@ -77,7 +78,7 @@ def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teacher
             losses = {}
             optimizer.zero_grad(set_to_none=True)
             for teacher in teachers:
-                prompts = rng.sample(teacher.prompts, min(len(teacher.prompts), teacher_batch(teacher, config)))
+                prompts = rng.sample(teacher.prompts, min(len(teacher.prompts), teacher.batch))
                 kl = _teacher_step(model, tokenizer, stop_ids, teacher, prompts, config, generator)
                 losses[teacher.name] = kl
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
@@ -90,10 +91,6 @@ def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teacher
     model.set_adapter(STUDENT)
     model.eval()
     return model, {"seconds": time.perf_counter() - started, "history": history, "config": config.__dict__}
-
-
-def teacher_batch(teacher: Teacher, config: DistillConfig) -> int:
-    return config.anchor_prompts if teacher.adapter is None else config.prompts_per_job
 
 
 def _teacher_step(model, tokenizer, stop_ids, teacher: Teacher, prompts: list[list[int]], config: DistillConfig,
