@@ -241,14 +241,52 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
 @app.command()
 def rollback(
     version: Annotated[int, typer.Argument(help="a core version that was released before (0: the base core)")],
+    worker: Annotated[Optional[str], typer.Option("--worker", "-w", help="roll back this worker's live adapter")] = None,
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
-    """Make an earlier released core version current again (history is kept)."""
-    current = _run(as_json, lambda: Hive(hive).rollback(version))
+    """Make an earlier released core version current again, or a worker's earlier live adapter
+    version (history is kept; a running server follows within a second)."""
+    current = _run(as_json, lambda: Hive(hive).rollback(version, worker))
     if as_json:
-        print(json.dumps({"current_core": current}))
+        print(json.dumps({"live_adapter": current, "worker": worker} if worker else {"current_core": current}))
     else:
-        console.print(f"current core: v{current}")
+        console.print(f"{worker}: live adapter v{current}" if worker else f"current core: v{current}")
+
+
+@app.command()
+def deploy(
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
+    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    tenant: Annotated[Optional[str], typer.Option(help="the tenant (API key owner) it serves; default: local")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
+    row = _run(as_json, lambda: Hive(hive).deploy(spec[0], worker, tenant, spec[1:]))
+    if as_json:
+        print(json.dumps({"worker": row["name"], "job": row["job"], "tenant": row["tenant"], "core_version": row["core_version"]}))
+    else:
+        console.print(f"worker {row['name']} on {row['job']} (core v{row['core_version']}, tenant {row['tenant'] or 'local'})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (anything but localhost needs --keys)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    keys: Annotated[Optional[Path], typer.Option(help='TOML file with a [keys] table of "KEY" = "TENANT"')] = None,
+    max_batch: Annotated[int, typer.Option(help="requests decoded together")] = 32,
+    learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
+    min_feedback: Annotated[int, typer.Option(help="new feedback items that start a learning run")] = 8,
+    tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop")] = GateConfig.tolerance,
+    max_kl: Annotated[float, typer.Option(help="gate: max retention KL")] = GateConfig.max_retention_kl,
+    max_flips: Annotated[float, typer.Option(help="gate: max share of retention items flipped")] = GateConfig.max_flip_rate,
+    hive: HiveOpt = None, core: CoreOpt = None,
+):
+    """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn."""
+    from apiary.serve.run import run_server
+
+    gate = GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips)
+    _run(False, lambda: run_server(hive, host, port, keys, core, max_batch=max_batch, learn=learn,
+                                   min_feedback=min_feedback, gate=gate))
 
 
 @app.command()

@@ -87,7 +87,7 @@ def consolidate(hive, config: ConsolidateConfig = ConsolidateConfig(), workers: 
     finally:
         adapters.detach(model)
     distinct = {(j.name, tuple(t.id for t in j.source.heldout())): j for j in hive_jobs.values()}
-    found = find_contamination(_training_texts(store, sources, config.method), list(distinct.values()))
+    found = find_contamination(training_texts(store, sources, config.method), list(distinct.values()))
     decision = decide(evidence({s.job: s.candidate for s in scores}, {s.job: s.released for s in scores}, kept, found),
                       config.gate)
     details |= {"eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips, "contamination": found.examples,
@@ -197,7 +197,7 @@ def _job_scores(hive, model, core, version: int, sources: list[dict], jobs: dict
     return scores, eval_ids
 
 
-def _training_texts(store, sources: list[dict], method: str) -> list[str]:
+def training_texts(store, sources: list[dict], method: str) -> list[str]:
     """Every prompt (and feedback text) the sources learned from, plus the anchors distillation uses."""
     texts = []
     for source in sources:

@@ -87,10 +87,12 @@ class Hive:
     def learn(self, job: Job | str, worker: str, *, minutes: float | None = None, steps: int | None = None,
               learners: list[str] = ("rl",), config: GRPOConfig | None = None, feedback: FeedbackConfig | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
-              show_progress: bool = True) -> LearnResult:
+              show_progress: bool = True, release: bool = True) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
         corrections, critiques, preferences, practice; feedback learners alone need no budget
-        (they stop when the worker's unlearned feedback is used up)."""
+        (they stop when the worker's unlearned feedback is used up). `release`: make the version it
+        ends with the live one (what a server serves); the server's own learning passes False and
+        releases only past the gate."""
         started = time.perf_counter()
         job = self.job(job, overrides)
         core = self.worker_core(worker)
@@ -104,6 +106,8 @@ class Hive:
                                           adapter_version=run.version, core_version=core.version))
         finally:
             adapters.detach(model)
+        if release and run.version != run.start_version:
+            self.store.release_worker(worker, run.version, "learn")
         return LearnResult(
             worker=worker, job=job.name, before=before.score, after=after.score, heldout_items=after.n,
             episodes=run.episodes, steps=run.steps, learn_seconds=run.seconds,
@@ -121,7 +125,7 @@ class Hive:
         (origin "attempt") that can receive feedback. `start`: first task of the training stream
         (default: the next one this worker has not attempted)."""
         job = self.job(job, overrides)
-        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.core.version)
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core())
         core = self.worker_core(worker)
         latest = self.store.latest_adapter(worker)
         version = latest.version if latest else 0
@@ -187,10 +191,24 @@ class Hive:
         config = config or ConsolidateConfig(method=method)
         return consolidate(self, config, workers, jobs, show_progress)
 
-    def rollback(self, version: int) -> int:
-        """Make an earlier released core version (0: the base core) current again; returns it."""
+    def rollback(self, version: int, worker: str | None = None) -> int:
+        """Make an earlier released core version (0: the base core) current again, or, with `worker`,
+        an adapter version of that worker that was live before (0: the core alone); returns it.
+        A running server switches to it within a second."""
+        if worker is not None:
+            if self.store.worker(worker) is None:
+                raise ValueError(f"no worker named {worker!r} in hive {self.path}")
+            self.store.release_worker(worker, version, reason="rollback")
+            return self.store.live_adapter(worker)
         self.store.release(version, reason="rollback")
         return self.store.current_core()
+
+    def deploy(self, job: Job | str, worker: str, tenant: str | None = None, overrides: list[str] | None = None) -> dict:
+        """Create a worker on a job (on the current core, no adapter yet), reachable by `tenant`
+        through a server (None: the local tenant). Returns its row."""
+        job = self.job(job, overrides)
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(), tenant)
+        return self.store.worker(worker)
 
     def status(self) -> dict:
         """Core versions (released or refused, and why), workers and their held-out scores."""

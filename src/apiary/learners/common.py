@@ -18,6 +18,12 @@ from apiary.models.logprobs import completion_logprobs
 from apiary.store.records import Episode, Feedback
 
 
+def mean_score(episodes) -> float:
+    """Mean job score of the scored episodes (served replies have none); NaN if none is scored."""
+    scores = [e.score for e in episodes if e.score is not None]
+    return sum(scores) / len(scores) if scores else float("nan")
+
+
 @dataclass
 class StepStats:
     reward_mean: float

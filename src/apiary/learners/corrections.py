@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update,
+from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update, mean_score,
                                     batch_logprobs, sft_loss)
 from apiary.models.generate import prompt_ids, reply_ids
 
@@ -30,7 +30,7 @@ class CorrectionLearner:
                     for it in items]
         loss, tokens = supervised_update(self.model, self.optimizer, examples, self.tokenizer.pad_token_id,
                                          self.config.max_grad_norm)
-        stats = StepStats(reward_mean=sum(it.episode.score for it in items) / len(items), trained_samples=len(examples),
+        stats = StepStats(reward_mean=mean_score([it.episode for it in items]), trained_samples=len(examples),
                           generated_tokens=0, trained_tokens=tokens, generate_seconds=0.0,
                           train_seconds=time.perf_counter() - started, loss=loss)
         return LearnStep(stats=stats, feedback_ids=[it.feedback.id for it in items])

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update,
+from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update, mean_score,
                                     batch_logprobs, dpo_loss)
 from apiary.models.generate import prompt_ids, reply_ids
 
@@ -39,7 +39,7 @@ class PreferenceLearner:
         loss = dpo_loss(policy_C[:n], policy_C[n:], ref_C[:n], ref_C[n:], self.config.beta)
         value = apply_update(self.model, self.optimizer, loss, self.config.max_grad_norm)
         margin = float(((policy_C[:n] - ref_C[:n]) - (policy_C[n:] - ref_C[n:])).detach().mean())
-        stats = StepStats(reward_mean=sum(it.episode.score for it in items) / n, trained_samples=2 * n, generated_tokens=0,
+        stats = StepStats(reward_mean=mean_score([it.episode for it in items]), trained_samples=2 * n, generated_tokens=0,
                           trained_tokens=sum(len(e.completion_ids) for e in examples), generate_seconds=0.0,
                           train_seconds=time.perf_counter() - started, loss=value, extra={"margin": margin})
         return LearnStep(stats=stats, feedback_ids=[it.feedback.id for it in items])

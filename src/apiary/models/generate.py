@@ -41,16 +41,29 @@ class SamplingParams:
 def pick_tokens(logits_B_V: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
     if params.temperature <= 0:
         return logits_B_V.argmax(-1)
-    probs_B_V = torch.softmax(logits_B_V.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
+    rows = logits_B_V.shape[0]
+    return sample_rows(logits_B_V, torch.full((rows,), params.temperature), torch.full((rows,), params.top_p), generator)
+
+
+def sample_rows(logits_B_V: torch.Tensor, temperature_B: torch.Tensor, top_p_B: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row, each row with its own temperature (0: greedy) and top-p."""
+    tokens_B = logits_B_V.argmax(-1)
+    sampled = (temperature_B > 0).nonzero().squeeze(-1)
+    if sampled.numel() == 0:
+        return tokens_B
+    probs_B_V = torch.softmax(logits_B_V[sampled].float() / temperature_B[sampled, None], dim=-1)
+    top_p = top_p_B[sampled, None]
+    if bool((top_p < 1.0).any()):
         sorted_p, order = probs_B_V.sort(-1, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < params.top_p
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p
         probs_B_V = torch.zeros_like(probs_B_V).scatter(-1, order, sorted_p * keep)
     # Inverse-CDF sampling: one uniform per row. torch.multinomial draws an exponential for
     # every vocabulary entry, which costs more than the model's forward at batch 128 on a CPU.
     cdf_B_V = probs_B_V.cumsum(-1)
     uniform_B_1 = torch.rand((cdf_B_V.shape[0], 1), generator=generator, device=cdf_B_V.device) * cdf_B_V[:, -1:]
-    return torch.searchsorted(cdf_B_V, uniform_B_1).squeeze(-1).clamp(max=cdf_B_V.shape[1] - 1)
+    tokens_B[sampled] = torch.searchsorted(cdf_B_V, uniform_B_1).squeeze(-1).clamp(max=cdf_B_V.shape[1] - 1)
+    return tokens_B
 
 
 @torch.inference_mode()

@@ -21,7 +21,7 @@ class Episode(BaseModel):
     task_id: str
     messages: list[dict]
     completion: str
-    score: float = Field(ge=0.0, le=1.0)
+    score: float | None = Field(default=None, ge=0.0, le=1.0)  # None: not scored (a served reply)
     answer: str | None = None  # the task's reference answer, when the job knows it
     origin: str | None = None  # what wrote it: rl | practice | critique | attempt | serve
     worker: str | None = None
@@ -29,6 +29,7 @@ class Episode(BaseModel):
     run_id: int | None = None
     step: int | None = None
     created_at: datetime = Field(default_factory=now)
+    tenant: str | None = None  # served episodes: whose request it answered
 
 
 FeedbackKind = Literal["reward", "correction", "critique", "preference"]

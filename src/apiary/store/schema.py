@@ -12,6 +12,7 @@ workers = Table(
     Column("job_spec", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("core_version", Integer),  # the core version its adapters sit on (null in old hives: 0)
+    Column("tenant", String),  # who may reach it through the server (null: the local tenant)
 )
 
 runs = Table(
@@ -34,7 +35,7 @@ episodes = Table(
     Column("task_id", String, nullable=False),
     Column("messages", JSON, nullable=False),
     Column("completion", Text, nullable=False),
-    Column("score", Float, nullable=False),
+    Column("score", Float),  # null: not scored (a served reply; people's feedback judges it)
     Column("answer", Text),  # the task's reference answer, when the job knows it
     Column("origin", String),  # what wrote it: rl | practice | critique | attempt | serve
     Column("worker", String, index=True),
@@ -42,6 +43,7 @@ episodes = Table(
     Column("run_id", Integer, ForeignKey("runs.id")),
     Column("step", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("tenant", String),  # served episodes: the tenant whose request it answered
 )
 
 adapter_versions = Table(
@@ -120,6 +122,17 @@ releases = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Which adapter version of a worker is live (served): the latest row per worker wins. `learn` releases
+# the version it ends with; the server releases a version it learned only past the gate; rollbacks append.
+worker_releases = Table(
+    "worker_releases", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("worker", String, ForeignKey("workers.name"), nullable=False),
+    Column("adapter_version", Integer, nullable=False),
+    Column("reason", String, nullable=False),  # learn | gate | rollback | serve (pinned before learning)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 # Every gate decision with its numbers, passed or not.
 gate_decisions = Table(
     "gate_decisions", metadata,
@@ -133,4 +146,4 @@ gate_decisions = Table(
 )
 
 EXPORTED = ["workers", "runs", "episodes", "feedback", "adapter_versions", "adapter_episodes", "adapter_feedback", "evals",
-            "core_versions", "releases", "gate_decisions"]
+            "core_versions", "releases", "worker_releases", "gate_decisions"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, insert, inspect, or_, select, text, update
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from apiary.store import schema
 from apiary.store.feedback import FeedbackError, check, conflict
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, now
+
+LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
 
 class Store:
@@ -23,6 +26,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         schema.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
+        _allow_unscored_episodes(self.engine)
 
     # -- paths -------------------------------------------------------------------------------
     def adapter_dir(self, worker: str, version: int) -> Path:
@@ -35,14 +39,17 @@ class Store:
         return self.root / "cores" / f"v{version}"
 
     # -- workers -----------------------------------------------------------------------------
-    def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0) -> None:
+    def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0,
+                      tenant: str | None = None) -> None:
         with self.engine.begin() as db:
             row = db.execute(select(schema.workers).where(schema.workers.c.name == name)).first()
             if row is None:
                 db.execute(insert(schema.workers).values(name=name, job=job, core=core, job_spec=job_spec, created_at=now(),
-                                                         core_version=core_version))
+                                                         core_version=core_version, tenant=tenant))
             elif row.job != job:
                 raise ValueError(f"worker {name!r} already works on job {row.job!r}, not {job!r}; pick another name")
+            elif tenant is not None and (row.tenant or LOCAL_TENANT) != tenant:
+                raise ValueError(f"worker {name!r} belongs to another tenant; pick another name")
 
     def workers(self) -> list[dict]:
         with self.engine.connect() as db:
@@ -97,7 +104,12 @@ class Store:
             rows = db.execute(select(schema.episodes).where(schema.episodes.c.id.in_(set(ids))))
             return {r.id: Episode(**r._mapping) for r in rows}
 
-    def failed_episodes(self, worker: str, offset: int, limit: int, origins=("rl", "attempt", "serve")) -> list[Episode]:
+    def finish_episode(self, episode_id: int, completion: str) -> None:
+        """Set the completion of an episode recorded before its reply was written (a served request)."""
+        with self.engine.begin() as db:
+            db.execute(update(schema.episodes).where(schema.episodes.c.id == episode_id).values(completion=completion))
+
+    def failed_episodes(self, worker: str, offset: int, limit: int, origins=("rl", "attempt")) -> list[Episode]:
         """A worker's failed attempts at its job's own tasks (score < 1), oldest first."""
         ep = schema.episodes
         query = (select(ep).where(ep.c.worker == worker, ep.c.score < 1.0, ep.c.origin.in_(origins))
@@ -213,6 +225,41 @@ class Store:
                 version = row.parent
         return sorted(ids)
 
+    # -- live worker adapters -----------------------------------------------------------------
+    def release_worker(self, worker: str, version: int, reason: str) -> None:
+        """Make adapter `version` of `worker` the live one (0: the core alone); a rollback may only
+        name a version that was live before."""
+        known = {v.version for v in self.adapter_versions(worker)} | {0}
+        if version not in known:
+            raise ValueError(f"worker {worker!r} has no adapter version {version}; versions: "
+                             f"{', '.join(map(str, sorted(known)))}")
+        if reason == "rollback" and version not in self.released_worker_versions(worker):
+            raise ValueError(f"adapter version {version} of {worker!r} was never live, so it cannot be rolled back to")
+        with self.engine.begin() as db:
+            db.execute(insert(schema.worker_releases).values(worker=worker, adapter_version=version, reason=reason,
+                                                             created_at=now()))
+
+    def released_worker_versions(self, worker: str) -> set[int]:
+        wr = schema.worker_releases
+        with self.engine.connect() as db:
+            return {0} | set(db.execute(select(wr.c.adapter_version).where(wr.c.worker == worker)).scalars())
+
+    def has_worker_release(self, worker: str) -> bool:
+        wr = schema.worker_releases
+        with self.engine.connect() as db:
+            return db.execute(select(wr.c.id).where(wr.c.worker == worker).limit(1)).first() is not None
+
+    def live_adapter(self, worker: str) -> int:
+        """The worker's live adapter version: its latest release (or rollback); in a hive without
+        releases for it, its latest adapter version (0: none)."""
+        wr = schema.worker_releases
+        with self.engine.connect() as db:
+            row = db.execute(select(wr.c.adapter_version).where(wr.c.worker == worker).order_by(wr.c.id.desc())).first()
+        if row is not None:
+            return row.adapter_version
+        latest = self.latest_adapter(worker)
+        return latest.version if latest else 0
+
     # -- evals -------------------------------------------------------------------------------
     def add_eval(self, result: EvalResult) -> int:
         with self.engine.begin() as db:
@@ -272,6 +319,13 @@ class Store:
         with self.engine.connect() as db:
             return [GateDecision(**r._mapping) for r in db.execute(query)]
 
+    def decisions_like(self, prefix: str) -> list[GateDecision]:
+        """Gate decisions whose candidate starts with `prefix` (e.g. "worker:arith:"), oldest first."""
+        gd = schema.gate_decisions
+        query = select(gd).where(gd.c.candidate.startswith(prefix, autoescape=True)).order_by(gd.c.id)
+        with self.engine.connect() as db:
+            return [GateDecision(**r._mapping) for r in db.execute(query)]
+
     def table_rows(self, name: str) -> list[dict]:
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
@@ -287,6 +341,26 @@ def _add_missing_columns(engine) -> None:
                 if column.name not in present and column.nullable:
                     kind = column.type.compile(dialect=engine.dialect)
                     db.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _allow_unscored_episodes(engine) -> None:
+    """Hives made before served episodes existed have `episodes.score NOT NULL`; rebuild that table
+    with a nullable score (SQLite cannot alter a column), keeping every row and id."""
+    if not engine.url.get_backend_name() == "sqlite":
+        return
+    score = next(c for c in inspect(engine).get_columns("episodes") if c["name"] == "score")
+    if score["nullable"]:
+        return
+    columns = ", ".join(f'"{c.name}"' for c in schema.episodes.columns)
+    create = str(CreateTable(schema.episodes).compile(dialect=engine.dialect)).replace("TABLE episodes", "TABLE episodes_new", 1)
+    indexes = [str(CreateIndex(index).compile(dialect=engine.dialect)) for index in schema.episodes.indexes]
+    script = ["PRAGMA foreign_keys=OFF", "BEGIN", create, f"INSERT INTO episodes_new ({columns}) SELECT {columns} FROM episodes",
+              "DROP TABLE episodes", "ALTER TABLE episodes_new RENAME TO episodes", *indexes, "COMMIT", "PRAGMA foreign_keys=ON"]
+    raw = engine.raw_connection()  # SQLite's documented way: new table, copy, drop, rename the new one
+    try:
+        raw.driver_connection.executescript(";\n".join(script) + ";")
+    finally:
+        raw.close()
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -1,0 +1,205 @@
+"""The HTTP layer: OpenAI's chat completions API plus feedback, over a `Service`. Only translation
+lives here: reading bodies, keys to tenants, errors to status codes, replies to JSON and SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from apiary.serve.service import Chat, Reply, ServeError, Service, kind
+from apiary.serve.tenants import Tenants, Unauthorized
+
+MAX_BODY = 1 << 20  # bytes
+LOCALHOST = {"127.0.0.1", "localhost", "::1"}
+
+
+def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await run_in_threadpool(service.close)
+
+    app = FastAPI(title="apiary", lifespan=lifespan)
+    metrics = service.metrics
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        endpoint = request.url.path
+        length = request.headers.get("content-length") or "0"
+        try:
+            if not length.isdigit():
+                raise ServeError(400, "the Content-Length header is not a number")
+            if int(length) > max_body:
+                raise ServeError(413, f"the body is larger than {max_body} bytes")
+            request.state.tenant = None if endpoint in ("/health", "/metrics") else tenants.tenant(
+                request.headers.get("authorization"))
+        except ServeError as err:
+            response = _error(err.status, err.message)
+        except Unauthorized as err:
+            response = _error(401, str(err))
+        else:
+            response = await call_next(request)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(ServeError)
+    async def refused(_request, err: ServeError):
+        return _error(err.status, err.message)
+
+    @app.get("/health")
+    async def health():
+        routes = service.engine.routes()
+        return {"status": "ok", "models": {m: {"core_version": r.core_version, "adapter_version": r.adapter_version}
+                                           for m, r in routes.items()}}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        names = await run_in_threadpool(service.models, request.state.tenant)
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "apiary"} for n in names]}
+
+    @app.get("/v1/workers")
+    async def workers(request: Request):
+        return {"object": "list", "data": await run_in_threadpool(service.workers, request.state.tenant)}
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        item = await run_in_threadpool(service.feedback, request.state.tenant, await _json(request, max_body))
+        return {"object": "feedback", "id": item.id, "response_id": str(item.episode_id), "kind": item.kind,
+                "conflict": item.conflict}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        tenant = request.state.tenant
+        chat = await run_in_threadpool(service.parse_chat, tenant, await _json(request, max_body))
+        loop, events = asyncio.get_running_loop(), asyncio.Queue()
+        reply = await run_in_threadpool(service.start, tenant, chat,
+                                        lambda token: loop.call_soon_threadsafe(events.put_nowait, token),
+                                        lambda _r: loop.call_soon_threadsafe(events.put_nowait, None))
+        started = time.perf_counter()
+        if chat.stream:
+            return StreamingResponse(_stream(service, chat, reply, events, started, chat.include_usage),
+                                     media_type="text/event-stream")
+        try:
+            while await events.get() is not None:
+                pass
+        finally:
+            reply.request.cancelled = True  # a no-op once it finished; stops the work if the client left
+        text, reason = await run_in_threadpool(service.finish, reply)
+        metrics.latency.labels(kind(chat.model)).observe(time.perf_counter() - started)
+        if reason == "error":
+            raise ServeError(500, "generation failed; the error is in the server's log")
+        return {"id": str(reply.episode_id), "object": "chat.completion", "created": int(time.time()), "model": chat.model,
+                "system_fingerprint": _fingerprint(reply),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
+                "usage": _usage(reply), "apiary": _provenance(reply)}
+
+    return app
+
+
+async def _stream(service: Service, chat: Chat, reply: Reply, events: asyncio.Queue, started: float, usage: bool):
+    """Server-sent events in OpenAI's chunk format; the text is sent as it is written (held back only
+    where a stop string might be starting or a character is not complete yet)."""
+    base = {"id": str(reply.episode_id), "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": chat.model, "system_fingerprint": _fingerprint(reply), "apiary": _provenance(reply)}
+
+    def chunk(delta: dict, reason: str | None = None, **extra) -> str:
+        return f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': delta, 'finish_reason': reason}]} | extra)}\n\n"
+
+    sent, hold = 0, max((len(s) for s in chat.stop), default=1) - 1
+    finished = False
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        while (token := await events.get()) is not None:
+            text, _ = reply.text(service.tokenizer)
+            safe = len(text) - hold if not text.endswith("\ufffd") else len(text.rstrip("\ufffd")) - hold
+            if safe > sent:
+                yield chunk({"content": text[sent:safe]})
+                sent = safe
+        finished = True
+    finally:
+        reply.request.cancelled = not finished  # the client went away: stop writing its reply
+        text, reason = await run_in_threadpool(service.finish, reply)
+    service.metrics.latency.labels(kind(chat.model)).observe(time.perf_counter() - started)
+    if text[sent:]:
+        yield chunk({"content": text[sent:]})
+    yield chunk({}, reason if reason != "error" else "stop")
+    if usage:
+        yield f"data: {json.dumps(base | {'choices': [], 'usage': _usage(reply)})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+async def _json(request: Request, max_body: int):
+    body = await request.body()
+    if len(body) > max_body:
+        raise ServeError(413, f"the body is larger than {max_body} bytes")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as err:
+        raise ServeError(400, f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except UnicodeDecodeError:
+        raise ServeError(400, "the body is not UTF-8 text") from None
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large"}
+    return JSONResponse({"error": {"message": message, "type": kind.get(status, "invalid_request_error"), "code": status}},
+                        status_code=status)
+
+
+def _usage(reply: Reply) -> dict:
+    n = len(reply.request.tokens)
+    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": n, "total_tokens": reply.prompt_tokens + n}
+
+
+def _provenance(reply: Reply) -> dict:
+    worker = reply.model.split(":", 1)[1] if reply.model.startswith("worker:") else None
+    return {"episode_id": reply.episode_id, "worker": worker, "core_version": reply.route.core_version,
+            "adapter_version": reply.route.adapter_version}
+
+
+def _fingerprint(reply: Reply) -> str:
+    return f"core-v{reply.route.core_version}" + (f"-adapter-v{reply.route.adapter_version}" if reply.route.adapter_version else "")
+
+
+def check_host(host: str, tenants: Tenants) -> None:
+    """Without API keys the server is for this machine only."""
+    if tenants.open and host not in LOCALHOST:
+        raise ValueError(f"refusing to listen on {host} without API keys: give --keys FILE (or set APIARY_KEYS), "
+                         "or listen on 127.0.0.1")
+
+
+class ServerThread:
+    """A real uvicorn server on a free localhost port, in a background thread (tests, benchmarks)."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1"):
+        self.socket = socket.socket()
+        self.socket.bind((host, 0))
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join()

@@ -1,0 +1,99 @@
+"""Learning while serving: workers learn from the feedback their replies receive, in the background.
+
+When a worker has `min_feedback` pieces of feedback no adapter version has learned from yet (not
+counting those flagged as contradicting earlier feedback), a learning run uses them up with the
+matching feedback learners, on a copy of the core of its own (the server's models are never
+touched), and the new adapter version goes through the worker gate. The gate releases it only if
+it passed; the server's watcher then makes it live. Every run, version and decision is in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from apiary.evals.gate import GateConfig
+from apiary.hive.worker_gate import WorkerGateResult, gate_worker
+
+log = logging.getLogger("apiary.serve")
+
+LEARNER_OF = {"reward": "rewards", "correction": "corrections", "critique": "critiques", "preference": "preferences"}
+
+
+@dataclass
+class LearningConfig:
+    min_feedback: int = 8  # unlearned pieces of feedback that start a learning run for a worker
+    poll_seconds: float = 5.0  # how often workers are checked even when no feedback arrives
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+def ready_workers(store, min_feedback: int) -> dict[str, list[str]]:
+    """Workers with enough unlearned, unflagged feedback, and the learners that feedback needs."""
+    ready = {}
+    for row in store.workers():
+        pending = [f for f in store.feedback(row["name"], unconsumed=True) if not f.conflict]
+        if len(pending) >= min_feedback:
+            ready[row["name"]] = sorted({LEARNER_OF[f.kind] for f in pending})
+    return ready
+
+
+class FeedbackLearning:
+    """A thread that runs `learn_and_gate` for every worker that has enough new feedback."""
+
+    def __init__(self, make_hive: Callable, config: LearningConfig, on_result: Callable[[dict], None]):
+        self.make_hive, self.config, self.on_result = make_hive, config, on_result
+        self._wake, self._stopping = threading.Event(), False
+        self._thread = threading.Thread(target=self._loop, name="apiary-learning", daemon=True)
+        self.busy = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        hive, unusable = None, set()
+        while not self._stopping:
+            self._wake.wait(self.config.poll_seconds)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                hive = hive or self.make_hive()  # loaded on first use: its own copy of the core
+                for worker, learners in ready_workers(hive.store, self.config.min_feedback).items():
+                    if worker in unusable:
+                        continue
+                    self.busy = True
+                    try:
+                        self.on_result(learn_and_gate(hive, worker, learners, self.config.gate))
+                    except ValueError as err:  # e.g. a worker whose job was defined in Python code
+                        unusable.add(worker)
+                        log.warning("worker %s cannot learn while serving: %s", worker, err)
+            except Exception:  # noqa: BLE001 - a failed run is logged; the server keeps serving
+                log.exception("learning from feedback failed")
+            finally:
+                self.busy = False
+
+
+def learn_and_gate(hive, worker: str, learners: list[str], gate: GateConfig) -> dict:
+    """One learning run on the worker's unlearned feedback, then the gate on the version it made."""
+    job, store = hive.job(*hive._worker_job(worker)), hive.store
+    live = store.live_adapter(worker)
+    if not store.has_worker_release(worker):
+        store.release_worker(worker, live, "serve")  # pin it: without releases, a worker's latest version is live
+    result = hive.learn(job, worker, learners=learners, release=False, show_progress=False)
+    if result.adapter_version == live:
+        return {"learn": result.model_dump(), "gate": None}  # nothing new was learned
+    decision: WorkerGateResult = gate_worker(hive, worker, result.adapter_version, gate, job=job)
+    log.info("worker %s learned from %d feedback item(s) in %d step(s): v%d %s (held-out %.3f vs live %.3f)%s",
+             worker, result.feedback, result.steps, result.adapter_version, "released" if decision.passed else "refused",
+             decision.candidate, decision.released, "" if decision.passed else f": {'; '.join(decision.reasons)}")
+    return {"learn": result.model_dump(), "gate": decision.model_dump()}

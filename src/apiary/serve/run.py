@@ -1,0 +1,24 @@
+"""`apiary serve`: build the service and the app, and run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from apiary.evals.gate import GateConfig
+from apiary.serve.app import check_host, create_app
+from apiary.serve.learning import LearningConfig
+from apiary.serve.service import ServeConfig, Service
+from apiary.serve.tenants import load_tenants
+
+
+def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path | None = None, core: str | None = None,
+               max_batch: int = 32, learn: bool = True, min_feedback: int = 8, gate: GateConfig = GateConfig()) -> None:
+    tenants = load_tenants(keys)
+    check_host(host, tenants)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = ServeConfig(max_batch=max_batch, learn=learn, learning=LearningConfig(min_feedback=min_feedback, gate=gate))
+    service = Service(hive, core=core, config=config)
+    uvicorn.run(create_app(service, tenants), host=host, port=port, log_level="info")

@@ -1,0 +1,240 @@
+"""The server, over real HTTP on localhost, with the official `openai` client and the tiny model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+import torch
+
+from apiary import Hive
+from apiary.models import adapters
+from apiary.models.adapters import LoraSpec
+from apiary.models.core import load_core
+from apiary.serve.app import ServerThread, check_host, create_app
+from apiary.serve.learning import LearningConfig
+from apiary.serve.service import ServeConfig, Service
+from apiary.serve.tenants import Tenants, load_tenants
+from apiary.store.records import AdapterVersion
+
+ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
+KEYS = {"key-acme": "acme", "key-bravo": "bravo"}
+
+
+def add_adapter(hive: Hive, core_dir, worker: str, version: int, seed: int) -> None:
+    """Save a random (nonzero) adapter as the worker's next version, as a learning run would."""
+    core = load_core(core_dir)
+    model = adapters.attach(core.model, LoraSpec())
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    adapters.save(model, hive.store.adapter_dir(worker, version))
+    hive.store.add_adapter_version(AdapterVersion(worker=worker, version=version, parent=version - 1,
+                                                  path=str(hive.store.adapter_dir(worker, version)), step=0), [])
+
+
+@pytest.fixture
+def hive(tmp_path, tiny_core_dir, monkeypatch):
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    h = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    h.deploy("rg:chain_sum", "arith", overrides=ONE_DIGIT)
+    h.deploy("rg:chain_sum", "acme-sums", tenant="acme", overrides=ONE_DIGIT)
+    h.deploy("rg:products", "bravo-times", tenant="bravo", overrides=ONE_DIGIT)
+    return h
+
+
+def serve(hive, tiny_core_dir, tenants=Tenants(), **config):
+    config = ServeConfig(**({"learn": False, "watch_seconds": 0.1, "max_tokens": 64} | config))
+    service = Service(hive.path, core=str(tiny_core_dir), config=config)
+    return ServerThread(create_app(service, tenants, max_body=4096))
+
+
+def client(server, key="local") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+
+
+def post(server, path, key="local", headers=None, **kwargs) -> httpx.Response:
+    return httpx.post(server.url + path, headers={"Authorization": f"Bearer {key}"} | (headers or {}), **kwargs)
+
+
+def ask(c, model="core", **kwargs):
+    return c.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                                     max_tokens=kwargs.pop("max_tokens", 8), **kwargs)
+
+
+def test_chat_stream_models_and_feedback_round_trip(hive, tiny_core_dir):
+    with serve(hive, tiny_core_dir) as server:
+        c = client(server)
+        assert {m.id for m in c.models.list()} == {"core", "worker:arith"}
+        reply = ask(c, temperature=0)
+        episode = hive.store.episode(int(reply.id))
+        assert episode.origin == "serve" and episode.score is None and episode.completion == reply.choices[0].message.content
+        assert reply.usage.completion_tokens >= 1 and reply.choices[0].finish_reason in ("stop", "length")
+        assert reply.model_extra["apiary"] == {"episode_id": int(reply.id), "worker": None, "core_version": 0,
+                                               "adapter_version": 0}
+        chunks = list(ask(c, temperature=0, stream=True, stream_options={"include_usage": True}))
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert streamed == reply.choices[0].message.content  # greedy: the same reply, streamed
+        assert len({ch.id for ch in chunks}) == 1 and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+        worker_reply = ask(c, model="worker:arith")
+        assert hive.store.episode(int(worker_reply.id)).worker == "arith"
+        answer = post(server, "/v1/feedback", json={"id": worker_reply.id, "correction": "5"})
+        assert answer.status_code == 200, answer.text
+        (stored,) = hive.store.feedback("arith")
+        assert stored.kind == "correction" and stored.text == "5" and stored.episode_id == int(worker_reply.id)
+        other = ask(c, model="worker:arith", temperature=1.0)
+        assert post(server, "/v1/feedback", json={"id": worker_reply.id, "prefer": int(other.id)}).status_code == 200
+        assert post(server, "/v1/feedback", json={"id": other.id, "reward": 0.5}).status_code == 200
+        workers = httpx.get(server.url + "/v1/workers").json()["data"]
+        assert [w["name"] for w in workers] == ["arith"] and workers[0]["unlearned_feedback"] == 3
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'apiary_feedback_total{kind="correction"} 1.0' in metrics and "apiary_completion_tokens_total" in metrics
+
+
+def test_every_bad_input_gets_the_right_status_and_the_server_keeps_serving(hive, tiny_core_dir):
+    with serve(hive, tiny_core_dir) as server:
+        c = client(server)
+        cases = [
+            (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "malformed JSON"),
+            (dict(json={"messages": [{"role": "user", "content": "hi"}]}), 400, "'model'"),
+            (dict(json={"model": "core"}), 400, "'messages'"),
+            (dict(json={"model": "core", "messages": [{"role": "robot", "content": "hi"}]}), 400, "role"),
+            (dict(json={"model": "worker:nobody", "messages": [{"role": "user", "content": "hi"}]}), 404, "not found"),
+            (dict(json={"model": "core", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 6}), 400,
+             "max_tokens"),
+            (dict(json={"model": "core", "messages": [{"role": "user", "content": "hi"}], "temperature": -1}), 400,
+             "temperature"),
+            (dict(json={"model": "core", "messages": [{"role": "user", "content": "hi " * 1500}]}), 413, "larger"),
+        ]
+        for kwargs, status, words in cases:
+            answer = post(server, "/v1/chat/completions", **kwargs)
+            assert answer.status_code == status, (kwargs, answer.text)
+            assert words in answer.json()["error"]["message"]
+        for body, status, words in [({"id": 10 ** 6, "reward": 1.0}, 404, "no response"),
+                                    ({"reward": 1.0}, 400, "'id'"),
+                                    ({"id": "abc", "reward": 1.0}, 400, "digits")]:
+            answer = post(server, "/v1/feedback", json=body)
+            assert answer.status_code == status and words in answer.json()["error"]["message"], answer.text
+        reply = ask(c)
+        for body, words in [({"id": reply.id, "reward": 2.0}, "reward must be"), ({"id": reply.id, "correction": ""}, "empty"),
+                            ({"id": reply.id, "reward": 1.0, "critique": "no"}, "exactly one"),
+                            ({"id": reply.id, "rating": 5}, "unknown field")]:
+            answer = post(server, "/v1/feedback", json=body)
+            assert answer.status_code == 400 and words in answer.json()["error"]["message"], answer.text
+        assert hive.store.feedback() == []  # nothing refused was written
+        with pytest.raises(openai.NotFoundError):
+            ask(c, model="gpt-4")
+        assert ask(c).choices[0].message.content is not None  # still serving
+
+
+def test_a_too_long_prompt_is_refused_with_its_length(hive, tiny_core_dir):
+    with serve(hive, tiny_core_dir, max_prompt_tokens=40) as server:
+        c = client(server)
+        with pytest.raises(openai.BadRequestError, match="at most 40"):
+            c.chat.completions.create(model="core", messages=[{"role": "user", "content": "hi " * 60}])
+    with serve(hive, tiny_core_dir) as server:  # the tiny model reads 256 positions
+        with pytest.raises(openai.BadRequestError, match="context of 256"):
+            client(server).chat.completions.create(model="core", messages=[{"role": "user", "content": "hi " * 240}])
+
+
+def test_tenants_reach_only_their_own_workers_responses_and_feedback(hive, tiny_core_dir):
+    with serve(hive, tiny_core_dir, tenants=Tenants(KEYS)) as server:
+        acme, bravo = client(server, "key-acme"), client(server, "key-bravo")
+        assert {m.id for m in acme.models.list()} == {"core", "worker:acme-sums"}
+        assert {m.id for m in bravo.models.list()} == {"core", "worker:bravo-times"}
+        with pytest.raises(openai.NotFoundError):
+            ask(acme, model="worker:bravo-times")
+        with pytest.raises(openai.NotFoundError):
+            ask(acme, model="worker:arith")  # the local tenant's worker
+        mine = ask(bravo, model="worker:bravo-times")
+        assert hive.store.episode(int(mine.id)).tenant == "bravo"
+        answer = post(server, "/v1/feedback", key="key-acme", json={"id": mine.id, "correction": "I can train you"})
+        assert answer.status_code == 404
+        theirs = ask(acme, model="worker:acme-sums")
+        answer = post(server, "/v1/feedback", key="key-acme", json={"id": theirs.id, "prefer": mine.id})
+        assert answer.status_code == 404  # a preference naming another tenant's response
+        assert hive.store.feedback() == []
+        assert [w["name"] for w in httpx.get(server.url + "/v1/workers", headers={"Authorization": "Bearer key-acme"})
+                .json()["data"]] == ["acme-sums"]
+        for key in ("wrong-key", None):
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            answer = httpx.get(server.url + "/v1/models", headers=headers)
+            assert answer.status_code == 401 and "key-acme" not in answer.text
+        with pytest.raises(openai.AuthenticationError):
+            ask(client(server, "key-nobody"))
+
+
+def test_keys_file_env_and_localhost_rule(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text('[keys]\n"sk-1" = "acme"\n')
+    assert load_tenants(path).tenant("Bearer sk-1") == "acme"
+    assert load_tenants(None, env={"APIARY_KEYS": "sk-2=bravo"}).tenant("Bearer sk-2") == "bravo"
+    path.write_text("[keys\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_tenants(path)
+    with pytest.raises(ValueError, match="without API keys"):
+        check_host("0.0.0.0", Tenants())
+    check_host("0.0.0.0", Tenants({"k": "t"}))
+
+
+def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, tiny_core_dir):
+    add_adapter(hive, tiny_core_dir, "arith", 1, seed=1)
+    hive.store.release_worker("arith", 1, "learn")
+    with serve(hive, tiny_core_dir) as server:
+        c = client(server)
+        assert ask(c, model="worker:arith").model_extra["apiary"]["adapter_version"] == 1
+        failures, versions, stop = [], [], threading.Event()
+
+        def keep_asking():
+            while not stop.is_set():
+                try:
+                    versions.append(ask(c, model="worker:arith", max_tokens=4).model_extra["apiary"]["adapter_version"])
+                except Exception as err:  # noqa: BLE001 - counted
+                    failures.append(err)
+
+        threads = [threading.Thread(target=keep_asking) for _ in range(4)]
+        for t in threads:
+            t.start()
+        add_adapter(hive, tiny_core_dir, "arith", 2, seed=2)
+        hive.store.release_worker("arith", 2, "gate")
+        deadline = time.time() + 20
+        while time.time() < deadline and 2 not in versions[-4:]:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not failures and 1 in versions and 2 in versions
+        after = ask(c, model="worker:arith")
+        assert after.model_extra["apiary"]["adapter_version"] == 2 and after.system_fingerprint == "core-v0-adapter-v2"
+        assert hive.store.episode(int(after.id)).adapter_version == 2
+        hive.rollback(1, worker="arith")  # works on the running server
+        deadline = time.time() + 20
+        while time.time() < deadline and ask(c, model="worker:arith").model_extra["apiary"]["adapter_version"] != 1:
+            time.sleep(0.1)
+        assert ask(c, model="worker:arith").model_extra["apiary"]["adapter_version"] == 1
+
+
+def test_feedback_trains_the_worker_in_the_background_behind_the_gate(hive, tiny_core_dir):
+    learning = LearningConfig(min_feedback=4, poll_seconds=0.5)
+    with serve(hive, tiny_core_dir, learn=True, learning=learning) as server:
+        c = client(server)
+        for n in range(4):
+            reply = ask(c, model="worker:arith", temperature=1.0)
+            assert post(server, "/v1/feedback", json={"id": reply.id, "correction": str(n)}).status_code == 200
+        deadline, worker = time.time() + 240, None
+        while time.time() < deadline:
+            worker = httpx.get(server.url + "/v1/workers").json()["data"][0]
+            if worker["last_gate"] is not None and worker["served_version"] == worker["live_version"]:
+                break
+            time.sleep(0.5)
+        assert worker["last_gate"]["candidate"] == "worker:arith:1" and worker["latest_version"] == 1
+        assert worker["unlearned_feedback"] == 0
+        assert worker["live_version"] == (1 if worker["last_gate"]["passed"] else 0) == worker["served_version"]
+        assert sorted(hive.store.feedback_learned("arith", 1)) == [f.id for f in hive.store.feedback("arith")]
+        assert "apiary_gate_decisions_total" in httpx.get(server.url + "/metrics").text
