@@ -62,7 +62,7 @@ def prefill(model: PreTrainedModel, prompts: list[list[int]], pad_id: int) -> Pr
         raise ValueError("prefill needs at least one non-empty prompt")
     device = model.device
     n_prompts = len(prompts)
-    prefix_len = shared_prefix_length(prompts)
+    prefix_len = shared_prefix_length(prompts) if n_prompts > 1 else 0  # one prompt: one pass is cheaper
     cache = None
     if prefix_len > 0:
         prefix = torch.tensor([prompts[0][:prefix_len]], device=device)

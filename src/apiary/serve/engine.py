@@ -140,11 +140,12 @@ class Engine:
                     future.set_result(command())
                 except Exception as err:  # noqa: BLE001 - handed to the caller
                     future.set_exception(err)
-            for version, requests in admit.items():
-                self._guarded(self._lanes[version], lambda b, r=requests: b.admit(r), requests)
-            for lane in self._lanes.values():
-                if lane.batch.rows:
-                    self._guarded(lane, lambda b: b.step(), [])
+            with torch.inference_mode():
+                for version, requests in admit.items():
+                    self._guarded(self._lanes[version], lambda b, r=requests: b.admit(r), requests)
+                for lane in self._lanes.values():
+                    if lane.batch.rows:
+                        self._guarded(lane, lambda b: b.step(), [])
             self._unload_unused()
         for lane in self._lanes.values():
             lane.batch.fail("cancelled")

@@ -242,7 +242,8 @@ class Service:
             live, latest = self.store.live_adapter(w["name"]), self.store.latest_adapter(w["name"])
             evals = [e for e in self.store.evals(w["name"]) if e.adapter_version == live and e.core_version == w["core_version"]]
             if live == 0:
-                evals = [e for e in self.store.evals(None) if e.job == w["job"] and e.core_version == w["core_version"]]
+                evals = [e for e in self.store.evals(None)
+                         if e.worker is None and e.job == w["job"] and e.core_version == w["core_version"]]
             decisions = self.store.decisions_like(f"worker:{w['name']}:")
             route = self.engine.route(WORKER + w["name"])
             rows.append({"id": WORKER + w["name"], "name": w["name"], "job": w["job"], "core_version": w["core_version"],
@@ -251,14 +252,20 @@ class Service:
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
                          "unlearned_feedback": len(self.store.feedback(w["name"], unconsumed=True)),
-                         "last_gate": {"candidate": decisions[-1].candidate, "passed": decisions[-1].passed,
-                                       "reasons": decisions[-1].reasons} if decisions else None,
+                         "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows
 
     def _owns(self, tenant: str, episode_id: int) -> bool:
         episode = self.store.episode(episode_id)
         return episode is not None and (episode.tenant or LOCAL_TENANT) == tenant
+
+
+def _gate_summary(decision) -> dict:
+    evidence = decision.evidence
+    return {"candidate": decision.candidate, "passed": decision.passed, "reasons": decision.reasons,
+            "heldout": evidence.get("candidate"), "live_heldout": evidence.get("released"),
+            "retention_kl": evidence.get("retention_kl"), "flips": evidence.get("flips"), "at": decision.created_at.isoformat()}
 
 
 def kind(model: str) -> str:
