@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/learn_speed.py
 	$(BIN)/python benchmarks/feedback_kinds.py
 	$(BIN)/python benchmarks/continual.py
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) hive hive-demo

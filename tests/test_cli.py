@@ -121,3 +121,19 @@ def test_consolidate_status_rollback_report(tmp_path, tiny_core_dir, monkeypatch
     assert {p.rsplit("/", 1)[1] for p in files} == {"report.md", "learning_curves.png", "forgetting.png", "retention.png"}
     text = (hive / "report" / "report.md").read_text()
     assert "core v1" in text and "| v1 | v0 | linear |" in text
+
+
+def test_deploy_learn_release_and_worker_rollback(tmp_path, tiny_core_dir):
+    hive = tmp_path / "hive"
+    out = json.loads(invoke("deploy", *CHAIN, "--worker", "sums", "--tenant", "acme", "--hive", hive, "--core",
+                            tiny_core_dir, "--json").stdout)
+    assert out == {"worker": "sums", "job": "chain_sum", "tenant": "acme", "core_version": 0}
+    result = invoke("deploy", "rg:products", "--worker", "sums", "--hive", hive, "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 2 and "already works on job" in json.loads(result.stdout)["error"]
+    for _ in range(2):  # each learn run releases the version it ends with
+        assert invoke("learn", *CHAIN, "--worker", "sums", "--steps", "1", "--prompts", "2", "--samples", "2",
+                      "--max-new-tokens", "3", "--hive", hive, "--core", tiny_core_dir, "--json").exit_code == 0
+    assert json.loads(invoke("rollback", "1", "--worker", "sums", "--hive", hive, "--json").stdout) == {
+        "live_adapter": 1, "worker": "sums"}
+    result = invoke("rollback", "5", "--worker", "sums", "--hive", hive, "--json")
+    assert result.exit_code == 2 and "no adapter version 5" in json.loads(result.stdout)["error"]

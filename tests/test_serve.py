@@ -161,6 +161,7 @@ def test_tenants_reach_only_their_own_workers_responses_and_feedback(hive, tiny_
         assert hive.store.feedback() == []
         assert [w["name"] for w in httpx.get(server.url + "/v1/workers", headers={"Authorization": "Bearer key-acme"})
                 .json()["data"]] == ["acme-sums"]
+        assert "bravo" not in httpx.get(server.url + "/health").text + httpx.get(server.url + "/metrics").text
         for key in ("wrong-key", None):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             answer = httpx.get(server.url + "/v1/models", headers=headers)

@@ -258,10 +258,10 @@ def deploy(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     tenant: Annotated[Optional[str], typer.Option(help="the tenant (API key owner) it serves; default: local")] = None,
-    hive: HiveOpt = None, as_json: JsonOpt = False,
+    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
 ):
     """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
-    row = _run(as_json, lambda: Hive(hive).deploy(spec[0], worker, tenant, spec[1:]))
+    row = _run(as_json, lambda: Hive(hive, core=core).deploy(spec[0], worker, tenant, spec[1:]))
     if as_json:
         print(json.dumps({"worker": row["name"], "job": row["job"], "tenant": row["tenant"], "core_version": row["core_version"]}))
     else:
