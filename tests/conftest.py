@@ -37,3 +37,21 @@ def tiny_core(tiny_core_dir):
 @pytest.fixture(scope="session")
 def chain_sum_job():
     return load_job("rg:chain_sum", CHAIN_SUM)
+
+
+@pytest.fixture(scope="session")
+def random_adapter(tiny_core_dir):
+    """Save a LoRA adapter with random (nonzero) B matrices for the tiny core: a worker that behaves differently."""
+    from apiary.models import adapters
+    from apiary.models.adapters import LoraSpec
+
+    def save(path, seed: int) -> None:
+        model = adapters.attach(load_core(tiny_core_dir).model, LoraSpec())
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)
+        adapters.save(model, path)
+
+    return save

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import torch
 
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -17,17 +16,6 @@ QUESTIONS = ["What is 2 + 3?", "Name a colour.", "Write a long poem about the se
              "Count to ten.", "Why?"]
 
 
-def random_adapter(core_dir, path, seed: int) -> None:
-    core = load_core(core_dir)
-    model = adapters.attach(core.model, LoraSpec())
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    adapters.save(model, path)
-
-
 def alone(core_dir, adapter_dir, question: str, max_new_tokens: int) -> list[int]:
     """The greedy reply of the core (plus an adapter) to one question, with nothing else running."""
     core = load_core(core_dir)
@@ -37,9 +25,9 @@ def alone(core_dir, adapter_dir, question: str, max_new_tokens: int) -> list[int
                     core.tokenizer.pad_token_id)[0]
 
 
-def test_rows_joining_and_leaving_a_mixed_adapter_batch_get_their_solo_replies(tiny_core_dir, tmp_path):
-    random_adapter(tiny_core_dir, tmp_path / "a", seed=1)
-    random_adapter(tiny_core_dir, tmp_path / "b", seed=2)
+def test_rows_joining_and_leaving_a_mixed_adapter_batch_get_their_solo_replies(tiny_core_dir, tmp_path, random_adapter):
+    random_adapter(tmp_path / "a", seed=1)
+    random_adapter(tmp_path / "b", seed=2)
     core = load_core(tiny_core_dir)
     engine = Engine(max_batch=4)  # 6 requests: some wait for a free row
     try:

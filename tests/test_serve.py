@@ -8,32 +8,21 @@ import time
 import httpx
 import openai
 import pytest
-import torch
 
 from apiary import Hive
-from apiary.models import adapters
-from apiary.models.adapters import LoraSpec
-from apiary.models.core import load_core
 from apiary.serve.app import ServerThread, check_host, create_app
 from apiary.serve.learning import LearningConfig
 from apiary.serve.service import ServeConfig, Service
 from apiary.serve.tenants import Tenants, load_tenants
-from apiary.store.records import AdapterVersion
+from apiary.store.records import AdapterVersion, CoreVersion
 
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
 KEYS = {"key-acme": "acme", "key-bravo": "bravo"}
 
 
-def add_adapter(hive: Hive, core_dir, worker: str, version: int, seed: int) -> None:
+def add_adapter(hive: Hive, random_adapter, worker: str, version: int, seed: int) -> None:
     """Save a random (nonzero) adapter as the worker's next version, as a learning run would."""
-    core = load_core(core_dir)
-    model = adapters.attach(core.model, LoraSpec())
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    adapters.save(model, hive.store.adapter_dir(worker, version))
+    random_adapter(hive.store.adapter_dir(worker, version), seed)
     hive.store.add_adapter_version(AdapterVersion(worker=worker, version=version, parent=version - 1,
                                                   path=str(hive.store.adapter_dir(worker, version)), step=0), [])
 
@@ -183,8 +172,8 @@ def test_keys_file_env_and_localhost_rule(tmp_path):
     check_host("0.0.0.0", Tenants({"k": "t"}))
 
 
-def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, tiny_core_dir):
-    add_adapter(hive, tiny_core_dir, "arith", 1, seed=1)
+def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, tiny_core_dir, random_adapter):
+    add_adapter(hive, random_adapter, "arith", 1, seed=1)
     hive.store.release_worker("arith", 1, "learn")
     with serve(hive, tiny_core_dir) as server:
         c = client(server)
@@ -201,7 +190,7 @@ def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, ti
         threads = [threading.Thread(target=keep_asking) for _ in range(4)]
         for t in threads:
             t.start()
-        add_adapter(hive, tiny_core_dir, "arith", 2, seed=2)
+        add_adapter(hive, random_adapter, "arith", 2, seed=2)
         hive.store.release_worker("arith", 2, "gate")
         deadline = time.time() + 20
         while time.time() < deadline and 2 not in versions[-4:]:
@@ -219,6 +208,21 @@ def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, ti
         while time.time() < deadline and ask(c, model="worker:arith").model_extra["apiary"]["adapter_version"] != 1:
             time.sleep(0.1)
         assert ask(c, model="worker:arith").model_extra["apiary"]["adapter_version"] == 1
+
+
+def test_a_core_release_and_a_core_rollback_reach_a_running_server(hive, tiny_core_dir, random_adapter):
+    with serve(hive, tiny_core_dir) as server:
+        c = client(server)
+        assert ask(c).model_extra["apiary"]["core_version"] == 0
+        random_adapter(hive.store.core_dir(1), seed=3)
+        hive.store.add_core_version(CoreVersion(version=1, parent=0, method="linear", path=str(hive.store.core_dir(1))))
+        for version, change in [(1, lambda: hive.store.release(1)), (0, lambda: hive.rollback(0))]:
+            change()
+            deadline = time.time() + 20
+            while time.time() < deadline and ask(c).model_extra["apiary"]["core_version"] != version:
+                time.sleep(0.1)
+            assert ask(c).system_fingerprint == f"core-v{version}"
+        assert ask(c, model="worker:arith").model_extra["apiary"]["core_version"] == 0  # workers stay on their core
 
 
 def test_feedback_trains_the_worker_in_the_background_behind_the_gate(hive, tiny_core_dir):
