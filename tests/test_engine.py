@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
