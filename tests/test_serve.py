@@ -11,7 +11,8 @@ import pytest
 
 from apiary import Hive
 from apiary.serve.app import ServerThread, check_host, create_app
-from apiary.serve.learning import LearningConfig
+from apiary.evals.gate import GateConfig
+from apiary.serve.learning import LearningConfig, learn_and_gate
 from apiary.serve.service import ServeConfig, Service
 from apiary.serve.tenants import Tenants, load_tenants
 from apiary.store.records import AdapterVersion, CoreVersion
@@ -243,3 +244,17 @@ def test_feedback_trains_the_worker_in_the_background_behind_the_gate(hive, tiny
         assert worker["live_version"] == (1 if worker["last_gate"]["passed"] else 0) == worker["served_version"]
         assert sorted(hive.store.feedback_learned("arith", 1)) == [f.id for f in hive.store.feedback("arith")]
         assert "apiary_gate_decisions_total" in httpx.get(server.url + "/metrics").text
+
+
+def test_learning_after_a_refusal_starts_from_the_live_version(hive):
+    refuse = GateConfig(max_retention_kl=-1.0)
+    outcomes = []
+    for n in range(2):
+        for episode in hive.attempt("rg:chain_sum", "arith", n=4, overrides=ONE_DIGIT):
+            hive.feedback(episode.id, correction=episode.answer)
+        outcomes.append(learn_and_gate(hive, "arith", ["corrections"], refuse))
+    assert [o["gate"]["passed"] for o in outcomes] == [False, False]
+    assert hive.store.live_adapter("arith") == 0
+    versions = hive.store.adapter_versions("arith")
+    assert [(v.version, v.parent) for v in versions] == [(1, 0), (2, 0)]  # v2 was not built on the refused v1
+    assert [d.candidate for d in hive.store.decisions()] == ["worker:arith:1", "worker:arith:2"]

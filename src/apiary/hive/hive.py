@@ -87,20 +87,22 @@ class Hive:
     def learn(self, job: Job | str, worker: str, *, minutes: float | None = None, steps: int | None = None,
               learners: list[str] = ("rl",), config: GRPOConfig | None = None, feedback: FeedbackConfig | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
-              show_progress: bool = True, release: bool = True) -> LearnResult:
+              show_progress: bool = True, release: bool = True, start_version: int | None = None) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
         corrections, critiques, preferences, practice; feedback learners alone need no budget
         (they stop when the worker's unlearned feedback is used up). `release`: make the version it
         ends with the live one (what a server serves); the server's own learning passes False and
-        releases only past the gate."""
+        releases only past the gate. `start_version`: learn on from this adapter version rather than
+        the latest (the server passes the live one, so a refused version is never built on)."""
         started = time.perf_counter()
         job = self.job(job, overrides)
         core = self.worker_core(worker)
         latest = self.store.latest_adapter(worker)
-        before = self._eval_version(job, worker if latest else None, latest.version if latest else 0, core=core)
+        start = start_version if start_version is not None else latest.version if latest else 0
+        before = self._eval_version(job, worker if start else None, start, core=core)
         model, run = learn(self.store, core, job, worker, Budget(steps=steps, minutes=minutes), config, lora,
                            checkpoint_every=checkpoint_every, show_progress=show_progress, learners=learners,
-                           feedback=feedback)
+                           feedback=feedback, start_version=start_version)
         try:
             after = self._record(evaluate(model, core.tokenizer, job, core.stop_token_ids, worker=worker,
                                           adapter_version=run.version, core_version=core.version))

@@ -77,16 +77,17 @@ class _RunState:
 def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, config: GRPOConfig | None = None,
           lora: LoraSpec | None = None, checkpoint_every: int = 5, seed: int = 0, show_progress: bool = True,
           on_step=None, learners: list[str] = ("rl",), feedback: FeedbackConfig | None = None,
-          ) -> tuple[torch.nn.Module, RunSummary]:
-    """Train `worker` on `job` with `learners` within `budget`; returns the model (core + adapter) and a summary."""
+          start_version: int | None = None) -> tuple[torch.nn.Module, RunSummary]:
+    """Train `worker` on `job` with `learners` within `budget`; returns the model (core + adapter) and a summary.
+    A new run starts from the worker's latest adapter version, or from `start_version` (e.g. the live one,
+    when later versions were refused by the gate); a resumed run continues from its last checkpoint."""
     config, lora, feedback = config or GRPOConfig(), lora or LoraSpec(), feedback or FeedbackConfig()
     names = check_learners(list(learners))
     if budget.unlimited and OPEN_ENDED & set(names):
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
     store.ensure_worker(worker, job.name, core.name, job.describe(), core.version)
-    state, resumed = _open_run(store, worker, job, names, config, feedback, checkpoint_every, seed)
-    latest = store.latest_adapter(worker)
-    model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, latest.version) if latest else None)
+    state, resumed = _open_run(store, worker, job, names, config, feedback, checkpoint_every, seed, start_version)
+    model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, state.version) if state.version else None)
     optimizer, generator = new_optimizer(model, config.learning_rate), torch.Generator().manual_seed(seed)
     try:
         mix = build_learners(names, model, core, job, config, feedback, optimizer, generator)
@@ -124,8 +125,8 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
 
 
 def _open_run(store: Store, worker: str, job: Job, names: list[str], config: GRPOConfig, feedback: FeedbackConfig,
-              checkpoint_every: int, seed: int) -> tuple[_RunState, bool]:
-    """Resume the worker's unfinished run if there is one, else start a new run."""
+              checkpoint_every: int, seed: int, start_version: int | None = None) -> tuple[_RunState, bool]:
+    """Resume the worker's unfinished run if there is one, else start a new run (from `start_version`)."""
     unfinished = store.unfinished_run(worker)
     state_file = store.checkpoint_dir(worker) / "state.json"
     saved = read_json(state_file) if state_file.is_file() else {}
@@ -144,6 +145,10 @@ def _open_run(store: Store, worker: str, job: Job, names: list[str], config: GRP
     batches = fill_queues(store, worker, names, feedback, seed)
     batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
     batches.practice = saved["batches"].get("practice", 0)
+    if start_version is not None:
+        if start_version not in {v.version for v in store.adapter_versions(worker)} | {0}:
+            raise ValueError(f"worker {worker!r} has no adapter version {start_version} to start from")
+        version = start_version
     return _RunState(run_id=store.start_run(run), batches=batches, version=version), False
 
 
@@ -195,8 +200,10 @@ def _account(summary: RunSummary, stats: StepStats) -> None:
 
 
 def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _RunState, final: bool) -> None:
-    """Save adapter version N+1, then optimizer + run state, then the store record (the commit point)."""
-    version = state.version + 1
+    """Save the next adapter version (its parent: the version this run stands on), then optimizer + run
+    state, then the store record (the commit point)."""
+    latest = store.latest_adapter(worker)
+    version = (latest.version if latest else 0) + 1
     adapters.save(model, store.adapter_dir(worker, version))
     directory = store.checkpoint_dir(worker)
     buffer = io.BytesIO()

@@ -89,7 +89,7 @@ def learn_and_gate(hive, worker: str, learners: list[str], gate: GateConfig) -> 
     live = store.live_adapter(worker)
     if not store.has_worker_release(worker):
         store.release_worker(worker, live, "serve")  # pin it: without releases, a worker's latest version is live
-    result = hive.learn(job, worker, learners=learners, release=False, show_progress=False)
+    result = hive.learn(job, worker, learners=learners, release=False, show_progress=False, start_version=live)
     if result.adapter_version == live:
         return {"learn": result.model_dump(), "gate": None}  # nothing new was learned
     decision: WorkerGateResult = gate_worker(hive, worker, result.adapter_version, gate, job=job)
