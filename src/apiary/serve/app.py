@@ -31,25 +31,7 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     app = FastAPI(title="apiary", lifespan=lifespan)
     metrics = service.metrics
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        endpoint = request.url.path
-        length = request.headers.get("content-length") or "0"
-        try:
-            if not length.isdigit():
-                raise ServeError(400, "the Content-Length header is not a number")
-            if int(length) > max_body:
-                raise ServeError(413, f"the body is larger than {max_body} bytes")
-            request.state.tenant = None if endpoint in ("/health", "/metrics") else tenants.tenant(
-                request.headers.get("authorization"))
-        except ServeError as err:
-            response = _error(err.status, err.message)
-        except Unauthorized as err:
-            response = _error(401, str(err))
-        else:
-            response = await call_next(request)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        return response
+    app.middleware("http")(_guard(tenants, metrics, max_body))
 
     @app.exception_handler(ServeError)
     async def refused(_request, err: ServeError):
@@ -81,31 +63,60 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        tenant = request.state.tenant
-        chat = await run_in_threadpool(service.parse_chat, tenant, await _json(request, max_body))
-        loop, events = asyncio.get_running_loop(), asyncio.Queue()
-        reply = await run_in_threadpool(service.start, tenant, chat,
-                                        lambda token: loop.call_soon_threadsafe(events.put_nowait, token),
-                                        lambda _r: loop.call_soon_threadsafe(events.put_nowait, None))
-        started = time.perf_counter()
-        if chat.stream:
-            return StreamingResponse(_stream(service, chat, reply, events, started, chat.include_usage),
-                                     media_type="text/event-stream")
-        try:
-            while await events.get() is not None:
-                pass
-        finally:
-            reply.request.cancelled = True  # a no-op once it finished; stops the work if the client left
-        text, reason = await run_in_threadpool(service.finish, reply)
-        metrics.latency.labels(kind(chat.model)).observe(time.perf_counter() - started)
-        if reason == "error":
-            raise ServeError(500, "generation failed; the error is in the server's log")
-        return {"id": str(reply.episode_id), "object": "chat.completion", "created": int(time.time()), "model": chat.model,
-                "system_fingerprint": _fingerprint(reply),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
-                "usage": _usage(reply), "apiary": _provenance(reply)}
+        return await _complete(service, request.state.tenant, await _json(request, max_body))
 
     return app
+
+
+def _guard(tenants: Tenants, metrics, max_body: int):
+    """Middleware: body size and API key before anything else; every answer counted by endpoint and status."""
+
+    async def guard(request: Request, call_next):
+        endpoint = request.url.path
+        length = request.headers.get("content-length") or "0"
+        try:
+            if not length.isdigit():
+                raise ServeError(400, "the Content-Length header is not a number")
+            if int(length) > max_body:
+                raise ServeError(413, f"the body is larger than {max_body} bytes")
+            request.state.tenant = None if endpoint in ("/health", "/metrics") else tenants.tenant(
+                request.headers.get("authorization"))
+        except ServeError as err:
+            response = _error(err.status, err.message)
+        except Unauthorized as err:
+            response = _error(401, str(err))
+        else:
+            response = await call_next(request)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    return guard
+
+
+async def _complete(service: Service, tenant: str, body):
+    """A chat completion: queued on the engine, awaited without blocking the event loop, as JSON or SSE."""
+    chat = await run_in_threadpool(service.parse_chat, tenant, body)
+    loop, events = asyncio.get_running_loop(), asyncio.Queue()
+    reply = await run_in_threadpool(service.start, tenant, chat,
+                                    lambda token: loop.call_soon_threadsafe(events.put_nowait, token),
+                                    lambda _r: loop.call_soon_threadsafe(events.put_nowait, None))
+    started = time.perf_counter()
+    if chat.stream:
+        return StreamingResponse(_stream(service, chat, reply, events, started, chat.include_usage),
+                                 media_type="text/event-stream")
+    try:
+        while await events.get() is not None:
+            pass
+    finally:
+        reply.request.cancelled = True  # a no-op once it finished; stops the work if the client left
+    text, reason = await run_in_threadpool(service.finish, reply)
+    service.metrics.latency.labels(kind(chat.model)).observe(time.perf_counter() - started)
+    if reason == "error":
+        raise ServeError(500, "generation failed; the error is in the server's log")
+    return {"id": str(reply.episode_id), "object": "chat.completion", "created": int(time.time()), "model": chat.model,
+            "system_fingerprint": _fingerprint(reply),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
+            "usage": _usage(reply), "apiary": _provenance(reply)}
 
 
 async def _stream(service: Service, chat: Chat, reply: Reply, events: asyncio.Queue, started: float, usage: bool):
