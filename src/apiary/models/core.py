@@ -12,6 +12,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,49 @@ class Core:
     def stop_token_ids(self) -> list[int]:
         ids = {self.tokenizer.eos_token_id, end_of_turn_id(self.tokenizer)}
         return sorted(i for i in ids if i is not None)
+
+
+class LoadGate:
+    """Loading a model with transformers changes torch state that other threads see while it runs
+    (seen as "Tensor on device cpu is not on the expected device meta" in a thread that was decoding),
+    so in a process with several threads (the server), a load waits until no thread is computing, and
+    computing waits while a load runs (loads go first, so a busy engine cannot starve them)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._computing, self._loading, self._waiting = 0, False, 0
+        self._mine = threading.local()  # how many compute sections this thread is in
+
+    @contextmanager
+    def compute(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._loading and not self._waiting)
+            self._computing += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.depth -= 1
+            with self._cond:
+                self._computing -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def load(self):
+        mine = getattr(self._mine, "depth", 0)  # a thread loading inside its own compute section waits for the others
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._loading and self._computing == mine)
+            self._waiting, self._loading = self._waiting - 1, True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._loading = False
+                self._cond.notify_all()
+
+
+MODEL_LOADS = LoadGate()
 
 
 def cache_dir() -> Path:
@@ -82,12 +127,13 @@ def resolve_core_dir(source: str | os.PathLike | None = None) -> Path:
 
 def load_core(source: str | os.PathLike | None = None) -> Core:
     """Load a core in float32 for CPU work; see `resolve_core_dir` for the accepted sources."""
-    directory = resolve_core_dir(source)
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    with MODEL_LOADS.load():
+        directory = resolve_core_dir(source)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, local_files_only=True)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, local_files_only=True)
     model.eval()
     name = BUNDLED_NAME if source is None or str(source) == BUNDLED else Path(source).name
     return Core(model=model, tokenizer=tokenizer, name=name, source=str(source or BUNDLED))

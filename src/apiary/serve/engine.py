@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from apiary.models.core import Core
+from apiary.models.core import MODEL_LOADS, Core
 from apiary.serve.batch import BASE, Request, RunningBatch
 
 log = logging.getLogger("apiary.serve")
@@ -140,7 +140,7 @@ class Engine:
                     future.set_result(command())
                 except Exception as err:  # noqa: BLE001 - handed to the caller
                     future.set_exception(err)
-            with torch.inference_mode():
+            with MODEL_LOADS.compute(), torch.inference_mode():
                 for version, requests in admit.items():
                     self._guarded(self._lanes[version], lambda b, r=requests: b.admit(r), requests)
                 for lane in self._lanes.values():

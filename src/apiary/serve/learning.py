@@ -16,6 +16,7 @@ from typing import Callable
 
 from apiary.evals.gate import GateConfig
 from apiary.hive.worker_gate import WorkerGateResult, gate_worker
+from apiary.models.core import MODEL_LOADS
 
 log = logging.getLogger("apiary.serve")
 
@@ -85,6 +86,12 @@ class FeedbackLearning:
 
 def learn_and_gate(hive, worker: str, learners: list[str], gate: GateConfig) -> dict:
     """One learning run on the worker's unlearned feedback, then the gate on the version it made."""
+    hive.worker_core(worker), hive.core_at(0)  # loaded before computing (see models.core.LoadGate)
+    with MODEL_LOADS.compute():
+        return _learn_and_gate(hive, worker, learners, gate)
+
+
+def _learn_and_gate(hive, worker: str, learners: list[str], gate: GateConfig) -> dict:
     job, store = hive.job(*hive._worker_job(worker)), hive.store
     live = store.live_adapter(worker)
     if not store.has_worker_release(worker):
