@@ -53,9 +53,6 @@ class RunningBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def adapters(self) -> set[str]:
-        return {r.adapter for r in self.rows}
-
     def admit(self, requests: list[Request]) -> None:
         """Prefill `requests` (grouped by adapter) and add them to the batch."""
         for adapter in dict.fromkeys(r.adapter for r in requests):
