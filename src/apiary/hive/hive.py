@@ -122,15 +122,14 @@ class Hive:
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
                 start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:
-        """The worker (its latest adapter) answers `n` training tasks of its job, `samples` times each
-        (greedy for one sample, temperature 0.7 for more); the answers are stored as episodes
+        """The worker's live adapter (what a server answers with) answers `n` training tasks of its job,
+        `samples` times each (greedy for one sample, temperature 0.7 for more); the answers are stored as episodes
         (origin "attempt") that can receive feedback. `start`: first task of the training stream
         (default: the next one this worker has not attempted)."""
         job = self.job(job, overrides)
         self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core())
         core = self.worker_core(worker)
-        latest = self.store.latest_adapter(worker)
-        version = latest.version if latest else 0
+        version = self.store.live_adapter(worker)
         start = self.store.count_attempted_tasks(worker) if start is None else start
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
