@@ -87,7 +87,9 @@ class Service:
         self.config = config or ServeConfig()
         self.hive = Hive(hive_path, core=core)  # its cores are the engine's; learning uses a Hive of its own
         self.store = self.hive.store
-        self.tokenizer = self.hive.core.tokenizer
+        current = self.hive.core  # every core version shares the base's tokenizer, stop tokens and context
+        self.tokenizer, self.stop_ids = current.tokenizer, tuple(current.stop_token_ids)
+        self.context = current.model.config.max_position_embeddings
         self.metrics = Metrics()
         self.engine = Engine(self.config.max_batch)
         self._stop = threading.Event()
@@ -164,12 +166,11 @@ class Service:
         if len(prompt) > self.config.max_prompt_tokens:
             raise ServeError(400, f"the prompt is {len(prompt)} tokens; this server takes at most "
                                   f"{self.config.max_prompt_tokens}")
-        context = self.hive.core.model.config.max_position_embeddings
-        if len(prompt) + chat.max_tokens > context:
+        if len(prompt) + chat.max_tokens > self.context:
             raise ServeError(400, f"the prompt ({len(prompt)} tokens) plus max_tokens ({chat.max_tokens}) exceeds the "
-                                  f"model's context of {context} tokens")
+                                  f"model's context of {self.context} tokens")
         request = Request(prompt=prompt, max_new_tokens=chat.max_tokens, temperature=chat.temperature, top_p=chat.top_p,
-                          stop_ids=tuple(self.hive.core.stop_token_ids), on_token=on_token, on_done=on_done,
+                          stop_ids=self.stop_ids, on_token=on_token, on_done=on_done,
                           done=self._stop_check(chat.stop))
         try:
             route = self.engine.submit(chat.model, request)
@@ -211,9 +212,8 @@ class Service:
         if "id" not in data and "episode_id" not in data:
             raise ServeError(400, "missing required field 'id' (the response id)")
         data["episode_id"] = _response_id(data.pop("id", data.get("episode_id")))
-        for field_name in ("prefer",):
-            if data.get(field_name) is not None:
-                data[field_name] = _response_id(data[field_name])
+        if data.get("prefer") is not None:
+            data["prefer"] = _response_id(data["prefer"])
         for episode_id in (data["episode_id"], data.get("prefer")):
             if episode_id is not None and not self._owns(tenant, episode_id):
                 raise ServeError(404, f"no response {episode_id}")
