@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from apiary import FeedbackConfig, Hive  # noqa: E402
 from apiary.evals.simulated_people import simulate  # noqa: E402
 from apiary.hive.demo import DEMO_JOBS  # noqa: E402
-from report import DOCS, machine, write_section  # noqa: E402
+from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
 # (row label, simulated person's kind, learner)
 KINDS = [

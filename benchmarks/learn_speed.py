@@ -33,7 +33,7 @@ from apiary.models import adapters  # noqa: E402
 from apiary.models.core import load_core  # noqa: E402
 from apiary.models.generate import SamplingParams, generate, prompt_ids  # noqa: E402
 from apiary.store.store import Store  # noqa: E402
-from report import DOCS, machine, write_section  # noqa: E402
+from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
 TARGET = 0.80
 

@@ -35,7 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import DOCS, machine, write_section  # noqa: E402
+from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
 from apiary import Hive  # noqa: E402
 from apiary.evals.retention import anchor_prompts  # noqa: E402

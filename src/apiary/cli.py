@@ -14,6 +14,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from apiary.bench.continual import ContinualSetup
+from apiary.bench.report import DOCS
+from apiary.bench.suite import PARTS, BenchPlan
+from apiary.bench.suite import run as run_bench
+from apiary.bench.trl_race import Race
 from apiary.evals.gate import GateConfig
 from apiary.hive.consolidate import ConsolidateConfig
 from apiary.hive.demo import run_demo
@@ -321,6 +326,30 @@ def export(
     else:
         for name, info in written.items():
             console.print(f"{name:18s} {info['rows']:7d} rows  {info['path']}")
+
+
+@app.command()
+def bench(
+    parts: Annotated[str, typer.Option(help="comma-separated: trl, continual, generation")] = ",".join(PARTS),
+    docs: Annotated[Path, typer.Option(help="where benchmarks.md, peers.json and the plots go")] = DOCS,
+    quick: Annotated[bool, typer.Option(help="tiny budgets: checks the suite runs; the figures mean nothing")] = False,
+    minutes: Annotated[float, typer.Option(help="continual: RL minutes per job")] = 3.0,
+    steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
+    distill_steps: Annotated[int, typer.Option(help="continual: distillation steps")] = 40,
+    race_steps: Annotated[int, typer.Option(help="trl: optimizer steps for each side")] = 18,
+    core: CoreOpt = None, as_json: JsonOpt = False,
+):
+    """apiary side by side with its peers (TRL, PEFT merges, naive fine-tuning, transformers generate),
+    each comparison in one run; writes docs/benchmarks.md, docs/peers.json and plots. Needs `.[bench]`."""
+    plan = _run(as_json, lambda: BenchPlan(
+        parts=tuple(p.strip() for p in parts.split(",") if p.strip()), docs=docs, core=core, quick=quick,
+        race=Race(steps=race_steps), continual=ContinualSetup(minutes=None if steps else minutes, steps=steps,
+                                                              distill_steps=distill_steps)))
+    figures = _run(as_json, lambda: run_bench(plan))
+    if as_json:
+        print(json.dumps({part: figures.get(part) for part in plan.parts} | {"time_ratio_vs_trl": figures.get("time_ratio_vs_trl")}))
+    else:
+        console.print(f"figures in {docs / 'peers.json'}, tables in {docs / 'benchmarks.md'}")
 
 
 @app.command()

@@ -1,0 +1,124 @@
+"""Three jobs, learnt four ways in one run: the hive (workers in parallel, then consolidation by
+distillation) against merges of the same workers, naive sequential fine-tuning of one LoRA adapter,
+and naive sequential full fine-tuning. Same core, same jobs, same learning budget per job.
+
+1. Workers: the core becomes three workers, each learning its job for the budget with the demo's RL
+   settings, all starting from the same core. Each worker is also scored on the other jobs.
+2. Consolidation: each method (distillation; linear, TIES and DARE merges via PEFT) builds a
+   candidate core from the three workers; each is measured and gated, none is released (so all
+   start from the same core and the same workers).
+3. Naive sequential LoRA: one adapter learns job 1, then job 2, then job 3, one budget each; after
+   each stage it is scored on every job (the forgetting matrix R, with ACC/BWT/FWT as in GEM).
+4. Naive sequential full fine-tuning: the same, training every weight (bench.naive_full).
+5. Retention (KL to the base on the retention prompts; right-to-wrong flips on the retention items)
+   for every worker, every candidate, and both sequential models after their last stage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apiary.evals.candidate import measure_retention
+from apiary.evals.forgetting import transfer
+from apiary.hive.consolidate import ConsolidateConfig
+from apiary.hive.demo import DEMO_CONFIG
+from apiary.hive.distill import DistillConfig
+from apiary.hive.hive import Hive
+from apiary.hive.training import Budget
+from apiary.learners.grpo import GRPOConfig
+from apiary.models import adapters
+from apiary.models.adapters import LoraSpec
+from apiary.models.core import cache_dir
+from apiary.store.records import AdapterVersion
+
+from apiary.bench.naive_full import sequential_full
+
+ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
+JOBS = [  # (worker, spec, overrides): three jobs where the bundled core starts weak
+    ("arith", "rg:chain_sum", ONE_DIGIT),
+    ("times", "rg:products", ONE_DIGIT),
+    ("gcd", "rg:gcd", ["min_numbers=2", "max_numbers=2", "max_value=20"]),
+]
+METHODS = ["distill", "linear", "ties", "dare_linear"]
+
+
+@dataclass
+class ContinualSetup:
+    minutes: float | None = 3.0  # RL budget per job (per worker, per sequential stage)
+    steps: int | None = None  # or a step budget (the quick form)
+    distill_steps: int = 40
+    config: GRPOConfig = field(default_factory=lambda: DEMO_CONFIG)
+    jobs: list = field(default_factory=lambda: list(JOBS))
+
+    def budget(self) -> dict:
+        return {"minutes": self.minutes} if self.steps is None else {"steps": self.steps}
+
+
+def retention_of(hive: Hive, worker: str) -> dict:
+    """Retention KL and flips of a worker's latest adapter on the base core."""
+    core = hive.core_at(0)
+    model = adapters.attach(core.model, LoraSpec(), path=hive.store.adapter_dir(worker, hive.store.latest_adapter(worker).version))
+    try:
+        kept = measure_retention(model, core, cache_dir(), adapter_over_base=True)
+    finally:
+        adapters.detach(model)
+    return {"retention_kl": kept.kl, "flips": kept.flips}
+
+
+def seed_from(hive: Hive, job, name: str, previous: str) -> None:
+    """Start worker `name` (on `job`) from `previous`'s latest adapter: the next stage of one adapter."""
+    store, core = hive.store, hive.core_at(0)
+    store.ensure_worker(name, job.name, core.name, job.describe(), 0)
+    source = store.adapter_dir(previous, store.latest_adapter(previous).version)
+    shutil.copytree(source, store.adapter_dir(name, 1))
+    store.add_adapter_version(AdapterVersion(worker=name, version=1, parent=0, path=str(store.adapter_dir(name, 1)),
+                                             run_id=None, step=0, final=True), [])
+
+
+def workers_and_merges(hive: Hive, jobs, setup: ContinualSetup) -> tuple[dict, list, dict]:
+    workers = {}
+    for (worker, _, _), job in zip(setup.jobs, jobs):
+        result = hive.learn(job, worker, config=setup.config, show_progress=False, **setup.budget())
+        workers[worker] = {"job": job.name, "before": result.before, "after": result.after, "seconds": result.learn_seconds,
+                           "episodes": result.episodes} | retention_of(hive, worker)
+    rows = [[hive.latest_eval(w, job).score for job in jobs] for w, _, _ in setup.jobs]
+    print("workers", json.dumps(workers), flush=True)
+    consolidated = {}
+    for method in METHODS:
+        config = ConsolidateConfig(method=method, distill=DistillConfig(steps=setup.distill_steps), release=False)
+        result = hive.consolidate(config=config, jobs={w: j for (w, _, _), j in zip(setup.jobs, jobs)}, show_progress=False)
+        consolidated[method] = result.model_dump()
+        print(method, "kept", [s.gain_kept for s in result.jobs], "flips", result.flips, flush=True)
+    return workers, rows, consolidated
+
+
+def sequential_lora(hive: Hive, jobs, base: list[float], setup: ContinualSetup) -> dict:
+    R, previous = [], None
+    for (worker, _, _), job in zip(setup.jobs, jobs):
+        name = f"seq-{worker}"
+        if previous is not None:
+            seed_from(hive, job, name, previous)
+        hive.learn(job, name, config=setup.config, show_progress=False, **setup.budget())
+        R.append([hive.latest_eval(name, j).score for j in jobs])
+        previous = name
+    return {"R": R, "transfer": transfer(R, base).__dict__, **retention_of(hive, previous)}
+
+
+def run(hive_path: Path, core: str | None, setup: ContinualSetup) -> dict:
+    hive = Hive(hive_path, core=core)
+    jobs = [hive.job(spec, overrides) for _, spec, overrides in setup.jobs]
+    started = time.perf_counter()
+    base = [hive.eval_core(job, 0).score for job in jobs]
+    workers, worker_rows, consolidated = workers_and_merges(hive, jobs, setup)
+    sequential = sequential_lora(hive, jobs, base, setup)
+    print("sequential LoRA", json.dumps(sequential), flush=True)
+    full = sequential_full(hive.core_at(0), jobs, Budget(**setup.budget()), setup.config, base)
+    print("sequential full", json.dumps(full), flush=True)
+    return {"jobs": [j.name for j in jobs], "job_specs": [[s, o] for _, s, o in setup.jobs], "base": base,
+            "workers": workers, "worker_rows": worker_rows, "consolidated": consolidated, "sequential": sequential,
+            "sequential_full": full, "budget_per_job": setup.budget(), "distill_steps": setup.distill_steps,
+            "wall_seconds": time.perf_counter() - started, "hive": str(hive.path)}

@@ -1,0 +1,49 @@
+"""Shared by the benchmarks: the machine line, library versions, and writing one section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"  # the checkout's docs/ (benchmarks run from a checkout)
+HEADER = "# Benchmarks\n\nFigures as measured; misses included.\n\n"
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def versions(names: tuple[str, ...] = ("torch", "transformers", "peft", "trl", "datasets", "llama_cpp_python")) -> dict:
+    """Installed versions of apiary's libraries and the peers (None: not installed)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def write_section(title: str, section: str, docs: Path = DOCS) -> None:
+    """Replace the `## title` section of docs/benchmarks.md (or append it)."""
+    path = docs / "benchmarks.md"
+    text = path.read_text() if path.exists() else HEADER
+    start = text.find(f"## {title}\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+def merge_json(path: Path, figures: dict) -> dict:
+    """Update the JSON file at `path` with `figures` (top-level keys replaced), keeping the other keys."""
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    merged = previous | figures
+    path.write_text(json.dumps(merged, indent=1))
+    return merged

@@ -1,0 +1,100 @@
+"""The side-by-side suite (`apiary bench`): its quick form runs both sides of every comparison, and
+the comparisons compute what they say. Nothing here is about speed."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from apiary.bench import continual_report
+from apiary.bench.suite import PARTS, TITLES, BenchPlan, run
+from apiary.bench.trl_race import compare, score_at
+from apiary.cli import app
+
+
+def _finite(*values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def test_quick_bench_runs_both_sides_of_every_part(tiny_core_dir, tmp_path):
+    figures = run(BenchPlan(docs=tmp_path, core=str(tiny_core_dir), quick=True))
+    assert json.loads((tmp_path / "peers.json").read_text()) == figures
+    assert set(PARTS) <= set(figures) and "time_ratio_vs_trl" in figures
+
+    trl = figures["trl"]
+    for side in ("apiary", "trl"):
+        assert trl[side]["steps"] == 2 and [p["step"] for p in trl[side]["curve"]] == [0, 1, 2]
+        assert trl[side]["generated_tokens"] > 0
+        assert _finite(trl[side]["wall_seconds"], trl[side]["generate_tokens_per_s"], trl[side]["train_tokens_per_s"])
+    assert trl["versions"]["trl"] and trl["trl"]["trained_tokens"] > 0  # apiary skips groups without signal
+    assert trl["apiary"]["curve"][0] == trl["trl"]["curve"][0]  # both sides start from the same core
+
+    cont = figures["continual"]
+    assert set(cont["consolidated"]) == {"distill", "linear", "ties", "dare_linear"}
+    for key in ("sequential", "sequential_full"):
+        assert len(cont[key]["R"]) == 2 and all(len(row) == 2 for row in cont[key]["R"])
+        assert cont[key]["flips"]["items"] > 0 and _finite(cont[key]["retention_kl"])
+    assert [s["steps"] for s in cont["sequential_full"]["stages"]] == [1, 1]
+    assert set(cont["headline"]["flips_right_to_wrong"]) >= {"hive: distill", "naive sequential LoRA",
+                                                             "naive sequential full fine-tuning"}
+
+    gen = figures["generation"]
+    assert [r["batch"] for r in gen["rows"]] == [1, 4]
+    assert all(_finite(*(r[k] for k in ("apiary_tokens_per_s", "hf_generate_tokens_per_s", "bound_tokens_per_s")))
+               for r in gen["rows"])
+    assert gen["matmul_flops_per_s"] > 0 and gen["memory_bytes_per_s"] > 0
+
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert all(f"## {title}\n" in text for title in TITLES.values()) and "quick form" in text
+    assert all((tmp_path / png).stat().st_size > 0 for png in ("trl_race.png", "continual.png", "generation.png"))
+
+
+def test_a_part_run_alone_keeps_the_others(tiny_core_dir, tmp_path):
+    earlier = {"time_ratio_vs_trl": 0.4, "level": 0.8}
+    (tmp_path / "peers.json").write_text(json.dumps({"trl": earlier, "time_ratio_vs_trl": 0.4}))
+    figures = run(BenchPlan(parts=("generation",), docs=tmp_path, core=str(tiny_core_dir), quick=True))
+    assert figures["trl"] == earlier and figures["time_ratio_vs_trl"] == 0.4 and "generation" in figures
+    assert "| <= 0.5 | 0.40 at 0.80 (met) |" in (tmp_path / "benchmarks.md").read_text()
+
+
+def _curve(points):
+    return {"curve": [{"step": i, "learn_seconds": s, "heldout": h} for i, (s, h) in enumerate(points)],
+            "wall_seconds": points[-1][0]}
+
+
+def test_compare_uses_the_target_when_both_reach_it_else_the_best_common_level():
+    ours = _curve([(0, 0.2), (10, 0.5), (20, 0.85), (30, 0.9)])
+    peer = _curve([(0, 0.2), (30, 0.6), (60, 0.8), (90, 0.82)])
+    both = compare(ours, peer, 0.8)
+    assert both["level"] == 0.8 and both["target_reached_by_both"]
+    assert both["seconds_to_level"] == {"apiary": 20, "trl": 60} and both["time_ratio_vs_trl"] == pytest.approx(1 / 3)
+    assert both["heldout_at_equal_wall"] == {"apiary": 0.9, "trl": 0.6}  # at 30 s, the shorter run
+    missed = compare(ours, _curve([(0, 0.2), (40, 0.45), (80, 0.7)]), 0.8)
+    assert missed["level"] == 0.7 and not missed["target_reached_by_both"]
+    assert missed["seconds_to_level"] == {"apiary": 20, "trl": 80}
+    flat = compare(ours, _curve([(0, 0.2), (50, 0.2)]), 0.8)
+    assert flat["time_ratio_vs_trl"] is None  # nobody improved on the shared start: no ratio
+    assert score_at(peer["curve"], 59) == 0.6
+
+
+def test_headline_ratios():
+    def cand(kept, flips):
+        return {"jobs": [{"job": "a", "candidate": 0.5, "gain_kept": kept[0]}, {"job": "b", "candidate": 0.5, "gain_kept": kept[1]}],
+                "retention_kl": 0.1, "flips": {"right_to_wrong": flips, "items": 100}, "passed": True, "reasons": []}
+
+    seq = {"R": [[0.6, 0.1], [0.2, 0.7]], "transfer": {"acc": 0.45, "bwt": -0.4, "fwt": 0.0}, "retention_kl": 0.3,
+           "flips": {"right_to_wrong": 20, "items": 100}}
+    fig = {"jobs": ["a", "b"], "base": [0.1, 0.1], "worker_rows": [[0.6, 0.1], [0.1, 0.7]], "sequential": seq,
+           "consolidated": {"distill": cand([0.9, 1.0], 2), "linear": cand([0.5, 0.7], 10), "ties": cand([0.8, None], 30)}}
+    top = continual_report.headline(fig)
+    assert top["flips_ratio_distill_vs_naive_lora"] == pytest.approx(0.1)
+    assert top["best_merge"] == "ties" and top["distill_minus_best_merge"] == pytest.approx(0.95 - 0.8)
+
+
+def test_bench_cli_refuses_unknown_parts(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--parts", "trl,nope", "--docs", str(tmp_path), "--json"])
+    assert result.exit_code == 2 and "unknown bench part" in result.stdout
+    assert not (tmp_path / "peers.json").exists()
