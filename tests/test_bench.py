@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from apiary.bench import continual_report
-from apiary.bench.suite import PARTS, TITLES, BenchPlan, run
+from apiary.bench.suite import PARTS, TITLES, BenchPlan, render, run
 from apiary.bench.trl_race import compare, score_at
 from apiary.cli import app
 
@@ -51,6 +51,10 @@ def test_quick_bench_runs_both_sides_of_every_part(tiny_core_dir, tmp_path):
     assert all(f"## {title}\n" in text for title in TITLES.values()) and "quick form" in text
     assert all((tmp_path / png).stat().st_size > 0 for png in ("trl_race.png", "continual.png", "generation.png"))
 
+    (tmp_path / "benchmarks.md").unlink()  # --render rewrites every section from peers.json alone
+    assert render(BenchPlan(docs=tmp_path, quick=True)) == figures
+    assert all(f"## {title}\n" in (tmp_path / "benchmarks.md").read_text() for title in TITLES.values())
+
 
 def test_a_part_run_alone_keeps_the_others(tiny_core_dir, tmp_path):
     earlier = {"time_ratio_vs_trl": 0.4, "level": 0.8}
@@ -68,15 +72,18 @@ def _curve(points):
 def test_compare_uses_the_target_when_both_reach_it_else_the_best_common_level():
     ours = _curve([(0, 0.2), (10, 0.5), (20, 0.85), (30, 0.9)])
     peer = _curve([(0, 0.2), (30, 0.6), (60, 0.8), (90, 0.82)])
-    both = compare(ours, peer, 0.8)
+    both = compare(ours, peer, 0.8, 100)
     assert both["level"] == 0.8 and both["target_reached_by_both"]
     assert both["seconds_to_level"] == {"apiary": 20, "trl": 60} and both["time_ratio_vs_trl"] == pytest.approx(1 / 3)
     assert both["heldout_at_equal_wall"] == {"apiary": 0.9, "trl": 0.6}  # at 30 s, the shorter run
-    missed = compare(ours, _curve([(0, 0.2), (40, 0.45), (80, 0.7)]), 0.8)
+    assert both["same_steps_wall_ratio"] == pytest.approx(30 / 90) and not both["level_within_noise"]
+    missed = compare(ours, _curve([(0, 0.2), (40, 0.45), (80, 0.7)]), 0.8, 100)
     assert missed["level"] == 0.7 and not missed["target_reached_by_both"]
     assert missed["seconds_to_level"] == {"apiary": 20, "trl": 80}
-    flat = compare(ours, _curve([(0, 0.2), (50, 0.2)]), 0.8)
+    flat = compare(ours, _curve([(0, 0.2), (50, 0.2)]), 0.8, 100)
     assert flat["time_ratio_vs_trl"] is None  # nobody improved on the shared start: no ratio
+    barely = compare(ours, _curve([(0, 0.2), (50, 0.23)]), 0.8, 100)  # 0.03 above 0.2 on 100 items: noise
+    assert barely["level"] == 0.23 and barely["level_within_noise"] and barely["noise"] == pytest.approx(0.08)
     assert score_at(peer["curve"], 59) == 0.6
 
 

@@ -32,13 +32,14 @@ def write_section(title: str, section: str, docs: Path = DOCS) -> None:
     """Replace the `## title` section of docs/benchmarks.md (or append it)."""
     path = docs / "benchmarks.md"
     text = path.read_text() if path.exists() else HEADER
+    section = section.rstrip("\n") + "\n\n"
     start = text.find(f"## {title}\n")
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
+    path.write_text(text.rstrip("\n") + "\n")
 
 
 def merge_json(path: Path, figures: dict) -> dict:

@@ -12,6 +12,7 @@ store writes and checkpoints; TRL's includes building its trainer (attaching the
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -153,16 +154,20 @@ def score_at(curve: list[dict], seconds: float) -> float:
     return [p["heldout"] for p in curve if p["learn_seconds"] <= seconds + 1e-9][-1]
 
 
-def compare(ours: dict, peer: dict, target: float) -> dict:
-    """Time to the target (or, if either side missed it, to the best level both reached), and the ratio."""
+def compare(ours: dict, peer: dict, target: float, heldout_items: int) -> dict:
+    """Time to the target (or, if either side missed it, to the best level both reached), and the ratio;
+    whether that level is within two standard errors of the shared starting score (then the ratio
+    times noise), and the wall-time ratio of the same number of steps."""
     best = {side: max(p["heldout"] for p in r["curve"]) for side, r in (("apiary", ours), ("trl", peer))}
     level = target if min(best.values()) >= target else min(best.values())
     times = {side: first_reaching(r["curve"], level) for side, r in (("apiary", ours), ("trl", peer))}
     equal = min(ours["wall_seconds"], peer["wall_seconds"])
     start = ours["curve"][0]["heldout"]  # both sides start from the same core
     ratio = times["apiary"] / times["trl"] if level > start and times["trl"] and times["apiary"] is not None else None
+    noise = 2 * math.sqrt(max(start * (1 - start), 1e-12) / max(heldout_items, 1))  # two standard errors at the start
     return {"level": level, "target_reached_by_both": level == target, "best": best, "seconds_to_level": times,
-            "time_ratio_vs_trl": ratio, "equal_wall_seconds": equal,
+            "time_ratio_vs_trl": ratio, "level_within_noise": level - start < noise, "noise": noise,
+            "same_steps_wall_ratio": ours["wall_seconds"] / peer["wall_seconds"], "equal_wall_seconds": equal,
             "heldout_at_equal_wall": {"apiary": score_at(ours["curve"], equal), "trl": score_at(peer["curve"], equal)}}
 
 
@@ -179,4 +184,5 @@ def run(core: Core, job: Job, config: GRPOConfig, race: Race) -> dict:
     torch.manual_seed(0)
     peer = trl_side(core, job, config, race)
     return {"job": job.describe(), "config": config.__dict__, "race": race.__dict__, "trl_version": trl.__version__,
-            "heldout_items": len(job.source.heldout()), "apiary": ours, "trl": peer, **compare(ours, peer, race.target)}
+            "heldout_items": len(job.source.heldout()), "apiary": ours, "trl": peer,
+            **compare(ours, peer, race.target, len(job.source.heldout()))}
