@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/learn_speed.py
 	$(BIN)/python benchmarks/feedback_kinds.py
 	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/long_horizon.py --jobs guess,lake
+	$(BIN)/python benchmarks/long_horizon.py --jobs tools --lr 3e-4
 
 clean:
 	rm -rf $(VENV) hive hive-demo

@@ -17,6 +17,7 @@ from rich.table import Table
 from apiary.bench.continual import ContinualSetup
 from apiary.bench.report import DOCS
 from apiary.bench.suite import PARTS, BenchPlan
+from apiary.bench.suite import render as render_bench
 from apiary.bench.suite import run as run_bench
 from apiary.bench.trl_race import Race
 from apiary.evals.gate import GateConfig
@@ -53,7 +54,7 @@ def _run(as_json: bool, fn):
 
 @app.command()
 def learn(
-    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
@@ -84,7 +85,7 @@ def learn(
 
 @app.command()
 def attempt(
-    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     n: Annotated[int, typer.Option("--n", help="how many training tasks")] = 8,
     samples: Annotated[int, typer.Option(help="answers per task (more than one: sampled at temperature 0.7)")] = 1,
@@ -260,7 +261,7 @@ def rollback(
 
 @app.command()
 def deploy(
-    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, then key=value config")],
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     tenant: Annotated[Optional[str], typer.Option(help="the tenant (API key owner) it serves; default: local")] = None,
     hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
@@ -337,6 +338,7 @@ def bench(
     steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
     distill_steps: Annotated[int, typer.Option(help="continual: distillation steps")] = 40,
     race_steps: Annotated[int, typer.Option(help="trl: optimizer steps for each side")] = 18,
+    render: Annotated[bool, typer.Option(help="rewrite the docs from docs/peers.json; run nothing")] = False,
     core: CoreOpt = None, as_json: JsonOpt = False,
 ):
     """apiary side by side with its peers (TRL, PEFT merges, naive fine-tuning, transformers generate),
@@ -345,7 +347,7 @@ def bench(
         parts=tuple(p.strip() for p in parts.split(",") if p.strip()), docs=docs, core=core, quick=quick,
         race=Race(steps=race_steps), continual=ContinualSetup(minutes=None if steps else minutes, steps=steps,
                                                               distill_steps=distill_steps)))
-    figures = _run(as_json, lambda: run_bench(plan))
+    figures = _run(as_json, lambda: (render_bench if render else run_bench)(plan))
     if as_json:
         print(json.dumps({part: figures.get(part) for part in plan.parts} | {"time_ratio_vs_trl": figures.get("time_ratio_vs_trl")}))
     else:
@@ -372,6 +374,16 @@ def _learn_table(results) -> None:
         table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
                       str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
     Console().print(table)
+    turns = [r for r in results if r.long_horizon]
+    if turns:  # multi-turn jobs: "before" and "after" above are success rates
+        table = Table("job", "worker", "", "success", "mean score", "invalid moves", "turns", "turns to success",
+                      title="multi-turn episodes (held-out, greedy)", box=box.SIMPLE_HEAD, pad_edge=False)
+        for r in turns:
+            for when, m in r.long_horizon.items():
+                to_success = "-" if m["turns_to_success"] is None else f"{m['turns_to_success']:.1f}"
+                table.add_row(r.job, r.worker, when, f"{m['success_rate']:.3f}", f"{m['mean_score']:.3f}",
+                              f"{m['invalid_rate']:.1%}", f"{m['mean_turns']:.1f}", to_success)
+        Console().print(table)
 
 
 def main() -> None:

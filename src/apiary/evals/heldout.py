@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apiary.evals.long_horizon import evaluate_turns
 from apiary.jobs.base import Job
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate, prompt_ids
@@ -10,7 +11,10 @@ from apiary.store.records import EvalResult
 
 def evaluate(model, tokenizer, job: Job, stop_ids: list[int], batch_size: int = 64,
              worker: str | None = None, adapter_version: int = 0, core_version: int = 0) -> EvalResult:
-    """Score every held-out task once with greedy decoding; details keep per-task scores."""
+    """Score every held-out task once with greedy decoding; details keep per-task scores.
+    A multi-turn job plays each held-out episode to the end instead (evals.long_horizon)."""
+    if job.multi_turn:
+        return evaluate_turns(model, tokenizer, job, stop_ids, batch_size, worker, adapter_version, core_version)
     tasks = job.source.heldout()
     was_training = model.training
     model.eval()

@@ -17,6 +17,7 @@ from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
 from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
+from apiary.learners.grpo_turns import MultiTurnGRPOLearner, transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core, load_core, with_core_adapters
@@ -45,6 +46,7 @@ class LearnResult(BaseModel):
     train_tokens_per_s: float
     learners: list[str] = ["rl"]
     feedback: int = 0  # pieces of feedback learned from, counting each epoch
+    long_horizon: dict | None = None  # multi-turn jobs: {"before": metrics, "after": metrics} (evals.long_horizon)
 
 
 class Hive:
@@ -115,6 +117,8 @@ class Hive:
             episodes=run.episodes, steps=run.steps, learn_seconds=run.seconds,
             wall_seconds=time.perf_counter() - started, adapter_version=run.version, run_id=run.run_id,
             resumed=run.resumed,
+            long_horizon={"before": before.details["long_horizon"], "after": after.details["long_horizon"]}
+            if job.multi_turn else None,
             generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
             train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
             learners=run.learners, feedback=run.feedback,
@@ -134,14 +138,18 @@ class Hive:
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
         model = adapters.attach(core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
+        learner = MultiTurnGRPOLearner if job.multi_turn else GRPOLearner  # a multi-turn job plays whole episodes
         try:
-            rollouts = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(
-                job.source.train(start, n))
+            rollouts = learner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(job.source.train(start, n))
         finally:
             adapters.detach(model)
-        episodes = [Episode(job=job.name, task_id=s.task.id, messages=job.messages(s.task), completion=s.completion,
-                            score=s.reward, answer=s.task.answer, origin="attempt", worker=worker, adapter_version=version)
-                    for s in rollouts]
+        if job.multi_turn:
+            episodes = [transcript_episode(job, t).model_copy(update={"origin": "attempt", "worker": worker,
+                                                                      "adapter_version": version}) for t in rollouts]
+        else:
+            episodes = [Episode(job=job.name, task_id=s.task.id, messages=job.messages(s.task), completion=s.completion,
+                                score=s.reward, answer=s.task.answer, origin="attempt", worker=worker,
+                                adapter_version=version) for s in rollouts]
         for episode, episode_id in zip(episodes, self.store.add_episodes(episodes)):
             episode.id = episode_id
         return episodes

@@ -1,6 +1,7 @@
 """Which learners a run uses, and where each one's next batch comes from.
 
-- rl: the next tasks of the job's training stream (the RL learner samples and scores them);
+- rl: the next tasks of the job's training stream (the RL learner samples and scores them; for a
+  multi-turn job it plays whole episodes, learners.grpo_turns);
 - rewards, corrections, critiques, preferences: a queue of the worker's feedback of that kind
   not yet learned from by any adapter version, `epochs` passes, each pass shuffled; the queue is
   saved in the run's checkpoint, so a resumed run continues it;
@@ -19,6 +20,7 @@ from apiary.learners.common import FeedbackConfig, FeedbackItem
 from apiary.learners.corrections import CorrectionLearner
 from apiary.learners.critiques import CritiqueLearner
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
+from apiary.learners.grpo_turns import MultiTurnGRPOLearner
 from apiary.learners.practice import PracticeLearner
 from apiary.learners.preferences import PreferenceLearner
 from apiary.learners.rewards import RewardLearner
@@ -28,6 +30,7 @@ from apiary.store.store import Store
 FEEDBACK_KINDS = {"rewards": "reward", "corrections": "correction", "critiques": "critique", "preferences": "preference"}
 LEARNERS = ("rl", *FEEDBACK_KINDS, "practice")
 OPEN_ENDED = {"rl", "practice"}  # learners that never run out of material: they need a step or time budget
+SINGLE_TURN_ONLY = {"critiques", "practice"}  # they sample one reply to a question, so not a whole game
 
 
 def check_learners(names: list[str]) -> list[str]:
@@ -98,8 +101,13 @@ def build_learners(names: list[str], model, core: Core, job: Job, grpo: GRPOConf
                    optimizer: torch.optim.Optimizer, generator: torch.Generator) -> list[tuple[str, object]]:
     """The learners of a run, sharing one adapter, one optimizer and one random generator."""
     tok, stop = core.tokenizer, core.stop_token_ids
+    single_turn_only = sorted(SINGLE_TURN_ONLY & set(names)) if job.multi_turn else []
+    if single_turn_only:
+        raise ValueError(f"learner(s) {', '.join(single_turn_only)} write single replies and cannot learn the multi-turn "
+                         f"job {job.name}; use rl (or feedback on its stored episodes)")
+    rl = MultiTurnGRPOLearner if job.multi_turn else GRPOLearner
     made = {
-        "rl": lambda: GRPOLearner(model, tok, job, grpo, stop, optimizer=optimizer, generator=generator),
+        "rl": lambda: rl(model, tok, job, grpo, stop, optimizer=optimizer, generator=generator),
         "rewards": lambda: RewardLearner(model, tok, optimizer, config),
         "corrections": lambda: CorrectionLearner(model, tok, optimizer, config),
         "critiques": lambda: CritiqueLearner(model, tok, job, optimizer, config, stop, generator),

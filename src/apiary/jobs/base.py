@@ -2,16 +2,22 @@
 
 A job is a source of tasks (a train stream and a disjoint held-out split), a way to ask
 (`messages`), and a way to score an answer (`score`, a number in [0, 1]). Single-turn jobs
-are exactly this; multi-turn jobs will add an environment step on top of the same record.
+are exactly this. A multi-turn job (a game, a tool-using task) also has an `environment`: for
+each task it makes an `Environment` that writes the first message, answers each of the worker's
+turns, and says when the episode is over and what it scored (see jobs.multiturn).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from apiary.jobs.scoring import Scorer
+
+if TYPE_CHECKING:
+    from apiary.jobs.multiturn import Environment
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,29 @@ class Job:
     origin: dict | None = None  # how to rebuild this job later, e.g. {"spec": "rg:chain_sum", "overrides": [...]}
     solve: Callable[[str], str | None] | None = None  # reference answer of a new question, if the job can compute it
     heldout_scorer: Scorer | None = None  # held-out evals use it instead of `scorer` (a check on reward hacking)
+    environment: Callable[[Task], "Environment"] | None = None  # multi-turn jobs: a fresh environment per episode
+    max_turns: int = 1  # multi-turn jobs: the worker's turns before an episode is cut off
+    examples: list[dict] = field(default_factory=list)  # few-shot turns shown before the first user message
+    eval_temperature: float = 0.0  # held-out sampling temperature (multi-turn: > 0 plays with a fixed seed)
+
+    @property
+    def multi_turn(self) -> bool:
+        return self.environment is not None
 
     def messages(self, task: Task) -> list[dict]:
-        content = f"{task.question} {self.instruction}".strip() if self.instruction else task.question
+        """The opening messages of an episode (a multi-turn job's environment writes the first one)."""
+        return self.opening(self.environment(task).start() if self.environment is not None else task.question)
+
+    def opening(self, first: str) -> list[dict]:
+        """The system message (if any), the job's example turns, and the first user message: `first`
+        followed by the job's instruction."""
+        content = f"{first}{self._separator}{self.instruction}".strip() if self.instruction else first
         system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + [{"role": "user", "content": content}]
+        return system + list(self.examples) + [{"role": "user", "content": content}]
+
+    @property
+    def _separator(self) -> str:
+        return "\n\n" if self.multi_turn else " "
 
     def score(self, task: Task, completion: str) -> float:
         """The training reward of an answer."""
@@ -80,6 +104,7 @@ class Job:
             "max_tokens": self.max_tokens,
             "origin": self.origin,
             "solve": getattr(self.solve, "__name__", None),
+            "max_turns": self.max_turns,
         }
 
 
@@ -91,3 +116,9 @@ def split_distinct(items: list[Task], heldout_size: int, salt: str) -> tuple[lis
     questions = sorted({t.question for t in items}, key=lambda q: hashlib.sha1(f"{salt}:{q}".encode()).hexdigest())
     held = set(questions[:heldout_size])
     return [t for t in items if t.question not in held], [t for t in items if t.question in held]
+
+
+def did_you_mean(name: str, choices, n: int = 5, cutoff: float = 0.5) -> str:
+    """"; did you mean a, b?" for the choices close to a mistyped name ("" if none is)."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
+    return f"; did you mean {', '.join(close)}?" if close else ""

@@ -8,13 +8,12 @@ capped so that training keeps at least half of the space.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 import reasoning_gym
 from reasoning_gym.factory import DATASETS
 
-from apiary.jobs.base import Task
+from apiary.jobs.base import Task, did_you_mean
 
 HELDOUT_SEED = 1_000_003
 TRAIN_SEED = 17
@@ -27,9 +26,7 @@ class UnknownTaskError(ValueError):
 
 def check_task_name(task: str) -> None:
     if task not in DATASETS:
-        close = difflib.get_close_matches(task, list(DATASETS), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownTaskError(f"unknown reasoning-gym task {task!r}{hint}")
+        raise UnknownTaskError(f"unknown reasoning-gym task {task!r}{did_you_mean(task, DATASETS)}")
 
 
 @dataclass

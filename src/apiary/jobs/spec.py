@@ -1,4 +1,6 @@
-"""Describe a job in a small TOML file, or inline as `rg:TASK key=value ...`.
+"""Describe a job in a small TOML file, or inline as `rg:TASK key=value ...`, `ta:GAME` (a TextArena
+game, e.g. ta:GuessTheNumber-v0) or `tools:calc+lookup` (the tool-use job); the multi-turn ones take
+`heldout_size=N max_turns=N`.
 
     name = "chain_sum"
     source = "reasoning_gym"          # or "jsonl" (with path = "data.jsonl") or "python"
@@ -11,6 +13,8 @@
     [config]                          # reasoning-gym config
     min_terms = 2
 
+For source = "textarena", `game = "GuessTheNumber-v0"`; source = "tools" needs nothing more. Both take
+heldout_size, max_turns, max_tokens and name.
 For source = "python", `make = "package.module:function"` names a function index -> (question, answer).
 `check = "arithmetic"` (or "package.module:function", question -> answer or None) lets the job
 verify questions nobody wrote an answer for, which the practice learner needs; reasoning-gym's
@@ -29,10 +33,14 @@ from apiary.jobs.function import FunctionSource
 from apiary.jobs.jsonl import JobFileError, JsonlSource
 from apiary.jobs.reasoning_gym import ReasoningGymSource
 from apiary.jobs.scoring import scorer
+from apiary.jobs.textarena import textarena_job
+from apiary.jobs.tools import tools_job
 
 NUMBER_INSTRUCTION = "Answer with only the number."
 KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_scorer", "heldout_size", "max_tokens", "path", "make",
-        "check"}
+        "check", "game", "max_turns"}
+TOOLS_SPEC = "tools:calc+lookup"  # the inline spec of the tool-use job
+MULTI_TURN_OPTIONS = {"heldout_size", "max_turns"}
 ARITHMETIC_TASKS = {"chain_sum", "products", "basic_arithmetic"}  # reasoning-gym tasks arithmetic_answer can verify
 
 
@@ -46,6 +54,10 @@ def load_job(spec: str | Path, overrides: list[str] | None = None) -> Job:
 def _load(text: str, overrides: list[str]) -> Job:
     if text.startswith("rg:"):
         return reasoning_gym_job(text[3:], parse_overrides(overrides))
+    if text.startswith("ta:"):
+        return textarena_job(text[3:], **_multi_turn_options(parse_overrides(overrides), text))
+    if text == TOOLS_SPEC:
+        return tools_job(**_multi_turn_options(parse_overrides(overrides), text))
     path = Path(text)
     if not path.is_file():
         raise JobFileError(f"{path}: no such job file (or use an inline spec such as rg:chain_sum)")
@@ -78,8 +90,10 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
         source = JsonlSource((base_dir / data["path"]).resolve(), heldout_size=heldout)
     elif kind == "python":
         source = FunctionSource(_import(data.get("make", ""), origin), heldout_size=heldout)
+    elif kind in ("textarena", "tools"):
+        return _multi_turn_from_dict(kind, data, origin)
     else:
-        raise JobFileError(f"{origin}: unknown source {kind!r}; use reasoning_gym, jsonl or python")
+        raise JobFileError(f"{origin}: unknown source {kind!r}; use reasoning_gym, jsonl, python, textarena or tools")
     name = data.get("name") or data.get("task") or Path(origin).stem
     if "scorer" not in data and kind == "reasoning_gym":
         job = _numeric_or_exact(name, source)
@@ -92,6 +106,32 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
         job.heldout_scorer = scorer(data["heldout_scorer"])
     if "check" in data:
         job.solve = arithmetic_answer if data["check"] == "arithmetic" else _import(data["check"], origin)
+    return job
+
+
+def _multi_turn_options(options: dict, origin: str) -> dict:
+    unknown = set(options) - MULTI_TURN_OPTIONS
+    if unknown:
+        raise JobFileError(f"{origin}: unknown option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(MULTI_TURN_OPTIONS))}")
+    return {k: int(v) for k, v in options.items()}
+
+
+def _multi_turn_from_dict(kind: str, data: dict, origin: str) -> Job:
+    """source = "textarena" (with game = "GuessTheNumber-v0") or "tools"; heldout_size, max_turns, name optional."""
+    allowed = {"name", "source", "game", "heldout_size", "max_turns", "max_tokens", "config"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise JobFileError(f"{origin}: key(s) {', '.join(sorted(unknown))} do not apply to a {kind} job; "
+                           f"allowed: {', '.join(sorted(allowed))}")
+    options = _multi_turn_options({k: data[k] for k in ("heldout_size", "max_turns") if k in data}
+                                  | dict(data.get("config", {})), origin)
+    if kind == "textarena":
+        if "game" not in data:
+            raise JobFileError(f"{origin}: a textarena job needs 'game' (for example game = \"GuessTheNumber-v0\")")
+        job = textarena_job(data["game"], name=data.get("name"), **options)
+    else:
+        job = tools_job(name=data.get("name", "tools"), **options)
+    job.max_tokens = int(data.get("max_tokens", job.max_tokens))
     return job
 
 

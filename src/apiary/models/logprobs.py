@@ -25,11 +25,14 @@ def completion_logprobs(
     completions: list[list[int]],
     prompt_index: list[int],
     pad_id: int,
+    needed: list[list[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of every completion token under `model`.
 
     completions[c] continues prompts[prompt_index[c]]. Returns (logprobs_C_L, mask_C_L), where
     completions are right-padded to the longest one and mask_C_L is 1 on real tokens.
+    `needed[c]` (0/1 per token), if given, names the tokens whose log-prob the caller uses (a
+    multi-turn episode's own replies); the others come back as 0 and cost no vocabulary projection.
     Runs with whatever grad mode the caller chose.
     """
     if any(len(c) == 0 for c in completions):
@@ -52,7 +55,12 @@ def completion_logprobs(
             past_key_values=state.cache,
             use_cache=True,
         ).last_hidden_state
-        real = mask_C_L[:, 1:].bool()  # positions whose *next* token is real
+        real = mask_C_L[:, 1:].bool()  # positions whose *next* token is real (and needed)
+        if needed is not None:
+            wanted_C_L = torch.zeros_like(mask_C_L)
+            for row, flags in enumerate(needed):
+                wanted_C_L[row, : len(flags)] = torch.tensor(flags, device=device)
+            real &= wanted_C_L[:, 1:].bool()
         logits_N_V = model.get_output_embeddings()(hidden_C_L_H[real])
         rest = torch.zeros((n, width - 1), dtype=first_C.dtype, device=device)
         columns.append(rest.masked_scatter(real, _token_logprobs(logits_N_V, tokens_C_L[:, 1:][real])))

@@ -30,6 +30,7 @@ class Episode(BaseModel):
     step: int | None = None
     created_at: datetime = Field(default_factory=now)
     tenant: str | None = None  # served episodes: whose request it answered
+    info: dict | None = None  # multi-turn episodes: turns, invalid moves, success, cut_off
 
 
 FeedbackKind = Literal["reward", "correction", "critique", "preference"]

@@ -44,6 +44,7 @@ episodes = Table(
     Column("step", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("tenant", String),  # served episodes: the tenant whose request it answered
+    Column("info", JSON),  # multi-turn episodes: turns, invalid moves, success, cut_off
 )
 
 adapter_versions = Table(
