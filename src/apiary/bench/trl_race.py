@@ -87,11 +87,10 @@ def trl_side(core: Core, job: Job, config: GRPOConfig, race: Race, lora: LoraSpe
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import TrainerCallback
-    from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
 
     lora = lora or LoraSpec()
-    prompts, group = config.prompts_per_step, config.samples_per_prompt
+    prompts = config.prompts_per_step
     tasks = job.source.train(seed, race.steps * prompts)
     dataset = Dataset.from_list([{"prompt": job.messages(t), "task": i} for i, t in enumerate(tasks)])
 
@@ -100,14 +99,7 @@ def trl_side(core: Core, job: Job, config: GRPOConfig, race: Race, lora: LoraSpe
 
     model = copy.deepcopy(core.model)
     model.generation_config.eos_token_id = core.stop_token_ids
-    args = TRLConfig(
-        output_dir=tempfile.mkdtemp(prefix="apiary-trl-"), use_cpu=True, report_to="none", save_strategy="no",
-        logging_steps=1, disable_tqdm=True, seed=seed, max_steps=race.steps, per_device_train_batch_size=prompts * group,
-        gradient_accumulation_steps=1, num_generations=group, max_completion_length=config.max_new_tokens or job.max_tokens,
-        learning_rate=config.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=config.max_grad_norm, temperature=config.temperature, top_p=1.0, top_k=0, beta=0.0,
-        scale_rewards="none", num_iterations=1, bf16=False, fp16=False, dataloader_num_workers=0,
-    )
+    args = _trl_args(config, job, race, seed)
     peft_config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=TARGETS,
                              bias="none", task_type="CAUSAL_LM")
     clock = Clock(_evaluator(core, job))
@@ -143,6 +135,21 @@ def trl_side(core: Core, job: Job, config: GRPOConfig, race: Race, lora: LoraSpe
             "train_tokens_per_s": timing["trained_tokens"] / max(train_seconds, 1e-9),
             "generate_seconds": timing["generate_seconds"], "train_seconds": train_seconds,
             "generated_tokens": timing["generated_tokens"], "trained_tokens": timing["trained_tokens"]}
+
+
+def _trl_args(config: GRPOConfig, job: Job, race: Race, seed: int):
+    """TRL's GRPOConfig with apiary's settings: same batch, group, length, optimiser, no KL, no reward scaling."""
+    from trl import GRPOConfig as TRLConfig
+
+    prompts, group = config.prompts_per_step, config.samples_per_prompt
+    return TRLConfig(
+        output_dir=tempfile.mkdtemp(prefix="apiary-trl-"), use_cpu=True, report_to="none", save_strategy="no",
+        logging_steps=1, disable_tqdm=True, seed=seed, max_steps=race.steps, per_device_train_batch_size=prompts * group,
+        gradient_accumulation_steps=1, num_generations=group, max_completion_length=config.max_new_tokens or job.max_tokens,
+        learning_rate=config.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        max_grad_norm=config.max_grad_norm, temperature=config.temperature, top_p=1.0, top_k=0, beta=0.0,
+        scale_rewards="none", num_iterations=1, bf16=False, fp16=False, dataloader_num_workers=0,
+    )
 
 
 def first_reaching(curve: list[dict], level: float) -> float | None:
