@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from apiary.evals.heldout import evaluate  # noqa: E402
 from apiary.hive.demo import DEMO_CONFIG, DEMO_JOBS  # noqa: E402
 from apiary.hive.training import Budget, learn  # noqa: E402
+from apiary.hive.worker import worker_on  # noqa: E402
 from apiary.jobs.spec import load_job  # noqa: E402
 from apiary.models import adapters  # noqa: E402
 from apiary.models.core import load_core  # noqa: E402
@@ -81,7 +82,8 @@ def learning_curve(core, job, config, minutes: float, eval_every: int) -> dict:
             print(f"step {step:3d}  learn {clock['seconds']:6.1f} s  held-out {score:.3f}", flush=True)
 
     with tempfile.TemporaryDirectory() as hive:
-        model, run = learn(Store(hive), core, job, "bench", Budget(minutes=minutes), config, on_step=on_step,
+        store = Store(hive)
+        model, run = learn(store, worker_on(store, "bench", job, core), Budget(minutes=minutes), config, on_step=on_step,
                            show_progress=False)
         if run.steps % eval_every:
             score = evaluate(model, core.tokenizer, job, core.stop_token_ids).score

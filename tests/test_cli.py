@@ -134,6 +134,6 @@ def test_deploy_learn_release_and_worker_rollback(tmp_path, tiny_core_dir):
         assert invoke("learn", *CHAIN, "--worker", "sums", "--steps", "1", "--prompts", "2", "--samples", "2",
                       "--max-new-tokens", "3", "--hive", hive, "--core", tiny_core_dir, "--json").exit_code == 0
     assert json.loads(invoke("rollback", "1", "--worker", "sums", "--hive", hive, "--json").stdout) == {
-        "live_adapter": 1, "worker": "sums"}
+        "live_version": 1, "worker": "sums"}
     result = invoke("rollback", "5", "--worker", "sums", "--hive", hive, "--json")
     assert result.exit_code == 2 and "no adapter version 5" in json.loads(result.stdout)["error"]

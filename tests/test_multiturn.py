@@ -10,6 +10,7 @@ import torch
 
 from apiary.evals.heldout import evaluate
 from apiary.hive.training import Budget, learn
+from apiary.hive.worker import worker_on
 from apiary.jobs.base import Job
 from apiary.jobs.multiturn import ENVIRONMENT_SCORER, SeededSource, Turn
 from apiary.jobs.spec import load_job
@@ -174,8 +175,8 @@ def test_heldout_seeds_never_train():
 def test_stored_episodes_round_trip_with_every_turn(tiny_core, tmp_path):
     store = Store(tmp_path / "hive")
     job = counting_job()
-    _, summary = learn(store, tiny_core, job, "counter", Budget(steps=1), GRPOConfig(prompts_per_step=2, samples_per_prompt=2),
-                       show_progress=False)
+    _, summary = learn(store, worker_on(store, "counter", job, tiny_core), Budget(steps=1),
+                       GRPOConfig(prompts_per_step=2, samples_per_prompt=2), show_progress=False)
     episodes = store.episodes("counter")
     assert len(episodes) == summary.episodes == 4
     for e in episodes:
@@ -199,7 +200,8 @@ def test_heldout_eval_reports_long_horizon_metrics(tiny_core):
 def test_single_turn_learners_refuse_a_multi_turn_job(tiny_core, tmp_path):
     store = Store(tmp_path / "hive")
     with pytest.raises(ValueError, match="multi-turn"):
-        learn(store, tiny_core, counting_job(), "counter", Budget(steps=1), learners=["rl", "practice"], show_progress=False)
+        learn(store, worker_on(store, "counter", counting_job(), tiny_core), Budget(steps=1), learners=["rl", "practice"],
+              show_progress=False)
 
 
 def test_cli_learns_a_textarena_game_and_reports_long_horizon_metrics(tmp_path, tiny_core_dir):

@@ -12,7 +12,7 @@ import pytest
 from apiary import Hive
 from apiary.serve.app import ServerThread, check_host, create_app
 from apiary.evals.gate import GateConfig
-from apiary.serve.learning import LearningConfig, learn_and_gate
+from apiary.hive.feedback_learning import LearningConfig, learn_and_gate
 from apiary.serve.service import ServeConfig, Service
 from apiary.serve.tenants import Tenants, load_tenants
 from apiary.store.records import AdapterVersion, CoreVersion
@@ -252,9 +252,10 @@ def test_learning_after_a_refusal_starts_from_the_live_version(hive):
     for n in range(2):
         for episode in hive.attempt("rg:chain_sum", "arith", n=4, overrides=ONE_DIGIT):
             hive.feedback(episode.id, correction=episode.answer)
-        outcomes.append(learn_and_gate(hive, "arith", ["corrections"], refuse))
+        outcomes.append(learn_and_gate(hive.store, hive.evaluator, hive.core_at(0), hive.worker("arith"), ["corrections"],
+                                       refuse))
     assert [o["gate"]["passed"] for o in outcomes] == [False, False]
-    assert hive.store.live_adapter("arith") == 0
+    assert hive.store.worker("arith").live_version == 0
     versions = hive.store.adapter_versions("arith")
     assert [(v.version, v.parent) for v in versions] == [(1, 0), (2, 0)]  # v2 was not built on the refused v1
     assert [d.candidate for d in hive.store.decisions()] == ["worker:arith:1", "worker:arith:2"]

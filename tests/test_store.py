@@ -38,7 +38,7 @@ def test_provenance_includes_ancestors(tmp_path):
     ids = fill(store)
     assert store.trained_on("w", 1) == ids[:2]
     assert store.trained_on("w", 2) == ids
-    assert store.latest_adapter("w").version == 2
+    assert store.worker("w").latest_version == 2
 
 
 def test_worker_cannot_switch_jobs(tmp_path):

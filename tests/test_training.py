@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from apiary.hive.training import Budget, learn
+from apiary.hive.worker import worker_on
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -10,6 +11,11 @@ from apiary.store.store import Store
 
 CONFIG = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, learning_rate=1e-2)
 LORA = LoraSpec(rank=2, alpha=4)
+
+
+def worker_w(store, job, core):
+    """Worker "w" as the store holds it now (a handle is a snapshot: read again before each run)."""
+    return worker_on(store, "w", job, core)
 
 
 class Stop(Exception):
@@ -25,7 +31,7 @@ def stop_at(step_to_die: int):
 
 def test_learn_records_episodes_versions_and_provenance(tmp_path, tiny_core, chain_sum_job):
     store = Store(tmp_path)
-    model, run = learn(store, tiny_core, chain_sum_job, "w", Budget(steps=4), CONFIG, LORA, checkpoint_every=2,
+    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=4), CONFIG, LORA, checkpoint_every=2,
                        show_progress=False)
     adapters.detach(model)
     assert (run.steps, run.episodes, run.version) == (4, 16, 2)
@@ -41,13 +47,13 @@ def test_learn_records_episodes_versions_and_provenance(tmp_path, tiny_core, cha
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_core, chain_sum_job):
     store = Store(tmp_path)
     with pytest.raises(Stop):
-        learn(store, tiny_core, chain_sum_job, "w", Budget(steps=10), CONFIG, LORA, checkpoint_every=2,
+        learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=10), CONFIG, LORA, checkpoint_every=2,
               show_progress=False, on_step=stop_at(3))
     interrupted = store.unfinished_run("w")
     assert interrupted is not None and interrupted.status == "interrupted"
     assert store.count_episodes("w") == 12  # all three steps' episodes were kept
-    assert store.latest_adapter("w").version == 1  # checkpoint at step 2
-    model, run = learn(store, tiny_core, chain_sum_job, "w", Budget(steps=2), CONFIG, LORA, checkpoint_every=2,
+    assert store.worker("w").latest_version == 1  # checkpoint at step 2
+    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=2), CONFIG, LORA, checkpoint_every=2,
                        show_progress=False)
     adapters.detach(model)
     assert run.resumed and run.run_id == interrupted.id
@@ -63,9 +69,9 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_core, chain
 def test_rl_needs_a_budget_and_learner_names_are_checked(tmp_path, tiny_core, chain_sum_job):
     store = Store(tmp_path)
     with pytest.raises(ValueError, match="budget"):
-        learn(store, tiny_core, chain_sum_job, "w", Budget(), CONFIG, LORA, show_progress=False)
+        learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), CONFIG, LORA, show_progress=False)
     with pytest.raises(ValueError, match="unknown learner"):
-        learn(store, tiny_core, chain_sum_job, "w", Budget(steps=1), CONFIG, LORA, learners=["sft"], show_progress=False)
+        learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=1), CONFIG, LORA, learners=["sft"], show_progress=False)
     assert store.count_episodes() == 0 and store.workers() == []
 
 
@@ -86,7 +92,7 @@ def test_rl_and_corrections_in_one_run_record_what_each_used(tmp_path, tiny_core
     store = Store(tmp_path)
     store.ensure_worker("w", chain_sum_job.name, tiny_core.name, chain_sum_job.describe())
     feedback_ids = _corrections(store, "w", 4)
-    model, run = learn(store, tiny_core, chain_sum_job, "w", Budget(steps=3), CONFIG, LORA, show_progress=False,
+    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=3), CONFIG, LORA, show_progress=False,
                        learners=["rl", "corrections"], feedback=FeedbackConfig(batch_size=2, epochs=1))
     adapters.detach(model)
     assert run.learners == ["rl", "corrections"] and run.feedback == 4 and run.steps == 3
@@ -105,11 +111,11 @@ def test_interrupted_feedback_run_resumes_its_queue(tmp_path, tiny_core, chain_s
     _corrections(store, "w", 6)
     config = FeedbackConfig(batch_size=2, epochs=2)  # 12 items in the queue: 6 steps
     with pytest.raises(Stop):
-        learn(store, tiny_core, chain_sum_job, "w", Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
+        learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
               learners=["corrections"], feedback=config, on_step=stop_at(3))
-    assert store.latest_adapter("w").version == 1
+    assert store.worker("w").latest_version == 1
     first = set(store.feedback_learned("w", 1))
-    model, run = learn(store, tiny_core, chain_sum_job, "w", Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
+    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
                        learners=["corrections"], feedback=config)
     adapters.detach(model)
     assert run.resumed and run.steps == 4  # steps 3..6 of the saved queue, not a new queue

@@ -23,6 +23,7 @@ from apiary.bench.trl_race import Race
 from apiary.evals.gate import GateConfig
 from apiary.hive.consolidate import ConsolidateConfig
 from apiary.hive.demo import run_demo
+from apiary.hive.feedback_learning import LearningConfig
 from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive
 from apiary.hive.mix import LEARNERS, OPEN_ENDED
@@ -65,10 +66,12 @@ def learn(
     learners: Annotated[str, typer.Option(help=f"comma-separated, any of {', '.join(LEARNERS)}")] = "rl",
     epochs: Annotated[int, typer.Option(help="passes over the feedback")] = FeedbackConfig.epochs,
     batch: Annotated[int, typer.Option(help="feedback items (or practice tasks) per update")] = FeedbackConfig.batch_size,
+    from_version: Annotated[Optional[int], typer.Option("--from-version", help="adapter version to learn on from "
+                                                         "(default: the live one; 0: the core alone)")] = None,
     hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
 ):
-    """A worker learns a job (from rewards by default, or from people's feedback and its own practice);
-    prints held-out accuracy before and after."""
+    """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
+    on from its live adapter version; prints held-out accuracy before and after."""
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
@@ -76,7 +79,8 @@ def learn(
     feedback = FeedbackConfig(epochs=epochs, batch_size=batch)
     h = Hive(hive, core=core)
     result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, config=config,
-                                          feedback=feedback, overrides=spec[1:], show_progress=not as_json))
+                                          feedback=feedback, overrides=spec[1:], show_progress=not as_json,
+                                          start_version=from_version))
     if as_json:
         print(result.model_dump_json())
     else:
@@ -172,12 +176,13 @@ def _feedback_log(h: Hive, worker: str, as_json: bool) -> None:
 def eval_cmd(
     spec: Annotated[Optional[list[str]], typer.Argument(help="a job file or rg:TASK key=value ... (default: workers' jobs)")] = None,
     worker: Annotated[Optional[str], typer.Option("--worker", "-w")] = None,
+    version: Annotated[Optional[int], typer.Option("--version", help="the worker's adapter version (default: the live one)")] = None,
     hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
 ):
-    """Held-out scores per job: a worker's latest adapter, or the core."""
+    """Held-out scores per job: a worker's live adapter version (or --version), or the core."""
     h = Hive(hive, core=core)
     jobs = [h.job(spec[0], spec[1:])] if spec else None
-    results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs))
+    results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs, version=version))
     if as_json:
         print(json.dumps([{"job": r.job, "worker": r.worker, "adapter_version": r.adapter_version, "score": r.score, "n": r.n}
                           for r in results]))
@@ -237,9 +242,9 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
         cores.add_row(f"v{c['version']}", f"v{c['parent']}", c["method"],
                       ", ".join(f"{s['worker']} v{s['adapter_version']}" for s in c["sources"]),
                       f"{c['retention_kl']:.4f}", flips, gate)
-    workers = Table("worker", "job", "on core", "adapter", "held-out", "episodes", box=box.SIMPLE_HEAD)
+    workers = Table("worker", "job", "on core", "live adapter", "latest", "held-out (live)", "episodes", box=box.SIMPLE_HEAD)
     for w in info["workers"]:
-        workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['adapter_version']}",
+        workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['live_version']}", f"v{w['latest_version']}",
                         "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]))
     Console().print(cores, workers)
 
@@ -254,7 +259,7 @@ def rollback(
     version (history is kept; a running server follows within a second)."""
     current = _run(as_json, lambda: Hive(hive).rollback(version, worker))
     if as_json:
-        print(json.dumps({"live_adapter": current, "worker": worker} if worker else {"current_core": current}))
+        print(json.dumps({"live_version": current, "worker": worker} if worker else {"current_core": current}))
     else:
         console.print(f"{worker}: live adapter v{current}" if worker else f"current core: v{current}")
 
@@ -267,11 +272,11 @@ def deploy(
     hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
 ):
     """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
-    row = _run(as_json, lambda: Hive(hive, core=core).deploy(spec[0], worker, tenant, spec[1:]))
+    made = _run(as_json, lambda: Hive(hive, core=core).deploy(spec[0], worker, tenant, spec[1:]))
     if as_json:
-        print(json.dumps({"worker": row["name"], "job": row["job"], "tenant": row["tenant"], "core_version": row["core_version"]}))
+        print(json.dumps({"worker": made.name, "job": made.job, "tenant": made.tenant, "core_version": made.core_version}))
     else:
-        console.print(f"worker {row['name']} on {row['job']} (core v{row['core_version']}, tenant {row['tenant'] or 'local'})")
+        console.print(f"worker {made.name} on {made.job} (core v{made.core_version}, tenant {made.tenant or 'local'})")
 
 
 @app.command()
@@ -281,7 +286,8 @@ def serve(
     keys: Annotated[Optional[Path], typer.Option(help='TOML file with a [keys] table of "KEY" = "TENANT"')] = None,
     max_batch: Annotated[int, typer.Option(help="requests decoded together")] = 32,
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
-    min_feedback: Annotated[int, typer.Option(help="new feedback items that start a learning run")] = 8,
+    min_feedback: Annotated[int, typer.Option(help="new feedback items that start a learning run")] = (
+        LearningConfig.min_feedback),
     tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop")] = GateConfig.tolerance,
     max_kl: Annotated[float, typer.Option(help="gate: max retention KL")] = GateConfig.max_retention_kl,
     max_flips: Annotated[float, typer.Option(help="gate: max share of retention items flipped")] = GateConfig.max_flip_rate,

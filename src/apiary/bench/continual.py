@@ -59,9 +59,9 @@ class ContinualSetup:
 
 
 def retention_of(hive: Hive, worker: str) -> dict:
-    """Retention KL and flips of a worker's latest adapter on the base core."""
+    """Retention KL and flips of a worker's live adapter on the base core."""
     core = hive.core_at(0)
-    model = adapters.attach(core.model, LoraSpec(), path=hive.store.adapter_dir(worker, hive.store.latest_adapter(worker).version))
+    model = adapters.attach(core.model, LoraSpec(), path=hive.store.adapter_dir(worker, hive.store.worker(worker).live_version))
     try:
         kept = measure_retention(model, core, cache_dir(), adapter_over_base=True)
     finally:
@@ -70,10 +70,10 @@ def retention_of(hive: Hive, worker: str) -> dict:
 
 
 def seed_from(hive: Hive, job, name: str, previous: str) -> None:
-    """Start worker `name` (on `job`) from `previous`'s latest adapter: the next stage of one adapter."""
+    """Start worker `name` (on `job`) from `previous`'s live adapter: the next stage of one adapter."""
     store, core = hive.store, hive.core_at(0)
     store.ensure_worker(name, job.name, core.name, job.describe(), 0)
-    source = store.adapter_dir(previous, store.latest_adapter(previous).version)
+    source = store.adapter_dir(previous, store.worker(previous).live_version)
     shutil.copytree(source, store.adapter_dir(name, 1))
     store.add_adapter_version(AdapterVersion(worker=name, version=1, parent=0, path=str(store.adapter_dir(name, 1)),
                                              run_id=None, step=0, final=True), [])
@@ -85,7 +85,7 @@ def workers_and_merges(hive: Hive, jobs, setup: ContinualSetup) -> tuple[dict, l
         result = hive.learn(job, worker, config=setup.config, show_progress=False, **setup.budget())
         workers[worker] = {"job": job.name, "before": result.before, "after": result.after, "seconds": result.learn_seconds,
                            "episodes": result.episodes} | retention_of(hive, worker)
-    rows = [[hive.latest_eval(w, job).score for job in jobs] for w, _, _ in setup.jobs]
+    rows = [[hive.eval_worker(w, job).score for job in jobs] for w, _, _ in setup.jobs]
     print("workers", json.dumps(workers), flush=True)
     consolidated = {}
     for method in METHODS:
@@ -103,7 +103,7 @@ def sequential_lora(hive: Hive, jobs, base: list[float], setup: ContinualSetup) 
         if previous is not None:
             seed_from(hive, job, name, previous)
         hive.learn(job, name, config=setup.config, show_progress=False, **setup.budget())
-        R.append([hive.latest_eval(name, j).score for j in jobs])
+        R.append([hive.eval_worker(name, j).score for j in jobs])
         previous = name
     return {"R": R, "transfer": transfer(R, base).__dict__, **retention_of(hive, previous)}
 

@@ -21,6 +21,7 @@ import torch
 
 from apiary.evals.heldout import evaluate
 from apiary.hive.training import Budget, learn
+from apiary.hive.worker import worker_on
 from apiary.jobs.base import Job
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
@@ -71,7 +72,8 @@ def apiary_side(core: Core, job: Job, config: GRPOConfig, race: Race) -> dict:
             clock.point(step, model)
 
     with tempfile.TemporaryDirectory() as hive:
-        model, run = learn(Store(hive), core, job, "race", Budget(steps=race.steps), config, on_step=on_step,
+        store = Store(hive)
+        model, run = learn(store, worker_on(store, "race", job, core), Budget(steps=race.steps), config, on_step=on_step,
                            show_progress=False)
         wall = clock.learn_seconds()
         adapters.detach(model)

@@ -1,6 +1,7 @@
 """Consolidation: the workers on the current core become one candidate core, released only past the gate.
 
-1. Sources: every worker whose adapters sit on the current core (its latest adapter version).
+1. Sources: every worker whose adapters sit on the current core, at its live adapter version (the
+   one that is served; a rolled-back version is not consolidated).
 2. Candidate: a core adapter over the current core, by on-policy distillation (`distill`, see
    hive/distill.py) or by merging the workers' adapters (`linear`, `ties`, `dare_linear`, see
    models/merge.py; each worker's update weighted by `merge_weight`, 1 = task arithmetic).
@@ -22,14 +23,17 @@ from pydantic import BaseModel
 from apiary.evals import retention
 from apiary.evals.candidate import evidence, find_contamination, measure_retention
 from apiary.evals.gate import GateConfig, decide
-from apiary.evals.heldout import evaluate
+from apiary.hive.cores import Cores
 from apiary.hive.distill import DistillConfig, Teacher, distill
+from apiary.hive.evaluator import Evaluator
+from apiary.hive.worker import WorkerHandle
 from apiary.jobs.base import Job
 from apiary.models import adapters
 from apiary.models.core import cache_dir
 from apiary.models.generate import prompt_ids
 from apiary.models.merge import MERGED, METHODS, merge
-from apiary.store.records import CoreVersion, GateDecision
+from apiary.store.records import CoreVersion, GateDecision, Worker
+from apiary.store.store import Store
 
 CONSOLIDATION_METHODS = ("distill", *METHODS)
 
@@ -69,25 +73,26 @@ class ConsolidateResult(BaseModel):
     seconds: float
 
 
-def consolidate(hive, config: ConsolidateConfig = ConsolidateConfig(), workers: list[str] | None = None,
-                jobs: dict[str, Job] | None = None, show_progress: bool = True) -> ConsolidateResult:
-    """Build, measure, gate, store and (if it passed) release a new core version; see the module doc."""
+def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[WorkerHandle], jobs: dict[str, Job],
+                config: ConsolidateConfig = ConsolidateConfig(), show_progress: bool = True) -> ConsolidateResult:
+    """Build, measure, gate, store and (if it passed) release a new core version from `workers` (the
+    sources, each at its live version); `jobs`: worker name -> job for every worker of the hive whose
+    job is known, the candidate is scored on each. See the module doc."""
     if config.method not in CONSOLIDATION_METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(CONSOLIDATION_METHODS)}")
-    started, store = time.perf_counter(), hive.store
-    parent, core = store.current_core(), hive.core
-    sources = _sources(store, parent, workers)
-    hive_jobs = _hive_jobs(hive, jobs or {}, [s["worker"] for s in sources])
+    started, parent, core = time.perf_counter(), store.current_core(), cores.current
+    sources = [_source(store, w) for w in workers]
     version = store.next_core_version()
-    model, adapter_name, details = _build(hive, core, sources, hive_jobs, config, show_progress)
+    model, adapter_name, details = _build(store, core, sources, jobs, config, show_progress)
     try:
         adapters.save(model, store.core_dir(version), adapter_name)
-        scores, eval_ids = _job_scores(hive, model, core, version, sources, hive_jobs)
-        kept = measure_retention(model, hive.core_at(0), cache_dir(), adapter_over_base=parent == 0)
+        scores, eval_ids = _job_scores(evaluator, model, core, version, {w.name: w for w in workers}, jobs)
+        kept = measure_retention(model, cores.at(0), cache_dir(), adapter_over_base=parent == 0)
     finally:
         adapters.detach(model)
-    distinct = {(j.name, tuple(t.id for t in j.source.heldout())): j for j in hive_jobs.values()}
-    found = find_contamination(training_texts(store, sources, config.method), list(distinct.values()))
+    distinct = {(j.name, tuple(t.id for t in j.source.heldout())): j for j in jobs.values()}
+    found = find_contamination(training_texts(store, [(s["worker"], s["adapter_version"]) for s in sources],
+                                              config.method == "distill"), list(distinct.values()))
     decision = decide(evidence({s.job: s.candidate for s in scores}, {s.job: s.released for s in scores}, kept, found),
                       config.gate)
     details |= {"eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips, "contamination": found.examples,
@@ -104,46 +109,36 @@ def consolidate(hive, config: ConsolidateConfig = ConsolidateConfig(), workers: 
                              current_core=store.current_core(), seconds=time.perf_counter() - started)
 
 
-def _sources(store, parent: int, names: list[str] | None) -> list[dict]:
-    """The latest adapter version of each worker on core `parent` (or of the named workers)."""
-    rows = {w["name"]: w for w in store.workers()}
+def choose_sources(workers: list[Worker], parent: int, names: list[str] | None) -> list[Worker]:
+    """The workers to consolidate: those named (each must sit on core `parent`), or every worker on core
+    `parent`; only those whose live version has learned something (an adapter version above 0)."""
+    by_name = {w.name: w for w in workers}
     for name in names or []:
-        if name not in rows:
+        if name not in by_name:
             raise ValueError(f"no worker named {name!r}")
-        if rows[name]["core_version"] != parent:
-            raise ValueError(f"worker {name!r} sits on core version {rows[name]['core_version']}, not the current {parent}")
-    sources = []
-    for name in names or sorted(rows):
-        latest = store.latest_adapter(name)
-        if rows[name]["core_version"] == parent and latest is not None:
-            sources.append({"worker": name, "job": rows[name]["job"], "adapter_version": latest.version,
-                            "episodes": len(store.trained_on(name, latest.version)),
-                            "feedback": len(store.feedback_learned(name, latest.version))})
-    if not sources:
-        raise ValueError(f"nothing to consolidate: no worker on core version {parent} has learned anything yet")
-    return sources
+        if by_name[name].core_version != parent:
+            raise ValueError(f"worker {name!r} sits on core version {by_name[name].core_version}, not the current {parent}")
+    chosen = [by_name[n] for n in (names or sorted(by_name))]
+    chosen = [w for w in chosen if w.core_version == parent and w.live_version]
+    if not chosen:
+        raise ValueError(f"nothing to consolidate: no worker on core version {parent} has a live adapter version yet")
+    return chosen
 
 
-def _hive_jobs(hive, given: dict[str, Job], source_workers: list[str]) -> dict[str, Job]:
-    """worker -> job for every worker whose job can be rebuilt (or is given); every source must be."""
-    jobs = {}
-    for row in hive.store.workers():
-        name = row["name"]
-        if name in given:
-            jobs[name] = given[name]
-        elif row["job_spec"].get("origin"):
-            jobs[name] = hive.job(*hive._worker_job(name))
-        elif name in source_workers:
-            raise ValueError(f"worker {name!r} learned a job defined in Python; pass it: consolidate(jobs={{{name!r}: job}})")
-    return jobs
+def _source(store: Store, worker: WorkerHandle) -> dict:
+    """A source as stored in the core version's lineage: the worker, its job and live version, what it learned from."""
+    version = worker.live_version
+    return {"worker": worker.name, "job": worker.job.name, "adapter_version": version,
+            "episodes": len(store.trained_on(worker.name, version)),
+            "feedback": len(store.feedback_learned(worker.name, version))}
 
 
-def _build(hive, core, sources: list[dict], jobs: dict[str, Job], config: ConsolidateConfig, show_progress: bool):
-    paths = [hive.store.adapter_dir(s["worker"], s["adapter_version"]) for s in sources]
+def _build(store: Store, core, sources: list[dict], jobs: dict[str, Job], config: ConsolidateConfig, show_progress: bool):
+    paths = [store.adapter_dir(s["worker"], s["adapter_version"]) for s in sources]
     if config.method != "distill":
         model = merge(core.model, paths, [config.merge_weight] * len(paths), config.method, config.density)
         return model, MERGED, {"merge_weight": config.merge_weight, "density": config.density}
-    teachers = [Teacher(name=f"worker_{i}", adapter=path, prompts=_job_prompts(hive.store, core.tokenizer, s),
+    teachers = [Teacher(name=f"worker_{i}", adapter=path, prompts=_job_prompts(store, core.tokenizer, s),
                         max_new_tokens=min(config.distill.max_new_tokens, jobs[s["worker"]].max_tokens),
                         batch=config.distill.prompts_per_job)
                 for i, (s, path) in enumerate(zip(sources, paths))]
@@ -156,26 +151,27 @@ def _build(hive, core, sources: list[dict], jobs: dict[str, Job], config: Consol
 
 def _job_prompts(store, tokenizer, source: dict) -> list[list[int]]:
     """The distinct prompts the worker learned from (its episodes and those its feedback was about), as token ids."""
-    episodes, _ = _learned(store, source)
+    episodes, _ = _learned(store, source["worker"], source["adapter_version"])
     distinct = {e.task_id: e.messages for e in episodes}
     if not distinct:
         raise ValueError(f"worker {source['worker']!r} has no training episodes to distill from")
     return [prompt_ids(tokenizer, messages) for messages in distinct.values()]
 
 
-def _learned(store, source: dict) -> tuple[list, list]:
+def _learned(store, worker: str, version: int) -> tuple[list, list]:
     """(episodes, feedback) the worker's adapter version learned from: its own episodes, and those feedback was about."""
-    own = store.episodes_by_id(store.trained_on(source["worker"], source["adapter_version"]))
-    feedback = list(store.feedback_by_id(store.feedback_learned(source["worker"], source["adapter_version"])).values())
+    own = store.episodes_by_id(store.trained_on(worker, version))
+    feedback = list(store.feedback_by_id(store.feedback_learned(worker, version)).values())
     about = store.episodes_by_id(sorted({f.episode_id for f in feedback} - set(own)))
     return list(own.values()) + list(about.values()), feedback
 
 
-def _job_scores(hive, model, core, version: int, sources: list[dict], jobs: dict[str, Job]):
+def _job_scores(evaluator: Evaluator, model, core, version: int, sources: dict[str, WorkerHandle], jobs: dict[str, Job]):
     """Scores per job, each held-out split once (a job is its name and held-out items; two different
-    jobs with one name are told apart as `name@worker`); a job's worker is a source worker on it."""
+    jobs with one name are told apart as `name@worker`); a job's worker is a source worker on it, at
+    its live version."""
     splits: dict[tuple, tuple[Job, str, str | None]] = {}  # (name, held-out ids) -> (job, a worker, its source worker)
-    source_workers = {s["worker"] for s in sources}
+    source_workers = set(sources)
     for worker, job in jobs.items():
         key = (job.name, tuple(t.id for t in job.source.heldout()))
         _, first, source = splits.get(key, (job, worker, None))
@@ -185,9 +181,9 @@ def _job_scores(hive, model, core, version: int, sources: list[dict], jobs: dict
               for (name, _), (job, first, source) in splits.items()}
     scores, eval_ids = [], {}
     for name, (job, worker) in sorted(by_job.items()):
-        released = hive.eval_core(job, core.version)
-        mine = hive._record(evaluate(model, core.tokenizer, job, core.stop_token_ids, core_version=version))
-        worker_eval = hive.latest_eval(worker, job) if worker else None
+        released = evaluator.core(job, core.version)
+        mine = evaluator.model(model, core, job, core_version=version)
+        worker_eval = evaluator.worker(sources[worker], job=job) if worker else None
         gain = None
         if worker_eval is not None and worker_eval.score > released.score:
             gain = (mine.score - released.score) / (worker_eval.score - released.score)
@@ -197,11 +193,12 @@ def _job_scores(hive, model, core, version: int, sources: list[dict], jobs: dict
     return scores, eval_ids
 
 
-def training_texts(store, sources: list[dict], method: str) -> list[str]:
-    """Every prompt (and feedback text) the sources learned from, plus the anchors distillation uses."""
+def training_texts(store, versions: list[tuple[str, int]], with_anchors: bool = False) -> list[str]:
+    """Every prompt (and feedback text) the (worker, adapter version)s learned from, plus (`with_anchors`)
+    the anchor prompts distillation uses."""
     texts = []
-    for source in sources:
-        episodes, feedback = _learned(store, source)
+    for worker, version in versions:
+        episodes, feedback = _learned(store, worker, version)
         texts += list({e.task_id: e.messages[-1]["content"] for e in episodes}.values())
         texts += [f.text for f in feedback if f.text]
-    return texts + (retention.anchor_prompts() if method == "distill" else [])
+    return texts + (retention.anchor_prompts() if with_anchors else [])

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from apiary.evals import simulated_people
-from apiary.evals.heldout import evaluate
-from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, consolidate
+from apiary.evals.gate import GateConfig
+from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, choose_sources, consolidate
+from apiary.hive.cores import Cores
+from apiary.hive.evaluator import Evaluator
+from apiary.hive.learning import LearnResult, learn_worker
 from apiary.hive.status import status
-from apiary.hive.training import Budget, learn
+from apiary.hive.training import Budget
+from apiary.hive.worker import WorkerHandle, new_worker
+from apiary.hive.worker_gate import WorkerGateResult, gate_worker
 from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
 from apiary.learners.common import FeedbackConfig
@@ -20,68 +22,48 @@ from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.learners.grpo_turns import MultiTurnGRPOLearner, transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.core import Core, load_core, with_core_adapters
+from apiary.models.core import Core
 from apiary.store.export import export
 from apiary.store.feedback import load_jsonl, make_feedback
-from apiary.store.records import Episode, EvalResult, Feedback
+from apiary.store.records import Episode, EvalResult, Feedback, Worker
 from apiary.store.store import Store
 
 DEFAULT_HIVE = "hive"
-
-
-class LearnResult(BaseModel):
-    worker: str
-    job: str
-    before: float
-    after: float
-    heldout_items: int
-    episodes: int
-    steps: int
-    learn_seconds: float  # sampling + updates, evals excluded
-    wall_seconds: float  # everything, evals included
-    adapter_version: int
-    run_id: int
-    resumed: bool
-    generate_tokens_per_s: float
-    train_tokens_per_s: float
-    learners: list[str] = ["rl"]
-    feedback: int = 0  # pieces of feedback learned from, counting each epoch
-    long_horizon: dict | None = None  # multi-turn jobs: {"before": metrics, "after": metrics} (evals.long_horizon)
+__all__ = ["DEFAULT_HIVE", "Hive", "LearnResult"]
 
 
 class Hive:
-    """A hive directory (or database URL) and the core its workers start from."""
+    """A hive directory (or database URL) and the core its workers start from. It composes the store,
+    the core versions (`cores`) and the held-out evaluator, and hands each worker down as a handle
+    read once from the store (`worker`)."""
 
     def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None):
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
         self.store = Store(self.path, url=db_url)
         self.core_source = core
-        self._cores: dict[int, Core] = {}
+        self.cores = Cores(self.store, core)
+        self.evaluator = Evaluator(self.store, self.cores)
 
     @property
     def core(self) -> Core:
         """The current core: the latest released core version (the base core until one is released).
         New workers start from it."""
-        return self.core_at(self.store.current_core())
+        return self.cores.current
 
     def core_at(self, version: int) -> Core:
         """Core version `version`: the base core with the core adapters of its lineage folded in."""
-        if version not in self._cores:
-            chain, known = [], {c.version: c for c in self.store.core_versions()}
-            v = version
-            while v != 0:
-                if v not in known:
-                    raise ValueError(f"no core version {v} in hive {self.path}")
-                chain.append(Path(known[v].path))
-                v = known[v].parent
-            base = load_core(self.core_source)
-            self._cores[version] = with_core_adapters(base, chain[::-1], version) if chain else base
-        return self._cores[version]
+        return self.cores.at(version)
 
-    def worker_core(self, worker: str) -> Core:
-        """The core a worker's adapters sit on (the current core for a worker not yet created)."""
-        row = self.store.worker(worker)
-        return self.core_at(row["core_version"]) if row else self.core
+    def worker(self, name: str | Worker, job: Job | str | None = None, overrides: list[str] | None = None) -> WorkerHandle:
+        """The worker, read once from the store, with its job (`job`, or the one it was made with, rebuilt
+        from its spec) and the core version its adapters sit on."""
+        record = name if isinstance(name, Worker) else self.store.worker(name)
+        if record is None:
+            raise ValueError(f"no worker named {name!r} in hive {self.path}")
+        if job is None and record.origin is None:
+            raise ValueError(f"worker {record.name!r} learned a job defined in Python; pass the job")
+        job = self.job(job, overrides) if job is not None else load_job(*record.origin)
+        return WorkerHandle(record, job, self.cores.at(record.core_version))
 
     def job(self, spec: Job | str | Path, overrides: list[str] | None = None) -> Job:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
@@ -92,37 +74,16 @@ class Hive:
               show_progress: bool = True, release: bool = True, start_version: int | None = None) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
         corrections, critiques, preferences, practice; feedback learners alone need no budget
-        (they stop when the worker's unlearned feedback is used up). `release`: make the version it
-        ends with the live one (what a server serves); the server's own learning passes False and
-        releases only past the gate. `start_version`: learn on from this adapter version rather than
-        the latest (the server passes the live one, so a refused version is never built on)."""
-        started = time.perf_counter()
+        (they stop when the worker's unlearned feedback is used up). A new worker starts on the
+        current core. `start_version`: learn on from this adapter version rather than the live one
+        (what a server serves). `release`: make the version it ends with the live one; the server's
+        own learning passes False and releases only past the gate (see hive.feedback_learning)."""
         job = self.job(job, overrides)
-        core = self.worker_core(worker)
-        latest = self.store.latest_adapter(worker)
-        start = start_version if start_version is not None else latest.version if latest else 0
-        before = self._eval_version(job, worker if start else None, start, core=core)
-        model, run = learn(self.store, core, job, worker, Budget(steps=steps, minutes=minutes), config, lora,
-                           checkpoint_every=checkpoint_every, show_progress=show_progress, learners=learners,
-                           feedback=feedback, start_version=start_version)
-        try:
-            after = self._record(evaluate(model, core.tokenizer, job, core.stop_token_ids, worker=worker,
-                                          adapter_version=run.version, core_version=core.version))
-        finally:
-            adapters.detach(model)
-        if release and run.version != run.start_version:
-            self.store.release_worker(worker, run.version, "learn")
-        return LearnResult(
-            worker=worker, job=job.name, before=before.score, after=after.score, heldout_items=after.n,
-            episodes=run.episodes, steps=run.steps, learn_seconds=run.seconds,
-            wall_seconds=time.perf_counter() - started, adapter_version=run.version, run_id=run.run_id,
-            resumed=run.resumed,
-            long_horizon={"before": before.details["long_horizon"], "after": after.details["long_horizon"]}
-            if job.multi_turn else None,
-            generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
-            train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
-            learners=run.learners, feedback=run.feedback,
-        )
+        record = self.store.worker(worker) or new_worker(worker, job, self.core)
+        handle = WorkerHandle(record, job, self.cores.at(record.core_version))
+        return learn_worker(self.store, self.evaluator, handle, Budget(steps=steps, minutes=minutes), learners=learners,
+                            config=config, feedback=feedback, lora=lora, checkpoint_every=checkpoint_every,
+                            show_progress=show_progress, release=release, start_version=start_version)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
                 start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:
@@ -132,8 +93,8 @@ class Hive:
         (default: the next one this worker has not attempted)."""
         job = self.job(job, overrides)
         self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core())
-        core = self.worker_core(worker)
-        version = self.store.live_adapter(worker)
+        handle = self.worker(worker, job)
+        core, version = handle.core, handle.live_version
         start = self.store.count_attempted_tasks(worker) if start is None else start
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
@@ -179,26 +140,50 @@ class Hive:
         """Every piece of feedback on the worker's episodes and the adapter version that learned from it."""
         return self.store.feedback_log(worker)
 
-    def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None) -> list[EvalResult]:
-        """Held-out scores: a worker's latest adapter on its job, or the core on the given jobs."""
+    def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None,
+             version: int | None = None) -> list[EvalResult]:
+        """Held-out scores, measured afresh: a worker's live adapter version (or `version`) on its job (or
+        the first of `jobs`); the current core on `jobs`; or, with neither, every worker's live version."""
         if worker is not None:
-            latest = self.store.latest_adapter(worker)
-            job = self.job(*self._worker_job(worker)) if not jobs else self.job(jobs[0])
-            return [self._eval_version(job, worker if latest else None, latest.version if latest else 0, reuse=False)]
+            handle = self.worker(worker, jobs[0] if jobs else None)
+            return [self.evaluator.worker(handle, version, reuse=False)]
+        if version is not None:
+            raise ValueError("--version names an adapter version of a worker: give the worker too")
         if jobs:
-            return [self._eval_version(self.job(j), None, 0, reuse=False) for j in jobs]  # the current core
-        results = []
-        for row in self.store.workers():
-            results += self.eval(worker=row["name"])
-        return results
+            return [self.evaluator.adapter(self.job(j), self.core, None, 0, reuse=False) for j in jobs]
+        return [self.evaluator.worker(self.worker(record), reuse=False) for record in self.store.workers()]
+
+    def eval_core(self, job: Job, version: int) -> EvalResult:
+        """Held-out eval of core version `version` on job (a stored result is reused)."""
+        return self.evaluator.core(job, version)
+
+    def eval_worker(self, worker: str, job: Job | None = None, version: int | None = None) -> EvalResult:
+        """Held-out eval of the worker's live adapter version (or `version`) on `job` (default: its own;
+        a stored result is reused)."""
+        return self.evaluator.worker(self.worker(worker, job), version, job=job)
 
     def consolidate(self, method: str = "distill", *, config: ConsolidateConfig | None = None,
                     workers: list[str] | None = None, jobs: dict[str, Job] | None = None,
                     show_progress: bool = True) -> ConsolidateResult:
-        """Build a candidate core from the workers on the current core (`method`: distill, linear,
-        ties, dare_linear), measure it, and release it if it passes the gate (see hive.consolidate)."""
-        config = config or ConsolidateConfig(method=method)
-        return consolidate(self, config, workers, jobs, show_progress)
+        """Build a candidate core from the workers on the current core, each at its live adapter version
+        (`method`: distill, linear, ties, dare_linear), measure it on every job of the hive, and release it
+        if it passes the gate (see hive.consolidate). `jobs`: worker -> job, for jobs defined in Python."""
+        config, given = config or ConsolidateConfig(method=method), jobs or {}
+        records = self.store.workers()
+        sources = choose_sources(records, self.store.current_core(), workers)
+        for record in sources:
+            if record.origin is None and record.name not in given:
+                raise ValueError(f"worker {record.name!r} learned a job defined in Python; pass it: "
+                                 f"consolidate(jobs={{{record.name!r}: job}})")
+        handles = {r.name: self.worker(r, given.get(r.name)) for r in records if r.origin or r.name in given}
+        return consolidate(self.store, self.cores, self.evaluator, [handles[r.name] for r in sources],
+                           {name: h.job for name, h in handles.items()}, config, show_progress)
+
+    def gate(self, worker: str, version: int, config: GateConfig | None = None, release: bool = True) -> WorkerGateResult:
+        """The worker gate, as a server runs it: adapter `version` of the worker against its live version;
+        the decision is stored, and the version released if it passed (and `release`)."""
+        return gate_worker(self.store, self.evaluator, self.core_at(0), self.worker(worker), version, config or GateConfig(),
+                           release)
 
     def rollback(self, version: int, worker: str | None = None) -> int:
         """Make an earlier released core version (0: the base core) current again, or, with `worker`,
@@ -208,13 +193,13 @@ class Hive:
             if self.store.worker(worker) is None:
                 raise ValueError(f"no worker named {worker!r} in hive {self.path}")
             self.store.release_worker(worker, version, reason="rollback")
-            return self.store.live_adapter(worker)
+            return self.store.worker(worker).live_version
         self.store.release(version, reason="rollback")
         return self.store.current_core()
 
-    def deploy(self, job: Job | str, worker: str, tenant: str | None = None, overrides: list[str] | None = None) -> dict:
+    def deploy(self, job: Job | str, worker: str, tenant: str | None = None, overrides: list[str] | None = None) -> Worker:
         """Create a worker on a job (on the current core, no adapter yet), reachable by `tenant`
-        through a server (None: the local tenant). Returns its row."""
+        through a server (None: the local tenant). Returns its record."""
         job = self.job(job, overrides)
         self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(), tenant)
         return self.store.worker(worker)
@@ -225,47 +210,3 @@ class Hive:
 
     def export(self, out: str | Path | None = None, fmt: str = "parquet") -> dict:
         return export(self.store, Path(out) if out else self.path / "export", fmt)
-
-    def _worker_job(self, worker: str) -> tuple[str, list[str]]:
-        for row in self.store.workers():
-            if row["name"] == worker:
-                origin = row["job_spec"].get("origin")
-                if not origin:
-                    raise ValueError(f"worker {worker!r} was trained on a job defined in Python; pass the job to eval")
-                return origin["spec"], origin["overrides"]
-        raise ValueError(f"no worker named {worker!r} in hive {self.path}")
-
-    def eval_core(self, job: Job, version: int) -> EvalResult:
-        """Held-out eval of core version `version` on job (a stored result is reused)."""
-        return self._eval_version(job, None, 0, core=self.core_at(version))
-
-    def latest_eval(self, worker: str, job: Job) -> EvalResult:
-        """Held-out eval of the worker's latest adapter version on job (a stored result is reused)."""
-        latest = self.store.latest_adapter(worker)
-        return self._eval_version(job, worker if latest else None, latest.version if latest else 0,
-                                  core=self.worker_core(worker))
-
-    def _eval_version(self, job: Job, worker: str | None, version: int, reuse: bool = True,
-                      core: Core | None = None) -> EvalResult:
-        """Held-out eval of (worker, version) on job; reuses a stored result on the same held-out items."""
-        core = core or (self.worker_core(worker) if worker else self.core)
-        task_ids = [t.id for t in job.source.heldout()]
-        if reuse:
-            for old in reversed(self.store.evals(worker)):
-                if (old.job == job.name and old.adapter_version == version and old.worker == worker
-                        and old.core_version == core.version and old.details.get("task_ids") == task_ids):
-                    return old
-        model = core.model
-        if version:
-            model = adapters.attach(model, LoraSpec(), path=self.store.adapter_dir(worker, version))
-        try:
-            result = evaluate(model, core.tokenizer, job, core.stop_token_ids, worker=worker, adapter_version=version,
-                              core_version=core.version)
-        finally:
-            if version:
-                adapters.detach(model)
-        return self._record(result)
-
-    def _record(self, result: EvalResult) -> EvalResult:
-        result.id = self.store.add_eval(result)
-        return result

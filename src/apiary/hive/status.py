@@ -6,7 +6,8 @@ from apiary.store.store import Store
 
 
 def status(store: Store) -> dict:
-    """The current core, every core version with its gate decision, every worker with its latest held-out score."""
+    """The current core, every core version with its gate decision, every worker with its live adapter
+    version (what is served, evaluated and learned on), its latest one, and the live one's held-out score."""
     decisions = {d.candidate: d for d in store.decisions()}
     released = store.released_versions()
     cores = []
@@ -19,11 +20,11 @@ def status(store: Store) -> dict:
     evals = store.evals()
     workers = []
     for w in store.workers():
-        latest = store.latest_adapter(w["name"])
-        version = latest.version if latest else 0
-        mine = [e for e in evals if e.worker == w["name"] and e.adapter_version == version]
-        workers.append({"name": w["name"], "job": w["job"], "core_version": w["core_version"], "adapter_version": version,
-                        "heldout": mine[-1].score if mine else None, "episodes": store.count_episodes(w["name"])})
+        mine = [e for e in evals if e.worker == (w.name if w.live_version else None) and e.job == w.job
+                and e.adapter_version == w.live_version and e.core_version == w.core_version]
+        workers.append({"name": w.name, "job": w.job, "core_version": w.core_version, "live_version": w.live_version,
+                        "latest_version": w.latest_version, "heldout": mine[-1].score if mine else None,
+                        "episodes": store.count_episodes(w.name)})
     releases = [{"core_version": r["core_version"], "reason": r["reason"], "at": r["created_at"].isoformat()}
                 for r in sorted(store.table_rows("releases"), key=lambda r: r["id"])]
     return {"hive": str(store.root), "current_core": store.current_core(), "core_versions": cores, "workers": workers,

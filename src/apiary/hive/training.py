@@ -19,12 +19,12 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from apiary.hive.mix import OPEN_ENDED, Batches, build_learners, check_learners, fill_queues, next_batch
+from apiary.hive.worker import WorkerHandle
 from apiary.jobs.base import Job
 from apiary.learners.common import FeedbackConfig, LearnStep, StepStats, new_optimizer
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.core import Core
 from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json
 from apiary.store.records import AdapterVersion, Run, now
 from apiary.store.store import Store
@@ -68,26 +68,28 @@ class _RunState:
     run_id: int
     batches: Batches
     step: int = 0
-    version: int = 0
+    version: int = 0  # the adapter version the run stands on (its next version's parent)
+    latest: int = 0  # the worker's newest saved version: the next one saved is latest + 1
     seconds: float = 0.0
     pending: list[int] = field(default_factory=list)  # episode ids since the last saved version
     pending_feedback: list[int] = field(default_factory=list)  # feedback ids since the last saved version
 
 
-def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, config: GRPOConfig | None = None,
+def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig | None = None,
           lora: LoraSpec | None = None, checkpoint_every: int = 5, seed: int = 0, show_progress: bool = True,
           on_step=None, learners: list[str] = ("rl",), feedback: FeedbackConfig | None = None,
           start_version: int | None = None) -> tuple[torch.nn.Module, RunSummary]:
-    """Train `worker` on `job` with `learners` within `budget`; returns the model (core + adapter) and a summary.
-    A new run starts from the worker's latest adapter version, or from `start_version` (e.g. the live one,
-    when later versions were refused by the gate); a resumed run continues from its last checkpoint."""
+    """Train `worker` on its job with `learners` within `budget`; returns the model (core + adapter) and a
+    summary. A new run starts from the worker's live adapter version, or from `start_version`; a resumed
+    run continues from its last checkpoint. A new worker is stored once the run's settings are checked."""
+    core, job, name = worker.core, worker.job, worker.name
     config, lora, feedback = config or GRPOConfig(), lora or LoraSpec(), feedback or FeedbackConfig()
     names = check_learners(list(learners))
     if budget.unlimited and OPEN_ENDED & set(names):
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
-    store.ensure_worker(worker, job.name, core.name, job.describe(), core.version)
-    state, resumed = _open_run(store, worker, job, names, config, feedback, checkpoint_every, seed, start_version)
-    model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, state.version) if state.version else None)
+    store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version)
+    state, resumed = _open_run(store, worker, names, config, feedback, checkpoint_every, seed, start_version)
+    model = adapters.attach(core.model, lora, path=store.adapter_dir(name, state.version) if state.version else None)
     optimizer, generator = new_optimizer(model, config.learning_rate), torch.Generator().manual_seed(seed)
     try:
         mix = build_learners(names, model, core, job, config, feedback, optimizer, generator)
@@ -96,25 +98,25 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
         store.update_run(state.run_id, status="interrupted")
         raise
     if resumed:
-        _load_checkpoint(store, worker, optimizer, generator)
+        _load_checkpoint(store, name, optimizer, generator)
     summary = RunSummary(run_id=state.run_id, steps=0, episodes=0, seconds=0.0, start_version=state.version,
                          version=state.version, resumed=resumed, learners=names)
     try:
         with _progress(show_progress) as bar:
-            task = bar.add_task(f"{worker} on {job.name}", total=budget.steps or (budget.minutes or 0) * 60 or None)
+            task = bar.add_task(f"{name} on {job.name}", total=budget.steps or (budget.minutes or 0) * 60 or None)
             while not budget.done(summary.steps, summary.seconds) and not state.batches.exhausted(names):
-                stats = _one_step(store, job, worker, mix, state, config, feedback)
+                stats = _one_step(store, job, name, mix, state, config, feedback)
                 if stats is None:
                     break
                 _account(summary, stats)
                 bar.update(task, advance=1 if not budget.minutes else stats.generate_seconds + stats.train_seconds,
-                           description=f"{worker} on {job.name}  step {state.step}  reward {stats.reward_mean:.2f}")
+                           description=f"{name} on {job.name}  step {state.step}  reward {stats.reward_mean:.2f}")
                 if on_step is not None:
                     on_step(state.step, stats, model)
                 if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
-                    _checkpoint(store, worker, model, optimizer, generator, state, final=False)
+                    _checkpoint(store, name, model, optimizer, generator, state, final=False)
         if state.pending or state.pending_feedback:
-            _checkpoint(store, worker, model, optimizer, generator, state, final=True)
+            _checkpoint(store, name, model, optimizer, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
     except BaseException:
         store.update_run(state.run_id, status="interrupted", step=state.step)
@@ -124,32 +126,30 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
     return model, summary
 
 
-def _open_run(store: Store, worker: str, job: Job, names: list[str], config: GRPOConfig, feedback: FeedbackConfig,
+def _open_run(store: Store, worker: WorkerHandle, names: list[str], config: GRPOConfig, feedback: FeedbackConfig,
               checkpoint_every: int, seed: int, start_version: int | None = None) -> tuple[_RunState, bool]:
-    """Resume the worker's unfinished run if there is one, else start a new run (from `start_version`)."""
-    unfinished = store.unfinished_run(worker)
-    state_file = store.checkpoint_dir(worker) / "state.json"
+    """Resume the worker's unfinished run if there is one (from its last checkpoint, the worker's latest
+    version), else start a new run from `start_version` (default: the live version)."""
+    name, latest = worker.name, worker.latest_version  # the store, not the state file, is the commit point
+    unfinished = store.unfinished_run(name)
+    state_file = store.checkpoint_dir(name) / "state.json"
     saved = read_json(state_file) if state_file.is_file() else {}
     saved.setdefault("batches", {"cursor": saved.get("cursor", 0)})  # state files of apiary < 0.2 kept only the cursor
-    latest = store.latest_adapter(worker)  # the store, not the state file, is the commit point
-    version = latest.version if latest else 0
     if unfinished is not None and saved.get("run_id") == unfinished.id:
         store.update_run(unfinished.id, status="running")
         batches = Batches(**saved["batches"])
-        return _RunState(run_id=unfinished.id, batches=batches, step=saved["step"], version=version,
+        return _RunState(run_id=unfinished.id, batches=batches, step=saved["step"], version=latest, latest=latest,
                          seconds=saved["seconds"]), True
     if unfinished is not None:  # killed before its first checkpoint: nothing to resume from
         store.update_run(unfinished.id, status="interrupted")
-    run = Run(worker=worker, job=job.name, learner="+".join(names),
+    run = Run(worker=name, job=worker.job.name, learner="+".join(names),
               config={**config.__dict__, "feedback": feedback.__dict__, "checkpoint_every": checkpoint_every, "seed": seed})
-    batches = fill_queues(store, worker, names, feedback, seed)
+    batches = fill_queues(store, name, names, feedback, seed)
     batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
     batches.practice = saved["batches"].get("practice", 0)
-    if start_version is not None:
-        if start_version not in {v.version for v in store.adapter_versions(worker)} | {0}:
-            raise ValueError(f"worker {worker!r} has no adapter version {start_version} to start from")
-        version = start_version
-    return _RunState(run_id=store.start_run(run), batches=batches, version=version), False
+    if start_version is not None and start_version not in {v.version for v in store.adapter_versions(name)} | {0}:
+        raise ValueError(f"worker {name!r} has no adapter version {start_version} to start from")
+    return _RunState(run_id=store.start_run(run), batches=batches, version=worker.version(start_version), latest=latest), False
 
 
 def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState, config: GRPOConfig,
@@ -202,8 +202,7 @@ def _account(summary: RunSummary, stats: StepStats) -> None:
 def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _RunState, final: bool) -> None:
     """Save the next adapter version (its parent: the version this run stands on), then optimizer + run
     state, then the store record (the commit point)."""
-    latest = store.latest_adapter(worker)
-    version = (latest.version if latest else 0) + 1
+    version = state.latest + 1
     adapters.save(model, store.adapter_dir(worker, version))
     directory = store.checkpoint_dir(worker)
     buffer = io.BytesIO()
@@ -212,7 +211,7 @@ def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _
     record = AdapterVersion(worker=worker, version=version, parent=state.version, path=str(store.adapter_dir(worker, version)),
                             run_id=state.run_id, step=state.step, final=final)
     store.add_adapter_version(record, state.pending, state.pending_feedback)
-    state.version, state.pending, state.pending_feedback = version, [], []
+    state.version, state.latest, state.pending, state.pending_feedback = version, version, [], []
     atomic_write_json(directory / "state.json", {"run_id": state.run_id, "step": state.step, "version": version,
                                                 "seconds": state.seconds, "batches": state.batches.__dict__})
     store.update_run(state.run_id, step=state.step)

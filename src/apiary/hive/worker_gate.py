@@ -14,10 +14,13 @@ from pydantic import BaseModel
 from apiary.evals.candidate import evidence, find_contamination, measure_retention
 from apiary.evals.gate import GateConfig, decide
 from apiary.hive.consolidate import training_texts
+from apiary.hive.evaluator import Evaluator
+from apiary.hive.worker import WorkerHandle
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.core import cache_dir
+from apiary.models.core import Core, cache_dir
 from apiary.store.records import GateDecision
+from apiary.store.store import Store
 
 
 class WorkerGateResult(BaseModel):
@@ -36,29 +39,28 @@ class WorkerGateResult(BaseModel):
     decision_id: int
 
 
-def gate_worker(hive, worker: str, version: int, config: GateConfig = GateConfig(), release: bool = True,
-                job=None) -> WorkerGateResult:
-    """Measure adapter `version` of `worker` against its live version, store the decision, and
-    release the version if it passed (and `release`)."""
-    store = hive.store
-    job = job or hive.job(*hive._worker_job(worker))
-    live, core = store.live_adapter(worker), hive.worker_core(worker)
-    candidate = hive._eval_version(job, worker, version, core=core)
-    released = hive._eval_version(job, worker if live else None, live, core=core)
-    model = adapters.attach(core.model, LoraSpec(), path=store.adapter_dir(worker, version))
+def gate_worker(store: Store, evaluator: Evaluator, base: Core, worker: WorkerHandle, version: int,
+                config: GateConfig = GateConfig(), release: bool = True) -> WorkerGateResult:
+    """Measure adapter `version` of the worker against its live version (on its job, over its core;
+    retention against the `base` core), store the decision, and release the version if it passed (and
+    `release`)."""
+    live, core, job, name = worker.live_version, worker.core, worker.job, worker.name
+    candidate = evaluator.adapter(job, core, name, version)  # newer than the handle's snapshot, perhaps
+    released = evaluator.worker(worker)
+    model = adapters.attach(core.model, LoraSpec(), path=store.adapter_dir(name, version))
     try:
-        kept = measure_retention(model, hive.core_at(0), cache_dir(), adapter_over_base=core.version == 0)
+        kept = measure_retention(model, base, cache_dir(), adapter_over_base=core.version == 0)
     finally:
         adapters.detach(model)
-    found = find_contamination(training_texts(store, [{"worker": worker, "adapter_version": version}], "worker"), [job])
+    found = find_contamination(training_texts(store, [(name, version)]), [job])
     decision = decide(evidence({job.name: candidate.score}, {job.name: released.score}, kept, found), config)
     decision_id = store.add_decision(GateDecision(
-        candidate=f"worker:{worker}:{version}", passed=decision.passed, reasons=decision.reasons,
+        candidate=f"worker:{name}:{version}", passed=decision.passed, reasons=decision.reasons,
         evidence=decision.evidence | {"live": live, "eval_ids": {"candidate": candidate.id, "released": released.id}},
         config=decision.config))
     if decision.passed and release:
-        store.release_worker(worker, version, "gate")
-    return WorkerGateResult(worker=worker, version=version, live=live, job=job.name, candidate=candidate.score,
+        store.release_worker(name, version, "gate")
+    return WorkerGateResult(worker=name, version=version, live=live, job=job.name, candidate=candidate.score,
                             released=released.score, retention_kl=kept.kl, flips=kept.flips, contamination=len(found.hits),
                             passed=decision.passed, reasons=decision.reasons, released_now=decision.passed and release,
                             decision_id=decision_id)

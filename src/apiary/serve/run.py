@@ -8,14 +8,15 @@ from pathlib import Path
 import uvicorn
 
 from apiary.evals.gate import GateConfig
+from apiary.hive.feedback_learning import LearningConfig
 from apiary.serve.app import check_host, create_app
-from apiary.serve.learning import LearningConfig
 from apiary.serve.service import ServeConfig, Service
 from apiary.serve.tenants import load_tenants
 
 
 def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path | None = None, core: str | None = None,
-               max_batch: int = 32, learn: bool = True, min_feedback: int = 8, gate: GateConfig = GateConfig()) -> None:
+               max_batch: int = ServeConfig.max_batch, learn: bool = True,
+               min_feedback: int = LearningConfig.min_feedback, gate: GateConfig = GateConfig()) -> None:
     tenants = load_tenants(keys)
     check_host(host, tenants)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -15,11 +15,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
 from apiary.models.generate import prompt_ids
 from apiary.serve.batch import Request
 from apiary.serve.engine import Engine, Route
-from apiary.serve.learning import FeedbackLearning, LearningConfig
 from apiary.serve.metrics import Metrics
 from apiary.store.feedback import FeedbackError, from_dict
 from apiary.store.records import Episode, Feedback
@@ -112,8 +112,8 @@ class Service:
     def sync(self) -> None:
         """Make every route match the store: the current core, each worker's live adapter version."""
         wanted = {CORE: (self.store.current_core(), None, 0)}
-        for row in self.store.workers():
-            wanted[WORKER + row["name"]] = (row["core_version"], row["name"], self.store.live_adapter(row["name"]))
+        for w in self.store.workers():
+            wanted[WORKER + w.name] = (w.core_version, w.name, w.live_version)
         for model, (core_version, worker, version) in wanted.items():
             route = self.engine.route(model)
             if route is not None and (route.core_version, route.adapter_version) == (core_version, version):
@@ -177,8 +177,8 @@ class Service:
         except KeyError:
             raise ServeError(404, f"model {chat.model!r} is not being served") from None
         worker = chat.model[len(WORKER):] if chat.model.startswith(WORKER) else None
-        row = self.store.worker(worker) if worker else None
-        episode = Episode(job=row["job"] if row else "chat", task_id="serve:" + _digest(chat.messages),
+        record = self.store.worker(worker) if worker else None
+        episode = Episode(job=record.job if record else "chat", task_id="serve:" + _digest(chat.messages),
                           messages=chat.messages, completion="", score=None, origin="serve", worker=worker,
                           adapter_version=route.adapter_version, tenant=tenant)
         try:
@@ -227,7 +227,7 @@ class Service:
         return item
 
     def models(self, tenant: str) -> list[str]:
-        return [CORE] + [WORKER + w["name"] for w in self.store.workers() if (w["tenant"] or LOCAL_TENANT) == tenant]
+        return [CORE] + [WORKER + w.name for w in self.store.workers() if (w.tenant or LOCAL_TENANT) == tenant]
 
     def visible(self, tenant: str, model: str) -> bool:
         return model in self.models(tenant)
@@ -237,21 +237,21 @@ class Service:
         version's held-out score, unlearned feedback, and the latest gate decision."""
         rows = []
         for w in self.store.workers():
-            if (w["tenant"] or LOCAL_TENANT) != tenant:
+            if (w.tenant or LOCAL_TENANT) != tenant:
                 continue
-            live, latest = self.store.live_adapter(w["name"]), self.store.latest_adapter(w["name"])
-            evals = [e for e in self.store.evals(w["name"]) if e.adapter_version == live and e.core_version == w["core_version"]]
+            live = w.live_version
+            evals = [e for e in self.store.evals(w.name) if e.adapter_version == live and e.core_version == w.core_version]
             if live == 0:
                 evals = [e for e in self.store.evals(None)
-                         if e.worker is None and e.job == w["job"] and e.core_version == w["core_version"]]
-            decisions = self.store.decisions_like(f"worker:{w['name']}:")
-            route = self.engine.route(WORKER + w["name"])
-            rows.append({"id": WORKER + w["name"], "name": w["name"], "job": w["job"], "core_version": w["core_version"],
+                         if e.worker is None and e.job == w.job and e.core_version == w.core_version]
+            decisions = self.store.decisions_like(f"worker:{w.name}:")
+            route = self.engine.route(WORKER + w.name)
+            rows.append({"id": WORKER + w.name, "name": w.name, "job": w.job, "core_version": w.core_version,
                          "live_version": live, "served_version": route.adapter_version if route else None,
-                         "latest_version": latest.version if latest else 0,
+                         "latest_version": w.latest_version,
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
-                         "unlearned_feedback": len(self.store.feedback(w["name"], unconsumed=True)),
+                         "unlearned_feedback": len(self.store.feedback(w.name, unconsumed=True)),
                          "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows

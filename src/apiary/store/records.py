@@ -36,6 +36,32 @@ class Episode(BaseModel):
 FeedbackKind = Literal["reward", "correction", "critique", "preference"]
 
 
+class Worker(BaseModel):
+    """A worker as the store holds it: its job (and where that job can be rebuilt from), the core
+    version its adapters sit on, its tenant, and its live and latest adapter versions.
+
+    The live version is the one that is served, evaluated, learned on and consolidated unless the
+    user names another: a release (by `learn`, by the gate) or a rollback sets it. The latest version
+    is the newest one saved, live or not (a refused or rolled-back version stays latest)."""
+
+    name: str
+    job: str
+    core: str  # the core source it was made with
+    job_spec: dict = Field(default_factory=dict)
+    core_version: int = 0
+    tenant: str | None = None  # None: the local tenant
+    created_at: datetime = Field(default_factory=now)
+    live_version: int = 0  # 0: the core alone
+    latest_version: int = 0
+    has_release: bool = False  # False: no release names its live version, so its latest version is live
+
+    @property
+    def origin(self) -> tuple[str, list[str]] | None:
+        """The job spec and overrides its job is rebuilt from; None for a job defined in Python."""
+        origin = self.job_spec.get("origin")
+        return (origin["spec"], list(origin["overrides"])) if origin else None
+
+
 class Feedback(BaseModel):
     """What someone said about an episode: a reward in [0, 1], the right output, words, or a
     preference for this episode over another one of the same prompt."""

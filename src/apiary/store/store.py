@@ -9,7 +9,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from apiary.store import schema
 from apiary.store.feedback import FeedbackError, check, conflict
-from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, now
+from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, Worker, now
 
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
@@ -51,13 +51,26 @@ class Store:
             elif tenant is not None and (row.tenant or LOCAL_TENANT) != tenant:
                 raise ValueError(f"worker {name!r} belongs to another tenant; pick another name")
 
-    def workers(self) -> list[dict]:
+    def workers(self, name: str | None = None) -> list[Worker]:
+        """Every worker (or the one named), with its live and latest adapter versions."""
+        w, av, wr = schema.workers, schema.adapter_versions, schema.worker_releases
+        rows = select(w).order_by(w.c.name)
+        latest = select(av.c.worker, func.max(av.c.version)).group_by(av.c.worker)
+        last_release = select(func.max(wr.c.id)).group_by(wr.c.worker)
+        if name is not None:
+            rows, latest, last_release = (rows.where(w.c.name == name), latest.where(av.c.worker == name),
+                                          last_release.where(wr.c.worker == name))
         with self.engine.connect() as db:
-            rows = [dict(r._mapping) for r in db.execute(select(schema.workers).order_by(schema.workers.c.name))]
-        return [r | {"core_version": r["core_version"] or 0} for r in rows]
+            found = [dict(r._mapping) for r in db.execute(rows)]
+            latest_of = dict(db.execute(latest).all())
+            live_of = dict(db.execute(select(wr.c.worker, wr.c.adapter_version).where(wr.c.id.in_(last_release))).all())
+        return [Worker(**r | {"core_version": r["core_version"] or 0, "latest_version": latest_of.get(r["name"], 0),
+                              "live_version": live_of.get(r["name"], latest_of.get(r["name"], 0)),
+                              "has_release": r["name"] in live_of}) for r in found]
 
-    def worker(self, name: str) -> dict | None:
-        return next((w for w in self.workers() if w["name"] == name), None)
+    def worker(self, name: str) -> Worker | None:
+        found = self.workers(name)
+        return found[0] if found else None
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, run: Run) -> int:
@@ -203,10 +216,6 @@ class Store:
             )
             return [AdapterVersion(**r._mapping) for r in rows]
 
-    def latest_adapter(self, worker: str) -> AdapterVersion | None:
-        versions = self.adapter_versions(worker)
-        return versions[-1] if versions else None
-
     def trained_on(self, worker: str, version: int) -> list[int]:
         """Episode ids that trained `version` of `worker`, including those of its ancestors."""
         return self._lineage(worker, version, schema.adapter_episodes.c.episode_id)
@@ -243,22 +252,6 @@ class Store:
         wr = schema.worker_releases
         with self.engine.connect() as db:
             return {0} | set(db.execute(select(wr.c.adapter_version).where(wr.c.worker == worker)).scalars())
-
-    def has_worker_release(self, worker: str) -> bool:
-        wr = schema.worker_releases
-        with self.engine.connect() as db:
-            return db.execute(select(wr.c.id).where(wr.c.worker == worker).limit(1)).first() is not None
-
-    def live_adapter(self, worker: str) -> int:
-        """The worker's live adapter version: its latest release (or rollback); in a hive without
-        releases for it, its latest adapter version (0: none)."""
-        wr = schema.worker_releases
-        with self.engine.connect() as db:
-            row = db.execute(select(wr.c.adapter_version).where(wr.c.worker == worker).order_by(wr.c.id.desc())).first()
-        if row is not None:
-            return row.adapter_version
-        latest = self.latest_adapter(worker)
-        return latest.version if latest else 0
 
     # -- evals -------------------------------------------------------------------------------
     def add_eval(self, result: EvalResult) -> int:

@@ -1,9 +1,9 @@
-"""Learning while serving: workers learn from the feedback their replies receive, in the background.
+"""Learning from feedback as it arrives (a server runs this in the background): when to learn, whom to gate.
 
 When a worker has `min_feedback` pieces of feedback no adapter version has learned from yet (not
 counting those flagged as contradicting earlier feedback), a learning run uses them up with the
-matching feedback learners, on a copy of the core of its own (the server's models are never
-touched), and the new adapter version goes through the worker gate. The gate releases it only if
+matching feedback learners, from its live version, on a copy of the core of its own (the server's
+models are never touched), and the new adapter version goes through the worker gate. The gate releases it only if
 it passed; the server's watcher then makes it live. Every run, version and decision is in the store.
 """
 
@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from apiary.evals.gate import GateConfig
+from apiary.hive.evaluator import Evaluator
+from apiary.hive.learning import learn_worker
+from apiary.hive.training import Budget
+from apiary.hive.worker import WorkerHandle
 from apiary.hive.worker_gate import WorkerGateResult, gate_worker
-from apiary.models.core import MODEL_LOADS
+from apiary.models.core import MODEL_LOADS, Core
+from apiary.store.records import Worker
+from apiary.store.store import Store
 
 log = logging.getLogger("apiary.serve")
 
@@ -30,18 +36,19 @@ class LearningConfig:
     gate: GateConfig = field(default_factory=GateConfig)
 
 
-def ready_workers(store, min_feedback: int) -> dict[str, list[str]]:
+def ready_workers(store: Store, min_feedback: int) -> list[tuple[Worker, list[str]]]:
     """Workers with enough unlearned, unflagged feedback, and the learners that feedback needs."""
-    ready = {}
-    for row in store.workers():
-        pending = [f for f in store.feedback(row["name"], unconsumed=True) if not f.conflict]
+    ready = []
+    for worker in store.workers():
+        pending = [f for f in store.feedback(worker.name, unconsumed=True) if not f.conflict]
         if len(pending) >= min_feedback:
-            ready[row["name"]] = sorted({LEARNER_OF[f.kind] for f in pending})
+            ready.append((worker, sorted({LEARNER_OF[f.kind] for f in pending})))
     return ready
 
 
 class FeedbackLearning:
-    """A thread that runs `learn_and_gate` for every worker that has enough new feedback."""
+    """A thread that runs `learn_and_gate` for every worker that has enough new feedback. `make_hive`
+    makes the Hive it learns in (on first use: a copy of the core of its own)."""
 
     def __init__(self, make_hive: Callable, config: LearningConfig, on_result: Callable[[dict], None]):
         self.make_hive, self.config, self.on_result = make_hive, config, on_result
@@ -69,38 +76,43 @@ class FeedbackLearning:
                 break
             try:
                 hive = hive or self.make_hive()  # loaded on first use: its own copy of the core
-                for worker, learners in ready_workers(hive.store, self.config.min_feedback).items():
-                    if worker in unusable:
+                for record, learners in ready_workers(hive.store, self.config.min_feedback):
+                    if record.name in unusable:
                         continue
                     self.busy = True
                     try:
-                        self.on_result(learn_and_gate(hive, worker, learners, self.config.gate))
+                        worker = hive.worker(record)  # its job and core, loaded now (see models.core.LoadGate)
+                        outcome = learn_and_gate(hive.store, hive.evaluator, hive.core_at(0), worker, learners,
+                                                 self.config.gate)
+                        self.on_result(outcome)
                     except ValueError as err:  # e.g. a worker whose job was defined in Python code
-                        unusable.add(worker)
-                        log.warning("worker %s cannot learn while serving: %s", worker, err)
+                        unusable.add(record.name)
+                        log.warning("worker %s cannot learn while serving: %s", record.name, err)
             except Exception:  # noqa: BLE001 - a failed run is logged; the server keeps serving
                 log.exception("learning from feedback failed")
             finally:
                 self.busy = False
 
 
-def learn_and_gate(hive, worker: str, learners: list[str], gate: GateConfig) -> dict:
-    """One learning run on the worker's unlearned feedback, then the gate on the version it made."""
-    hive.worker_core(worker), hive.core_at(0)  # loaded before computing (see models.core.LoadGate)
+def learn_and_gate(store: Store, evaluator: Evaluator, base: Core, worker: WorkerHandle, learners: list[str],
+                   gate: GateConfig) -> dict:
+    """One learning run on the worker's unlearned feedback from its live version, then the gate on the
+    version it made (retention measured against the `base` core). The worker's core and `base` are
+    loaded already, so no model is loaded while computing."""
     with MODEL_LOADS.compute():
-        return _learn_and_gate(hive, worker, learners, gate)
+        return _learn_and_gate(store, evaluator, base, worker, learners, gate)
 
 
-def _learn_and_gate(hive, worker: str, learners: list[str], gate: GateConfig) -> dict:
-    job, store = hive.job(*hive._worker_job(worker)), hive.store
-    live = store.live_adapter(worker)
-    if not store.has_worker_release(worker):
-        store.release_worker(worker, live, "serve")  # pin it: without releases, a worker's latest version is live
-    result = hive.learn(job, worker, learners=learners, release=False, show_progress=False, start_version=live)
+def _learn_and_gate(store: Store, evaluator: Evaluator, base: Core, worker: WorkerHandle, learners: list[str],
+                    gate: GateConfig) -> dict:
+    live = worker.live_version
+    if not worker.record.has_release:
+        store.release_worker(worker.name, live, "serve")  # pin it: without releases, a worker's latest version is live
+    result = learn_worker(store, evaluator, worker, Budget(), learners=learners, release=False, show_progress=False)
     if result.adapter_version == live:
         return {"learn": result.model_dump(), "gate": None}  # nothing new was learned
-    decision: WorkerGateResult = gate_worker(hive, worker, result.adapter_version, gate, job=job)
+    decision: WorkerGateResult = gate_worker(store, evaluator, base, worker, result.adapter_version, gate)
     log.info("worker %s learned from %d feedback item(s) in %d step(s): v%d %s (held-out %.3f vs live %.3f)%s",
-             worker, result.feedback, result.steps, result.adapter_version, "released" if decision.passed else "refused",
+             worker.name, result.feedback, result.steps, result.adapter_version, "released" if decision.passed else "refused",
              decision.candidate, decision.released, "" if decision.passed else f": {'; '.join(decision.reasons)}")
     return {"learn": result.model_dump(), "gate": decision.model_dump()}
