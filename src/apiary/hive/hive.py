@@ -193,7 +193,7 @@ class Hive:
             if self.store.worker(worker) is None:
                 raise ValueError(f"no worker named {worker!r} in hive {self.path}")
             self.store.release_worker(worker, version, reason="rollback")
-            return self.store.worker(worker).live_version
+            return version
         self.store.release(version, reason="rollback")
         return self.store.current_core()
 
