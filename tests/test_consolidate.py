@@ -71,7 +71,7 @@ def test_new_workers_start_from_the_released_core_and_rollback_restores_the_old_
     assert not torch.equal(base.state_dict()[name], v1.state_dict()[name])
     assert hive.core.version == 1
     hive.learn("rg:chain_sum", "late", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False)
-    assert hive.store.worker("late")["core_version"] == 1 and hive.store.worker("arith")["core_version"] == 0
+    assert hive.store.worker("late").core_version == 1 and hive.store.worker("arith").core_version == 0
     with pytest.raises(ValueError, match="nothing to consolidate|sits on"):
         hive.consolidate(config=config, workers=["arith"], show_progress=False)
     assert hive.rollback(0) == 0 and hive.core.version == 0
