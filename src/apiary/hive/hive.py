@@ -52,10 +52,11 @@ class LearnResult(BaseModel):
 class Hive:
     """A hive directory (or database URL) and the core its workers start from."""
 
-    def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None):
+    def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None,
+                 template: str | None = None):
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
         self.store = Store(self.path, url=db_url)
-        self.core_source = core
+        self.core_source, self.template = core, template  # template: the prompt format (models.prompt_format)
         self._cores: dict[int, Core] = {}
 
     @property
@@ -74,7 +75,7 @@ class Hive:
                     raise ValueError(f"no core version {v} in hive {self.path}")
                 chain.append(Path(known[v].path))
                 v = known[v].parent
-            base = load_core(self.core_source)
+            base = load_core(self.core_source, self.template)
             self._cores[version] = with_core_adapters(base, chain[::-1], version) if chain else base
         return self._cores[version]
 
@@ -131,7 +132,8 @@ class Hive:
         (origin "attempt") that can receive feedback. `start`: first task of the training stream
         (default: the next one this worker has not attempted)."""
         job = self.job(job, overrides)
-        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core())
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(),
+                                 prompt_format=self.core.prompt_format.name)
         core = self.worker_core(worker)
         version = self.store.live_adapter(worker)
         start = self.store.count_attempted_tasks(worker) if start is None else start
@@ -216,7 +218,8 @@ class Hive:
         """Create a worker on a job (on the current core, no adapter yet), reachable by `tenant`
         through a server (None: the local tenant). Returns its row."""
         job = self.job(job, overrides)
-        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(), tenant)
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(),
+                                 tenant, prompt_format=self.core.prompt_format.name)
         return self.store.worker(worker)
 
     def status(self) -> dict:

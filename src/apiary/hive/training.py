@@ -85,7 +85,7 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
     names = check_learners(list(learners))
     if budget.unlimited and OPEN_ENDED & set(names):
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
-    store.ensure_worker(worker, job.name, core.name, job.describe(), core.version)
+    store.ensure_worker(worker, job.name, core.name, job.describe(), core.version, prompt_format=core.prompt_format.name)
     state, resumed = _open_run(store, worker, job, names, config, feedback, checkpoint_every, seed, start_version)
     model = adapters.attach(core.model, lora, path=store.adapter_dir(worker, state.version) if state.version else None)
     optimizer, generator = new_optimizer(model, config.learning_rate), torch.Generator().manual_seed(seed)

@@ -40,12 +40,13 @@ class Store:
 
     # -- workers -----------------------------------------------------------------------------
     def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0,
-                      tenant: str | None = None) -> None:
+                      tenant: str | None = None, prompt_format: str = "chat") -> None:
+        """Create a worker (once): its job, the core it stands on and the core's prompt format."""
         with self.engine.begin() as db:
             row = db.execute(select(schema.workers).where(schema.workers.c.name == name)).first()
             if row is None:
                 db.execute(insert(schema.workers).values(name=name, job=job, core=core, job_spec=job_spec, created_at=now(),
-                                                         core_version=core_version, tenant=tenant))
+                                                         core_version=core_version, tenant=tenant, prompt_format=prompt_format))
             elif row.job != job:
                 raise ValueError(f"worker {name!r} already works on job {row.job!r}, not {job!r}; pick another name")
             elif tenant is not None and (row.tenant or LOCAL_TENANT) != tenant:
@@ -54,7 +55,7 @@ class Store:
     def workers(self) -> list[dict]:
         with self.engine.connect() as db:
             rows = [dict(r._mapping) for r in db.execute(select(schema.workers).order_by(schema.workers.c.name))]
-        return [r | {"core_version": r["core_version"] or 0} for r in rows]
+        return [r | {"core_version": r["core_version"] or 0, "prompt_format": r["prompt_format"] or "chat"} for r in rows]
 
     def worker(self, name: str) -> dict | None:
         return next((w for w in self.workers() if w["name"] == name), None)
