@@ -119,10 +119,24 @@ def attempt(
         print(json.dumps([e.model_dump(mode="json", include={"id", "task_id", "messages", "completion", "score", "answer"})
                           for e in episodes]))
         return
-    table = Table("episode", "question", "answer given", "score", box=box.SIMPLE_HEAD)
-    for e in episodes:
-        table.add_row(str(e.id), e.messages[-1]["content"][:60], e.completion.strip()[:40], f"{e.score:.2f}")
+    table = Table("episode", "task", "expected", "answer given", "score", box=box.SIMPLE_HEAD)
+    tasks = task_parts([e.messages[-1]["content"] for e in episodes])
+    for e, task in zip(episodes, tasks):
+        table.add_row(str(e.id), escape(task), escape(e.answer or "-"), escape(e.completion.strip()[:40]), f"{e.score:.2f}")
     Console().print(table)
+
+
+def task_parts(questions: list[str], width: int = 60) -> list[str]:
+    """What tells the questions apart, for a person deciding what to correct: the start and end they
+    share (a reasoning-gym job's preamble and instruction) are cut, whole words only, and a part longer
+    than `width` keeps its end, where a task's specifics usually are."""
+    if len(set(questions)) > 1:
+        head = os.path.commonprefix(questions)
+        head = head[:head.rfind(" ") + 1]
+        tail = os.path.commonprefix([q[len(head):][::-1] for q in questions])[::-1]
+        tail = tail[tail.find(" "):] if " " in tail else ""
+        questions = [q[len(head):len(q) - len(tail)].strip() for q in questions]
+    return [q if len(q) <= width else "..." + q[-width:] for q in questions]
 
 
 @app.command()
@@ -176,7 +190,7 @@ def simulate_feedback(
 
 
 def _feedback_log(h, worker: str, as_json: bool) -> None:
-    rows = h.feedback_log(worker)
+    rows = _run(as_json, lambda: h.feedback_log(worker))
     if as_json:
         print(json.dumps(rows, default=str))
         return
@@ -255,6 +269,9 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
         return
     console.print(f"hive {info['hive']}: current core [bold]v{info['current_core']}[/bold]")
     cores = Table("core", "parent", "method", "sources", "retention KL", "flips", "gate", box=box.SIMPLE_HEAD)
+    base = info["base_core"]
+    cores.add_row("v0", "-", "base", escape(f"{base['name'] or 'the base model'} ({base['prompt_format'] or 'prompt format: on first load'})"),
+                  "-", "-", "[green]released[/green]")
     for c in info["core_versions"]:
         gate = "[green]released[/green]" if c["released"] else ("passed" if c["passed"] else "[red]refused[/red]: "
                                                                  + "; ".join(c["reasons"]))
@@ -415,6 +432,9 @@ def _learn_table(results) -> None:
         table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
                       str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
     Console().print(table)
+    for r in results:
+        if r.stopped == "feedback used up":
+            console.print(f"{r.worker}: stopped after {r.steps} step(s), the feedback is used up ({r.feedback} item(s) learned)")
     turns = [r for r in results if r.long_horizon]
     if turns:  # multi-turn jobs: "before" and "after" above are success rates
         table = Table("job", "worker", "", "success", "mean score", "invalid moves", "turns", "turns to success",

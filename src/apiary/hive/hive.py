@@ -47,6 +47,7 @@ class LearnResult(BaseModel):
     learners: list[str] = ["rl"]
     feedback: int = 0  # pieces of feedback learned from, counting each epoch
     long_horizon: dict | None = None  # multi-turn jobs: {"before": metrics, "after": metrics} (evals.long_horizon)
+    stopped: str = ""  # why learning ended: "budget" or "feedback used up"
 
 
 class Hive:
@@ -122,7 +123,7 @@ class Hive:
             if job.multi_turn else None,
             generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
             train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
-            learners=run.learners, feedback=run.feedback,
+            learners=run.learners, feedback=run.feedback, stopped=run.stopped,
         )
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
@@ -179,6 +180,8 @@ class Hive:
 
     def feedback_log(self, worker: str) -> list[dict]:
         """Every piece of feedback on the worker's episodes and the adapter version that learned from it."""
+        if self.store.worker(worker) is None:
+            raise ValueError(f"no worker named {worker!r} in hive {self.path}")
         return self.store.feedback_log(worker)
 
     def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None) -> list[EvalResult]:

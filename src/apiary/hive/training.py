@@ -61,6 +61,7 @@ class RunSummary:
     generate_seconds: float = 0.0
     train_seconds: float = 0.0
     rewards: list[float] = field(default_factory=list)
+    stopped: str = ""  # why the run ended: "budget" or "feedback used up"
 
 
 @dataclass
@@ -108,11 +109,12 @@ def learn(store: Store, core: Core, job: Job, worker: str, budget: Budget, confi
                     break
                 _account(summary, stats)
                 bar.update(task, advance=1 if not budget.minutes else stats.generate_seconds + stats.train_seconds,
-                           description=f"{worker} on {job.name}  step {state.step}  reward {stats.reward_mean:.2f}")
+                           description=f"{worker} on {job.name}  {_step_figures(state.step, stats)}")
                 if on_step is not None:
                     on_step(state.step, stats, model)
                 if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
                     _checkpoint(store, worker, model, optimizer, generator, state, final=False)
+        summary.stopped = "budget" if budget.done(summary.steps, summary.seconds) else "feedback used up"
         if state.pending or state.pending_feedback:
             _checkpoint(store, worker, model, optimizer, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
@@ -185,6 +187,17 @@ def _combine(steps: list[LearnStep]) -> StepStats:
             setattr(combined, key, getattr(combined, key) + getattr(step.stats, key))
     combined.extra = {"episodes": sum(len(s.episodes) for s in steps), "feedback": sum(len(s.feedback_ids) for s in steps)}
     return combined
+
+
+def _step_figures(step: int, stats: StepStats) -> str:
+    """What a step did, for the progress bar: the reward of its rollouts (if it sampled any), the
+    feedback items it learned from, and its loss."""
+    figures = [f"step {step}"]
+    if stats.extra["episodes"]:
+        figures.append(f"reward {stats.reward_mean:.2f}")
+    if stats.extra["feedback"]:
+        figures.append(f"feedback {stats.extra['feedback']}")
+    return "  ".join(figures + [f"loss {stats.loss:.3f}"])
 
 
 def _account(summary: RunSummary, stats: StepStats) -> None:
