@@ -17,5 +17,5 @@ def require(extra: str, *modules: str) -> None:
     """Raise MissingExtraError naming `pip install 'apiary[extra]'` if any of `modules` is not installed."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingExtraError(f"{', '.join(missing)} not installed; this part of apiary needs the '{extra}' extra: "
-                                f"pip install 'apiary[{extra}]'")
+        raise MissingExtraError(f"{', '.join(missing)} not installed: pip install 'apiary[{extra}]' "
+                                f"(this part of apiary needs the {extra} extra)")
