@@ -70,7 +70,8 @@ def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path)
     fill(store)
     table = pq.read_table(export(store, tmp_path / "pq", "parquet")["episodes"]["path"])
     kind = table.schema.field("messages").type
-    assert pa.types.is_list(kind) and [(f.name, str(f.type)) for f in kind.value_type] == [("role", "string"), ("content", "string")]
+    fields = [(f.name, str(f.type)) for f in kind.value_type]
+    assert pa.types.is_list(kind) and fields == [("role", "string"), ("content", "string")]
     rows = [json.loads(line) for line in open(export(store, tmp_path / "js", "jsonl")["episodes"]["path"])]
     assert rows[0]["messages"] == [{"role": "user", "content": "q0"}]
 

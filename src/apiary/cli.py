@@ -270,7 +270,8 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
     console.print(f"hive {info['hive']}: current core [bold]v{info['current_core']}[/bold]")
     cores = Table("core", "parent", "method", "sources", "retention KL", "flips", "gate", box=box.SIMPLE_HEAD)
     base = info["base_core"]
-    cores.add_row("v0", "-", "base", escape(f"{base['name'] or 'the base model'} ({base['prompt_format'] or 'prompt format: on first load'})"),
+    what = f"{base['name'] or 'the base model'} ({base['prompt_format'] or 'prompt format: on first load'})"
+    cores.add_row("v0", "-", "base", escape(what),
                   "-", "-", "[green]released[/green]")
     for c in info["core_versions"]:
         gate = "[green]released[/green]" if c["released"] else ("passed" if c["passed"] else "[red]refused[/red]: "

@@ -15,7 +15,8 @@ from apiary.serve.tenants import load_tenants
 
 
 def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path | None = None, core: str | None = None,
-               template: str | None = None, max_batch: int = 32, learn: bool = True, min_feedback: int = 8, gate: GateConfig = GateConfig()) -> None:
+               template: str | None = None, max_batch: int = 32, learn: bool = True, min_feedback: int = 8,
+               gate: GateConfig = GateConfig()) -> None:
     tenants = load_tenants(keys)
     check_host(host, tenants)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

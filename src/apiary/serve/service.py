@@ -98,7 +98,8 @@ class Service:
         self._watcher.start()
         self.learning = None
         if self.config.learn:
-            self.learning = FeedbackLearning(lambda: Hive(hive_path, core=core, template=template), self.config.learning, self.metrics.learned)
+            self.learning = FeedbackLearning(lambda: Hive(hive_path, core=core, template=template), self.config.learning,
+                                             self.metrics.learned)
             self.learning.start()
 
     def close(self) -> None:
