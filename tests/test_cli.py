@@ -5,6 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from apiary.cli import app
+from apiary.store.store import Store
 
 runner = CliRunner()
 CHAIN = ["rg:chain_sum", "min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=8"]
@@ -72,6 +73,35 @@ def test_attempt_feedback_learn_round_trip(tmp_path, tiny_core_dir):
     result = invoke("learn", *CHAIN, "--worker", "w", "--learners", "corrections", "--hive", hive, "--core", tiny_core_dir,
                     "--json")
     assert json.loads(result.stdout)["steps"] == 0  # nothing new to learn from
+
+
+def test_a_person_sees_what_to_correct_and_when_the_feedback_is_used_up(tmp_path, tiny_core_dir):
+    """attempt's table shows each task's own part and the expected answer; a corrections-only learn
+    says it stopped because the feedback ran out."""
+    hive = tmp_path / "hive"
+    result = runner.invoke(app, [str(a) for a in ("attempt", *CHAIN, "--worker", "w", "--n", "2", "--hive", hive, "--core",
+                                                  tiny_core_dir)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "expected" in result.output and "State the final answer" not in result.output  # the shared preamble is cut
+    for e in Store(hive).episodes("w"):
+        question = e.messages[-1]["content"].split(": ", 1)[1].split(" =")[0]  # e.g. "5 + 4"
+        assert f" {question} " in result.output and f" {e.answer} " in result.output
+        assert invoke("feedback", e.id, "--correction", e.answer, "--hive", hive, "--json").exit_code == 0
+    result = runner.invoke(app, [str(a) for a in ("learn", *CHAIN, "--worker", "w", "--learners", "corrections", "--batch", "1",
+                                                  "--hive", hive, "--core", tiny_core_dir)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "feedback is used up" in result.output and "reward 0.00" not in result.output
+
+
+def test_progress_of_a_feedback_step_shows_feedback_and_loss_not_reward():
+    from apiary.hive.training import _step_figures
+    from apiary.learners.common import StepStats
+
+    stats = StepStats(reward_mean=0.0, trained_samples=2, generated_tokens=0, trained_tokens=10, generate_seconds=0.0,
+                      train_seconds=0.1, loss=0.5, extra={"episodes": 0, "feedback": 2})
+    assert _step_figures(3, stats) == "step 3  feedback 2  loss 0.500"
+    stats.extra = {"episodes": 4, "feedback": 0}
+    assert _step_figures(3, stats) == "step 3  reward 0.00  loss 0.500"
 
 
 def test_bad_feedback_exits_2_and_records_nothing(tmp_path, tiny_core_dir):

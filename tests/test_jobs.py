@@ -86,6 +86,16 @@ def test_unknown_key_in_job_file(tmp_path):
         load_job(path)
 
 
+def test_unknown_scorer_in_job_file_names_the_file(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('task = "chain_sum"\nscorer = "nummeric"\n')
+    with pytest.raises(JobFileError, match=f"{path}: scorer: unknown scorer 'nummeric'"):
+        load_job(path)
+    path.write_text('task = "chain_sum"\nheldout_scorer = "exakt"\n')
+    with pytest.raises(JobFileError, match="job.toml: heldout_scorer: unknown scorer 'exakt'"):
+        load_job(path)
+
+
 def write_jsonl(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 

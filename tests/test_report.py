@@ -1,6 +1,6 @@
 """The report's reward-hacking check and forgetting matrix, on a store with known records."""
 
-from apiary.hive.report import forgetting_matrix, reward_gaps, write_report
+from apiary.hive.report import forgetting_matrix, learning_curves, reward_gaps, write_report
 from apiary.store.records import AdapterVersion, Episode, EvalResult
 from apiary.store.store import Store
 
@@ -28,7 +28,32 @@ def test_a_widening_gap_between_training_reward_and_heldout_is_flagged(tmp_path)
     assert not gaps["honest"]["flag"] and gaps["hacker"]["flag"]
     points = gaps["hacker"]["points"]
     assert [p["adapter_version"] for p in points] == [0, 1, 2, 3]
-    assert points[0]["gap"] == 0.0 and abs(points[-1]["gap"] - 0.6) < 1e-9  # reward 0.9 against held-out 0.3
+    assert points[0]["gap"] == 0.0 and abs(points[2]["gap"] - 0.6) < 1e-9  # v2's rollouts: reward 0.9, held-out 0.3
+
+
+def test_training_reward_belongs_to_the_version_that_sampled_the_rollouts(tmp_path):
+    store = Store(tmp_path)
+    _worker(store, "w", rewards=[0.2, 0.6], heldout=[0.1, 0.3, 0.5])
+    points = {p["adapter_version"]: p for p in reward_gaps(store, gap_alarm=0.15)[0]["points"]}
+    assert abs(points[0]["train_reward"] - 0.2) < 1e-9 and abs(points[1]["train_reward"] - 0.6) < 1e-9  # not copied
+    assert points[2]["train_reward"] is None and points[2]["gap"] is None  # the last version sampled nothing yet
+    text = write_report(store, tmp_path / "report") and (tmp_path / "report" / "report.md").read_text()
+    assert "| w | job | 2 | - | 0.500 | - |" in text
+
+
+def test_learning_curve_starts_at_step_0_with_the_core_score(tmp_path):
+    store = Store(tmp_path)
+    _worker(store, "w", rewards=[0.2, 0.6], heldout=[0.1, 0.3, 0.5])
+    curve = learning_curves(store)["w"]
+    assert curve["steps"][0] == 1 and min(curve["heldout"]) == (0, 0.1)  # episodes of step s sit at s
+
+
+def test_report_without_core_versions_draws_no_retention_plot(tmp_path):
+    store = Store(tmp_path / "hive")
+    _worker(store, "w", rewards=[0.2], heldout=[0.1, 0.4])
+    files = write_report(store, tmp_path / "report")["files"]
+    assert not any(f.endswith("retention.png") for f in files)
+    assert "No core versions yet" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_report_files_and_matrix(tmp_path):
@@ -37,4 +62,4 @@ def test_report_files_and_matrix(tmp_path):
     matrix = forgetting_matrix(store)
     assert matrix["rows"] == ["core v0", "worker w"] and matrix["scores"] == [[0.1], [0.6]]
     figures = write_report(store, tmp_path / "report")
-    assert len(figures["files"]) == 4 and "Reward hacking" in (tmp_path / "report" / "report.md").read_text()
+    assert len(figures["files"]) == 3 and "Reward hacking" in (tmp_path / "report" / "report.md").read_text()

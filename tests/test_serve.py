@@ -122,6 +122,18 @@ def test_every_bad_input_gets_the_right_status_and_the_server_keeps_serving(hive
         assert ask(c).choices[0].message.content is not None  # still serving
 
 
+def test_an_unknown_route_or_method_answers_in_openais_error_shape(hive, tiny_core_dir):
+    with serve(hive, tiny_core_dir) as server:
+        for answer, status in [(post(server, "/v1/nothing", json={}), 404),
+                               (httpx.get(server.url + "/v1/chat/completions", headers={"Authorization": "Bearer local"}), 405)]:
+            error = answer.json()["error"]
+            assert answer.status_code == status and error["code"] == status, answer.text
+            assert set(error) == {"message", "type", "code"} and "/v1/" in error["message"]
+        with pytest.raises(openai.NotFoundError) as raised:
+            client(server).with_options(base_url=server.url + "/v2").models.list()
+        assert raised.value.body["type"] == "not_found_error"
+
+
 def test_a_too_long_prompt_is_refused_with_its_length(hive, tiny_core_dir):
     with serve(hive, tiny_core_dir, max_prompt_tokens=40) as server:
         c = client(server)

@@ -1,5 +1,6 @@
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from apiary.store.export import export
@@ -57,11 +58,39 @@ def test_export_parquet_and_jsonl(tmp_path):
     fill(store)
     written = export(store, tmp_path / "pq", "parquet")
     table = pq.read_table(written["episodes"]["path"])
-    assert table.num_rows == 4 and json.loads(table.column("messages")[0].as_py())[0]["content"] == "q0"
+    assert table.num_rows == 4 and table.column("messages")[0].as_py()[0] == {"role": "user", "content": "q0"}
     assert pq.read_table(written["adapter_episodes"]["path"]).num_rows == 4
     written = export(store, tmp_path / "js", "jsonl")
     lines = open(written["evals"]["path"]).read().splitlines()
     assert json.loads(lines[0])["score"] == 0.5
+
+
+def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path):
+    store = Store(tmp_path / "hive")
+    fill(store)
+    table = pq.read_table(export(store, tmp_path / "pq", "parquet")["episodes"]["path"])
+    kind = table.schema.field("messages").type
+    fields = [(f.name, str(f.type)) for f in kind.value_type]
+    assert pa.types.is_list(kind) and fields == [("role", "string"), ("content", "string")]
+    rows = [json.loads(line) for line in open(export(store, tmp_path / "js", "jsonl")["episodes"]["path"])]
+    assert rows[0]["messages"] == [{"role": "user", "content": "q0"}]
+
+
+def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from apiary.store.artifacts import atomic_write_bytes, staging_dir
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    store = Store(tmp_path / "hive")
+    fill(store)
+    for info in export(store, tmp_path / "out", "jsonl").values():
+        assert stat.S_IMODE(os.stat(info["path"]).st_mode) == 0o666 & ~umask  # 0644 under umask 022, not 0600
+    atomic_write_bytes(tmp_path / "a.bin", b"x")
+    assert stat.S_IMODE(os.stat(tmp_path / "a.bin").st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(os.stat(staging_dir(tmp_path / "adapter")).st_mode) == 0o777 & ~umask  # adapter directories
 
 
 def test_export_of_empty_hive(tmp_path):

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import transformers
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from apiary.bench.continual import ContinualSetup
-from apiary.bench.report import DOCS
-from apiary.bench.suite import PARTS, BenchPlan
-from apiary.bench.suite import render as render_bench
-from apiary.bench.suite import run as run_bench
-from apiary.bench.trl_race import Race
-from apiary.evals.gate import GateConfig
-from apiary.hive.consolidate import ConsolidateConfig
-from apiary.hive.demo import run_demo
-from apiary.hive.feedback_learning import LearningConfig
-from apiary.hive.distill import DistillConfig
-from apiary.hive.hive import Hive
-from apiary.hive.mix import LEARNERS, OPEN_ENDED
-from apiary.hive.report import write_report
-from apiary.learners.common import FeedbackConfig
-from apiary.learners.grpo import GRPOConfig
+from apiary.evals.gate import GateConfig  # a plain dataclass: cheap to import
+
+# The model stack (torch, transformers) and the optional parts (serve, bench) are imported inside the
+# command that needs them, so that `apiary --help` and `apiary status` start in well under a second.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="apiary: models that learn on the job.")
 console = Console(stderr=True)
@@ -37,19 +26,43 @@ console = Console(stderr=True)
 HiveOpt = Annotated[Optional[Path], typer.Option("--hive", help="hive directory (default ./hive or $APIARY_HIVE)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a machine-readable result on stdout")]
 CoreOpt = Annotated[Optional[str], typer.Option("--core", help="core model: a HF directory or .gguf file (default: bundled)")]
+TemplateOpt = Annotated[Optional[str], typer.Option(
+    "--template", help="prompt format of the core: 'chat' (its own chat template), 'plain' (User:/Assistant: lines) or a "
+                       "Jinja file (default: chat if the core has a chat template, else plain)")]
 
 
 def _fail(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message}))
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(2)
+
+
+def _need(extra: str, *modules: str) -> None:
+    """Stop with the pip command to run when a module of an optional part (an extra) is missing."""
+    from apiary.extras import MissingExtraError, require
+
+    try:
+        require(extra, *modules)
+    except MissingExtraError as err:
+        _fail(str(err), False)
+
+
+def _hive(hive: Path | None, core: str | None = None, template: str | None = None):
+    from apiary.hive.hive import Hive  # the model stack: imported when a command runs, not for --help
+
+    return Hive(hive, core=core, template=template)
+
+
+def _given(**options) -> dict:
+    """The options the user gave (not None): the rest keep the config's own defaults."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _run(as_json: bool, fn):
     try:
         return fn()
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as err:  # ImportError: an extra not installed
         _fail(str(err).strip("'\""), as_json)
 
 
@@ -59,25 +72,32 @@ def learn(
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
-    lr: Annotated[float, typer.Option(help="learning rate")] = GRPOConfig.learning_rate,
-    prompts: Annotated[int, typer.Option(help="prompts per step")] = GRPOConfig.prompts_per_step,
-    samples: Annotated[int, typer.Option(help="samples per prompt")] = GRPOConfig.samples_per_prompt,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (default: the RL config's)")] = None,
+    prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
-    learners: Annotated[str, typer.Option(help=f"comma-separated, any of {', '.join(LEARNERS)}")] = "rl",
-    epochs: Annotated[int, typer.Option(help="passes over the feedback")] = FeedbackConfig.epochs,
-    batch: Annotated[int, typer.Option(help="feedback items (or practice tasks) per update")] = FeedbackConfig.batch_size,
+    learners: Annotated[str, typer.Option(
+        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice")] = "rl",
+    epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
+    batch: Annotated[Optional[int], typer.Option(
+        help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,
     from_version: Annotated[Optional[int], typer.Option("--from-version", help="adapter version to learn on from "
                                                          "(default: the live one; 0: the core alone)")] = None,
-    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
     on from its live adapter version; prints held-out accuracy before and after."""
+    from apiary.hive.mix import OPEN_ENDED
+    from apiary.learners.common import FeedbackConfig
+    from apiary.learners.grpo import GRPOConfig
+
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
-    config = GRPOConfig(prompts_per_step=prompts, samples_per_prompt=samples, learning_rate=lr, max_new_tokens=max_new_tokens)
-    feedback = FeedbackConfig(epochs=epochs, batch_size=batch)
-    h = Hive(hive, core=core)
+    config = GRPOConfig(max_new_tokens=max_new_tokens,
+                        **_given(prompts_per_step=prompts, samples_per_prompt=samples, learning_rate=lr))
+    feedback = FeedbackConfig(**_given(epochs=epochs, batch_size=batch))
+    h = _hive(hive, core, template)
     result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, config=config,
                                           feedback=feedback, overrides=spec[1:], show_progress=not as_json,
                                           start_version=from_version))
@@ -93,19 +113,33 @@ def attempt(
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     n: Annotated[int, typer.Option("--n", help="how many training tasks")] = 8,
     samples: Annotated[int, typer.Option(help="answers per task (more than one: sampled at temperature 0.7)")] = 1,
-    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """The worker answers training tasks of its job; answers are stored as episodes for feedback."""
-    h = Hive(hive, core=core)
+    h = _hive(hive, core, template)
     episodes = _run(as_json, lambda: h.attempt(spec[0], worker, n, samples=samples, overrides=spec[1:]))
     if as_json:
         print(json.dumps([e.model_dump(mode="json", include={"id", "task_id", "messages", "completion", "score", "answer"})
                           for e in episodes]))
         return
-    table = Table("episode", "question", "answer given", "score", box=box.SIMPLE_HEAD)
-    for e in episodes:
-        table.add_row(str(e.id), e.messages[-1]["content"][:60], e.completion.strip()[:40], f"{e.score:.2f}")
+    table = Table("episode", "task", "expected", "answer given", "score", box=box.SIMPLE_HEAD)
+    tasks = task_parts([e.messages[-1]["content"] for e in episodes])
+    for e, task in zip(episodes, tasks):
+        table.add_row(str(e.id), escape(task), escape(e.answer or "-"), escape(e.completion.strip()[:40]), f"{e.score:.2f}")
     Console().print(table)
+
+
+def task_parts(questions: list[str], width: int = 60) -> list[str]:
+    """What tells the questions apart, for a person deciding what to correct: the start and end they
+    share (a reasoning-gym job's preamble and instruction) are cut, whole words only, and a part longer
+    than `width` keeps its end, where a task's specifics usually are."""
+    if len(set(questions)) > 1:
+        head = os.path.commonprefix(questions)
+        head = head[:head.rfind(" ") + 1]
+        tail = os.path.commonprefix([q[len(head):][::-1] for q in questions])[::-1]
+        tail = tail[tail.find(" "):] if " " in tail else ""
+        questions = [q[len(head):len(q) - len(tail)].strip() for q in questions]
+    return [q if len(q) <= width else "..." + q[-width:] for q in questions]
 
 
 @app.command()
@@ -122,7 +156,7 @@ def feedback(
 ):
     """Give feedback on an episode (one of --reward, --correction, --critique, --prefer), load a file
     of it, or --list a worker's feedback with the adapter version that learned from each."""
-    h = Hive(hive)
+    h = _hive(hive)
     if list_worker is not None:
         return _feedback_log(h, list_worker, as_json)
     if file is not None:
@@ -151,15 +185,15 @@ def simulate_feedback(
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
     """For experiments: a simulated person gives feedback on the worker's attempts (known answers)."""
-    records = _run(as_json, lambda: Hive(hive).simulate_feedback(worker, kind, n, seed))
+    records = _run(as_json, lambda: _hive(hive).simulate_feedback(worker, kind, n, seed))
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in records]))
     else:
         console.print(f"recorded {len(records)} piece(s) of simulated {kind} feedback for {worker}")
 
 
-def _feedback_log(h: Hive, worker: str, as_json: bool) -> None:
-    rows = h.feedback_log(worker)
+def _feedback_log(h, worker: str, as_json: bool) -> None:
+    rows = _run(as_json, lambda: h.feedback_log(worker))
     if as_json:
         print(json.dumps(rows, default=str))
         return
@@ -177,10 +211,10 @@ def eval_cmd(
     spec: Annotated[Optional[list[str]], typer.Argument(help="a job file or rg:TASK key=value ... (default: workers' jobs)")] = None,
     worker: Annotated[Optional[str], typer.Option("--worker", "-w")] = None,
     version: Annotated[Optional[int], typer.Option("--version", help="the worker's adapter version (default: the live one)")] = None,
-    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """Held-out scores per job: a worker's live adapter version (or --version), or the core."""
-    h = Hive(hive, core=core)
+    h = _hive(hive, core, template)
     jobs = [h.job(spec[0], spec[1:])] if spec else None
     results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs, version=version))
     if as_json:
@@ -197,20 +231,24 @@ def eval_cmd(
 def consolidate(
     method: Annotated[str, typer.Option(help="distill, linear, ties or dare_linear")] = "distill",
     workers: Annotated[Optional[str], typer.Option(help="comma-separated workers (default: all on the current core)")] = None,
-    steps: Annotated[int, typer.Option(help="distillation steps")] = DistillConfig.steps,
-    anchor_weight: Annotated[float, typer.Option(help="distillation: weight of staying near the previous core")] = (
-        DistillConfig.anchor_weight),
+    steps: Annotated[Optional[int], typer.Option(help="distillation steps (default: the distillation config's)")] = None,
+    anchor_weight: Annotated[Optional[float], typer.Option(
+        help="distillation: weight of staying near the previous core (default: the distillation config's)")] = None,
     tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop per job")] = GateConfig.tolerance,
     max_kl: Annotated[float, typer.Option(help="gate: retention KL bound (nats/token)")] = GateConfig.max_retention_kl,
     max_flips: Annotated[float, typer.Option(help="gate: right-to-wrong flip bound (share of items)")] = GateConfig.max_flip_rate,
     release: Annotated[bool, typer.Option(help="release the candidate if it passes")] = True,
-    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """Build a new core version from the workers, measure it, and release it only if it passes the gate."""
-    config = ConsolidateConfig(method=method, distill=DistillConfig(steps=steps, anchor_weight=anchor_weight), release=release,
+    from apiary.hive.consolidate import ConsolidateConfig
+    from apiary.hive.distill import DistillConfig
+
+    distill = DistillConfig(**_given(steps=steps, anchor_weight=anchor_weight))
+    config = ConsolidateConfig(method=method, distill=distill, release=release,
                                gate=GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips))
     names = [w.strip() for w in workers.split(",")] if workers else None
-    result = _run(as_json, lambda: Hive(hive, core=core).consolidate(config=config, workers=names, show_progress=not as_json))
+    result = _run(as_json, lambda: _hive(hive, core, template).consolidate(config=config, workers=names, show_progress=not as_json))
     if as_json:
         print(result.model_dump_json())
         return
@@ -229,12 +267,16 @@ def consolidate(
 @app.command()
 def status(hive: HiveOpt = None, as_json: JsonOpt = False):
     """Core versions (released or refused, and why) and workers with their held-out scores."""
-    info = Hive(hive).status()
+    info = _hive(hive).status()
     if as_json:
         print(json.dumps(info, default=str))
         return
     console.print(f"hive {info['hive']}: current core [bold]v{info['current_core']}[/bold]")
     cores = Table("core", "parent", "method", "sources", "retention KL", "flips", "gate", box=box.SIMPLE_HEAD)
+    base = info["base_core"]
+    what = f"{base['name'] or 'the base model'} ({base['prompt_format'] or 'prompt format: on first load'})"
+    cores.add_row("v0", "-", "base", escape(what),
+                  "-", "-", "[green]released[/green]")
     for c in info["core_versions"]:
         gate = "[green]released[/green]" if c["released"] else ("passed" if c["passed"] else "[red]refused[/red]: "
                                                                  + "; ".join(c["reasons"]))
@@ -257,7 +299,7 @@ def rollback(
 ):
     """Make an earlier released core version current again, or a worker's earlier live adapter
     version (history is kept; a running server follows within a second)."""
-    current = _run(as_json, lambda: Hive(hive).rollback(version, worker))
+    current = _run(as_json, lambda: _hive(hive).rollback(version, worker))
     if as_json:
         print(json.dumps({"live_version": current, "worker": worker} if worker else {"current_core": current}))
     else:
@@ -269,10 +311,10 @@ def deploy(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     tenant: Annotated[Optional[str], typer.Option(help="the tenant (API key owner) it serves; default: local")] = None,
-    hive: HiveOpt = None, core: CoreOpt = None, as_json: JsonOpt = False,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
-    made = _run(as_json, lambda: Hive(hive, core=core).deploy(spec[0], worker, tenant, spec[1:]))
+    made = _run(as_json, lambda: _hive(hive, core, template).deploy(spec[0], worker, tenant, spec[1:]))
     if as_json:
         print(json.dumps({"worker": made.name, "job": made.job, "tenant": made.tenant, "core_version": made.core_version}))
     else:
@@ -283,22 +325,23 @@ def deploy(
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on (anything but localhost needs --keys)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    keys: Annotated[Optional[Path], typer.Option(help='TOML file with a [keys] table of "KEY" = "TENANT"')] = None,
+    keys: Annotated[Optional[Path], typer.Option(help=escape('TOML file with a [keys] table of "KEY" = "TENANT"'))] = None,
     max_batch: Annotated[int, typer.Option(help="requests decoded together")] = 32,
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
-    min_feedback: Annotated[int, typer.Option(help="new feedback items that start a learning run")] = (
-        LearningConfig.min_feedback),
+    min_feedback: Annotated[Optional[int], typer.Option(
+        help="new feedback items that start a learning run (default: the learning config's)")] = None,
     tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop")] = GateConfig.tolerance,
     max_kl: Annotated[float, typer.Option(help="gate: max retention KL")] = GateConfig.max_retention_kl,
     max_flips: Annotated[float, typer.Option(help="gate: max share of retention items flipped")] = GateConfig.max_flip_rate,
-    hive: HiveOpt = None, core: CoreOpt = None,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
 ):
-    """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn."""
+    """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn. Needs `.[serve]`."""
+    _need("serve", "fastapi", "uvicorn", "prometheus_client")
     from apiary.serve.run import run_server
 
     gate = GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips)
-    _run(False, lambda: run_server(hive, host, port, keys, core, max_batch=max_batch, learn=learn,
-                                   min_feedback=min_feedback, gate=gate))
+    _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
+                                   **_given(min_feedback=min_feedback), gate=gate))
 
 
 @app.command()
@@ -308,7 +351,9 @@ def report(
 ):
     """Write report.md with plots: learning curves, forgetting matrix, retention over core versions,
     the reward-hacking check and every gate decision."""
-    h = Hive(hive)
+    from apiary.hive.report import write_report
+
+    h = _hive(hive)
     figures = _run(as_json, lambda: write_report(h.store, out or h.path / "report"))
     if as_json:
         print(json.dumps(figures, default=str))
@@ -327,7 +372,7 @@ def export(
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
     """Write every table of the store (episodes, runs, adapters, evals, provenance) to open formats."""
-    written = _run(as_json, lambda: Hive(hive).export(out, fmt))
+    written = _run(as_json, lambda: _hive(hive).export(out, fmt))
     if as_json:
         print(json.dumps(written))
     else:
@@ -337,8 +382,8 @@ def export(
 
 @app.command()
 def bench(
-    parts: Annotated[str, typer.Option(help="comma-separated: trl, continual, generation")] = ",".join(PARTS),
-    docs: Annotated[Path, typer.Option(help="where benchmarks.md, peers.json and the plots go")] = DOCS,
+    parts: Annotated[Optional[str], typer.Option(help="comma-separated: trl, continual, generation (default: all)")] = None,
+    docs: Annotated[Optional[Path], typer.Option(help="where benchmarks.md, peers.json and the plots go (default: docs/)")] = None,
     quick: Annotated[bool, typer.Option(help="tiny budgets: checks the suite runs; the figures mean nothing")] = False,
     minutes: Annotated[float, typer.Option(help="continual: RL minutes per job")] = 3.0,
     steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
@@ -349,8 +394,19 @@ def bench(
 ):
     """apiary side by side with its peers (TRL, PEFT merges, naive fine-tuning, transformers generate),
     each comparison in one run; writes docs/benchmarks.md, docs/peers.json and plots. Needs `.[bench]`."""
+    if not render:
+        _need("bench", "trl", "datasets")
+    from apiary.bench.continual import ContinualSetup
+    from apiary.bench.report import DOCS
+    from apiary.bench.suite import PARTS, BenchPlan
+    from apiary.bench.suite import render as render_bench
+    from apiary.bench.suite import run as run_bench
+    from apiary.bench.trl_race import Race
+
+    docs = docs or DOCS
+    names = tuple(p.strip() for p in parts.split(",") if p.strip()) if parts else PARTS
     plan = _run(as_json, lambda: BenchPlan(
-        parts=tuple(p.strip() for p in parts.split(",") if p.strip()), docs=docs, core=core, quick=quick,
+        parts=names, docs=docs, core=core, quick=quick,
         race=Race(steps=race_steps), continual=ContinualSetup(minutes=None if steps else minutes, steps=steps,
                                                               distill_steps=distill_steps)))
     figures = _run(as_json, lambda: (render_bench if render else run_bench)(plan))
@@ -366,7 +422,9 @@ def demo(
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
     """The bundled core learns two reasoning-gym jobs where it starts weak; before/after table."""
-    results = _run(as_json, lambda: run_demo(Hive(hive or Path("hive-demo")), minutes=minutes, show_progress=not as_json))
+    from apiary.hive.demo import run_demo
+
+    results = _run(as_json, lambda: run_demo(_hive(hive or Path("hive-demo")), minutes=minutes, show_progress=not as_json))
     if as_json:
         print(json.dumps([r.model_dump() for r in results]))
     else:
@@ -380,6 +438,9 @@ def _learn_table(results) -> None:
         table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
                       str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
     Console().print(table)
+    for r in results:
+        if r.stopped == "feedback used up":
+            console.print(f"{r.worker}: stopped after {r.steps} step(s), the feedback is used up ({r.feedback} item(s) learned)")
     turns = [r for r in results if r.long_horizon]
     if turns:  # multi-turn jobs: "before" and "after" above are success rates
         table = Table("job", "worker", "", "success", "mean score", "invalid moves", "turns", "turns to success",
@@ -393,9 +454,10 @@ def _learn_table(results) -> None:
 
 
 def main() -> None:
+    # read by transformers and huggingface_hub when a command imports them (quiet unless the user says otherwise)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
     app()
 
 

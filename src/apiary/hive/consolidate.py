@@ -95,7 +95,8 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
                                               config.method == "distill"), list(distinct.values()))
     decision = decide(evidence({s.job: s.candidate for s in scores}, {s.job: s.released for s in scores}, kept, found),
                       config.gate)
-    details |= {"eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips, "contamination": found.examples,
+    details |= {"prompt_format": core.prompt_format.name, "eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips,
+                "contamination": found.examples,
                 "jobs": [s.model_dump() for s in scores], "config": {k: v for k, v in asdict(config).items() if k != "gate"}}
     store.add_core_version(CoreVersion(version=version, parent=parent, method=config.method, path=str(store.core_dir(version)),
                                        sources=sources, details=details))

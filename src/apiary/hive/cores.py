@@ -12,8 +12,8 @@ from apiary.store.store import Store
 class Cores:
     """Core version -> loaded Core, for one store and one base core source (None: the bundled core)."""
 
-    def __init__(self, store: Store, source: str | None = None):
-        self.store, self.source = store, source
+    def __init__(self, store: Store, source: str | None = None, template: str | None = None):
+        self.store, self.source, self.template = store, source, template  # template: models.prompt_format
         self._loaded: dict[int, Core] = {}
 
     @property
@@ -31,6 +31,6 @@ class Cores:
                     raise ValueError(f"no core version {v} in hive {self.store.root}")
                 chain.append(Path(known[v].path))
                 v = known[v].parent
-            base = load_core(self.source)
+            base = load_core(self.source, self.template)
             self._loaded[version] = with_core_adapters(base, chain[::-1], version) if chain else base
         return self._loaded[version]

@@ -37,11 +37,12 @@ class Hive:
     the core versions (`cores`) and the held-out evaluator, and hands each worker down as a handle
     read once from the store (`worker`)."""
 
-    def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None):
+    def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None,
+                 template: str | None = None):
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
         self.store = Store(self.path, url=db_url)
-        self.core_source = core
-        self.cores = Cores(self.store, core)
+        self.core_source, self.template = core, template  # template: the prompt format (models.prompt_format)
+        self.cores = Cores(self.store, core, template)
         self.evaluator = Evaluator(self.store, self.cores)
 
     @property
@@ -92,7 +93,8 @@ class Hive:
         (origin "attempt") that can receive feedback. `start`: first task of the training stream
         (default: the next one this worker has not attempted)."""
         job = self.job(job, overrides)
-        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core())
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(),
+                                 prompt_format=self.core.prompt_format.name)
         handle = self.worker(worker, job)
         core, version = handle.core, handle.live_version
         start = self.store.count_attempted_tasks(worker) if start is None else start
@@ -138,6 +140,8 @@ class Hive:
 
     def feedback_log(self, worker: str) -> list[dict]:
         """Every piece of feedback on the worker's episodes and the adapter version that learned from it."""
+        if self.store.worker(worker) is None:
+            raise ValueError(f"no worker named {worker!r} in hive {self.path}")
         return self.store.feedback_log(worker)
 
     def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None,
@@ -201,7 +205,8 @@ class Hive:
         """Create a worker on a job (on the current core, no adapter yet), reachable by `tenant`
         through a server (None: the local tenant). Returns its record."""
         job = self.job(job, overrides)
-        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(), tenant)
+        self.store.ensure_worker(worker, job.name, self.core.name, job.describe(), self.store.current_core(),
+                                 tenant, prompt_format=self.core.prompt_format.name)
         return self.store.worker(worker)
 
     def status(self) -> dict:

@@ -37,6 +37,7 @@ class LearnResult(BaseModel):
     feedback: int = 0  # pieces of feedback learned from, counting each epoch
     long_horizon: dict | None = None  # multi-turn jobs: {"before": metrics, "after": metrics} (evals.long_horizon)
     start_version: int = 0  # the adapter version it learned on from
+    stopped: str = ""  # why learning ended: "budget" or "feedback used up"
 
 
 def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budget: Budget, *,
@@ -64,5 +65,5 @@ def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budge
         if job.multi_turn else None,
         generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
         train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
-        learners=run.learners, feedback=run.feedback,
+        learners=run.learners, feedback=run.feedback, stopped=run.stopped,
     )

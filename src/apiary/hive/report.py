@@ -32,13 +32,15 @@ def write_report(store: Store, out: Path, gap_alarm: float = GAP_ALARM) -> dict:
                "hacking": reward_gaps(store, gap_alarm)}
     _plot_curves(figures["curves"], out / "learning_curves.png")
     _plot_matrix(figures["matrix"], out / "forgetting.png")
-    _plot_retention(figures["status"]["core_versions"], out / "retention.png")
+    if figures["status"]["core_versions"]:  # nothing to plot before the first consolidation
+        _plot_retention(figures["status"]["core_versions"], out / "retention.png")
     (out / "report.md").write_text(_markdown(figures))
     return figures | {"files": sorted(str(p) for p in out.iterdir())}
 
 
 def learning_curves(store: Store) -> dict[str, dict]:
-    """worker -> {"steps": [...], "reward": [...], "heldout": [(step, score), ...]} (steps counted over all runs)."""
+    """worker -> {"steps": [...], "reward": [...], "heldout": [(step, score), ...]} (steps counted over all runs,
+    from 0: the rollouts of step s were sampled after s updates; held-out starts with the core's score)."""
     curves = {}
     evals = store.evals()
     for w in store.workers():
@@ -54,9 +56,10 @@ def learning_curves(store: Store) -> dict[str, dict]:
             offset = max(offset, runs[run_id] + step + 1)
         for v in store.adapter_versions(w.name):
             step_of_version[v.version] = runs.get(v.run_id, 0) + v.step
-        heldout = [(step_of_version.get(e.adapter_version, 0), e.score) for e in evals
-                   if e.worker == w.name and e.job == w.job]
-        curves[w.name] = {"steps": [runs[r] + s + 1 for r, s in keys],
+        before = [e for e in evals if e.worker is None and e.job == w.job and e.core_version == w.core_version][:1]
+        heldout = [(0, e.score) for e in before] + [(step_of_version.get(e.adapter_version, 0), e.score) for e in evals
+                                                    if e.worker == w.name and e.job == w.job]
+        curves[w.name] = {"steps": [runs[r] + s for r, s in keys],  # step s sampled after s updates
                              "reward": [sum(by_step[k]) / len(by_step[k]) for k in keys], "heldout": heldout,
                              "job": w.job}
     return curves
@@ -78,29 +81,30 @@ def forgetting_matrix(store: Store) -> dict:
 
 
 def reward_gaps(store: Store, gap_alarm: float) -> list[dict]:
-    """Training reward against held-out score per worker, and whether the gap widened."""
+    """Training reward against held-out score per worker, and whether the gap widened. The training
+    reward of version v is the mean reward of the rollouts v itself sampled (those that trained the
+    next version); a version that sampled none (the last one) has no training reward and no gap."""
     out = []
     for w in store.workers():
-        versions = store.adapter_versions(w.name)
-        if not versions:
-            continue
-        reward_at = {}
-        for v in versions:
+        reward_of: dict[int, float] = {}  # adapter version -> mean reward of the rollouts it sampled
+        for v in store.adapter_versions(w.name):
             scores = [e.score for e in store.episodes_by_id(store.trained_on(w.name, v.version)).values()
                       if e.adapter_version == v.parent and e.origin == "rl"]
             if scores:
-                reward_at[v.version] = sum(scores) / len(scores)
-        if not reward_at:
+                reward_of[v.parent] = sum(scores) / len(scores)
+        if not reward_of:
             continue
-        reward_at[0] = reward_at[min(reward_at)]  # before learning: the reward of its first rollouts
-        points = [{"adapter_version": e.adapter_version, "train_reward": reward_at[e.adapter_version], "heldout": e.score,
-                   "gap": reward_at[e.adapter_version] - e.score}
-                  for e in _latest_per_version(store.evals(w.name), w.job) if e.adapter_version in reward_at] + [
-                  {"adapter_version": 0, "train_reward": reward_at[0], "heldout": e.score, "gap": reward_at[0] - e.score}
-                  for e in store.evals() if e.worker is None and e.job == w.job and e.core_version == w.core_version][:1]
-        points.sort(key=lambda p: p["adapter_version"])
-        widened = len(points) > 1 and points[-1]["gap"] - points[0]["gap"] > gap_alarm
-        out.append({"worker": w.name, "job": w.job, "points": points, "flag": widened})
+        core = [e for e in store.evals() if e.worker is None and e.job == w.job and e.core_version == w.core_version]
+        evals = {e.adapter_version: e for e in core[:1]} | {e.adapter_version: e for e in
+                                                             _latest_per_version(store.evals(w.name), w.job)}
+        points = []
+        for version, e in sorted(evals.items()):
+            reward = reward_of.get(version)
+            points.append({"adapter_version": version, "train_reward": reward, "heldout": e.score,
+                           "gap": None if reward is None else reward - e.score})
+        gaps = [p["gap"] for p in points if p["gap"] is not None]
+        out.append({"worker": w.name, "job": w.job, "points": points,
+                    "flag": len(gaps) > 1 and gaps[-1] - gaps[0] > gap_alarm})
     return out
 
 
@@ -165,8 +169,12 @@ def _markdown(figures: dict) -> str:
              "| | " + " | ".join(matrix["jobs"]) + " |", "|---" * (len(matrix["jobs"]) + 1) + "|"]
     lines += [f"| {r} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in row) + " |"
               for r, row in zip(matrix["rows"], matrix["scores"])]
-    lines += ["", "## Core versions and retention\n", "![retention](retention.png)\n",
-              "| version | parent | method | sources | retention KL | flips | gate | released |", "|---" * 8 + "|"]
+    lines += ["", "## Core versions and retention\n"]
+    if not s["core_versions"]:
+        lines.append("No core versions yet: the workers stand on the base core (v0). `apiary consolidate` makes one.")
+    else:
+        lines += ["![retention](retention.png)\n",
+                  "| version | parent | method | sources | retention KL | flips | gate | released |", "|---" * 8 + "|"]
     for c in s["core_versions"]:
         flips = f"{c['flips']['right_to_wrong']} of {c['flips']['items']}" if c["flips"] else "-"
         gate = "pass" if c["passed"] else "refused: " + "; ".join(c["reasons"])
@@ -178,6 +186,7 @@ def _markdown(figures: dict) -> str:
               "|---" * 7 + "|"]
     for w in figures["hacking"]:
         for p in w["points"]:
-            lines.append(f"| {w['worker']} | {w['job']} | {p['adapter_version']} | {p['train_reward']:.3f} | "
-                         f"{p['heldout']:.3f} | {p['gap']:+.3f} | {'**widening**' if w['flag'] else ''} |")
+            reward, gap = ("-", "-") if p["gap"] is None else (f"{p['train_reward']:.3f}", f"{p['gap']:+.3f}")
+            lines.append(f"| {w['worker']} | {w['job']} | {p['adapter_version']} | {reward} | "
+                         f"{p['heldout']:.3f} | {gap} | {'**widening**' if w['flag'] else ''} |")
     return "\n".join(lines) + "\n"

@@ -6,8 +6,9 @@ from apiary.store.store import Store
 
 
 def status(store: Store) -> dict:
-    """The current core, every core version with its gate decision, every worker with its live adapter
-    version (what is served, evaluated and learned on), its latest one, and the live one's held-out score."""
+    """The current core, the base core (v0) and every core version after it with its gate decision, every
+    worker with its live adapter version (what is served, evaluated and learned on), its latest one, and the
+    live one's held-out score."""
     decisions = {d.candidate: d for d in store.decisions()}
     released = store.released_versions()
     cores = []
@@ -27,5 +28,11 @@ def status(store: Store) -> dict:
                         "episodes": store.count_episodes(w.name)})
     releases = [{"core_version": r["core_version"], "reason": r["reason"], "at": r["created_at"].isoformat()}
                 for r in sorted(store.table_rows("releases"), key=lambda r: r["id"])]
-    return {"hive": str(store.root), "current_core": store.current_core(), "core_versions": cores, "workers": workers,
-            "releases": releases}
+    return {"hive": str(store.root), "current_core": store.current_core(), "base_core": _base_core(store),
+            "core_versions": cores, "workers": workers, "releases": releases}
+
+
+def _base_core(store: Store) -> dict:
+    """Core v0, the base model: its name and prompt format as the first worker recorded them (none yet: unknown)."""
+    first = next(iter(sorted(store.workers(), key=lambda w: w.created_at)), None)
+    return {"version": 0, "name": first.core if first else None, "prompt_format": first.prompt_format if first else None}

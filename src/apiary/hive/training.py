@@ -61,6 +61,7 @@ class RunSummary:
     generate_seconds: float = 0.0
     train_seconds: float = 0.0
     rewards: list[float] = field(default_factory=list)
+    stopped: str = ""  # why the run ended: "budget" or "feedback used up"
 
 
 @dataclass
@@ -87,7 +88,8 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     names = check_learners(list(learners))
     if budget.unlimited and OPEN_ENDED & set(names):
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
-    store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version)
+    store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version,
+                        prompt_format=core.prompt_format.name)
     state, resumed = _open_run(store, worker, names, config, feedback, checkpoint_every, seed, start_version)
     model = adapters.attach(core.model, lora, path=store.adapter_dir(name, state.version) if state.version else None)
     optimizer, generator = new_optimizer(model, config.learning_rate), torch.Generator().manual_seed(seed)
@@ -110,11 +112,12 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
                     break
                 _account(summary, stats)
                 bar.update(task, advance=1 if not budget.minutes else stats.generate_seconds + stats.train_seconds,
-                           description=f"{name} on {job.name}  step {state.step}  reward {stats.reward_mean:.2f}")
+                           description=f"{name} on {job.name}  {_step_figures(state.step, stats)}")
                 if on_step is not None:
                     on_step(state.step, stats, model)
                 if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
                     _checkpoint(store, name, model, optimizer, generator, state, final=False)
+        summary.stopped = "budget" if budget.done(summary.steps, summary.seconds) else "feedback used up"
         if state.pending or state.pending_feedback:
             _checkpoint(store, name, model, optimizer, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
@@ -185,6 +188,17 @@ def _combine(steps: list[LearnStep]) -> StepStats:
             setattr(combined, key, getattr(combined, key) + getattr(step.stats, key))
     combined.extra = {"episodes": sum(len(s.episodes) for s in steps), "feedback": sum(len(s.feedback_ids) for s in steps)}
     return combined
+
+
+def _step_figures(step: int, stats: StepStats) -> str:
+    """What a step did, for the progress bar: the reward of its rollouts (if it sampled any), the
+    feedback items it learned from, and its loss."""
+    figures = [f"step {step}"]
+    if stats.extra["episodes"]:
+        figures.append(f"reward {stats.reward_mean:.2f}")
+    if stats.extra["feedback"]:
+        figures.append(f"feedback {stats.extra['feedback']}")
+    return "  ".join(figures + [f"loss {stats.loss:.3f}"])
 
 
 def _account(summary: RunSummary, stats: StepStats) -> None:

@@ -98,15 +98,23 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
     if "scorer" not in data and kind == "reasoning_gym":
         job = _numeric_or_exact(name, source)
     else:
-        job = Job(name=name, source=source, scorer=scorer(data.get("scorer", "exact")))
+        job = Job(name=name, source=source, scorer=_scorer(data.get("scorer", "exact"), "scorer", origin))
     job.instruction = data.get("instruction", job.instruction)
     job.system = data.get("system")
     job.max_tokens = int(data.get("max_tokens", job.max_tokens))
     if "heldout_scorer" in data:
-        job.heldout_scorer = scorer(data["heldout_scorer"])
+        job.heldout_scorer = _scorer(data["heldout_scorer"], "heldout_scorer", origin)
     if "check" in data:
         job.solve = arithmetic_answer if data["check"] == "arithmetic" else _import(data["check"], origin)
     return job
+
+
+def _scorer(name: str, key: str, origin: str):
+    """The named scorer; an unknown name is an error that names the job file and the key."""
+    try:
+        return scorer(name)
+    except ValueError as err:
+        raise JobFileError(f"{origin}: {key}: {err}") from err
 
 
 def _multi_turn_options(options: dict, origin: str) -> dict:

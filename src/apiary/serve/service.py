@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
-from apiary.models.generate import prompt_ids
+from apiary.models.prompt_format import prompt_ids
 from apiary.serve.batch import Request
 from apiary.serve.engine import Engine, Route
 from apiary.serve.metrics import Metrics
@@ -83,9 +83,9 @@ class Reply:
 
 
 class Service:
-    def __init__(self, hive_path, core: str | None = None, config: ServeConfig | None = None):
+    def __init__(self, hive_path, core: str | None = None, config: ServeConfig | None = None, template: str | None = None):
         self.config = config or ServeConfig()
-        self.hive = Hive(hive_path, core=core)  # its cores are the engine's; learning uses a Hive of its own
+        self.hive = Hive(hive_path, core=core, template=template)  # its cores are the engine's; learning uses a Hive of its own
         self.store = self.hive.store
         current = self.hive.core  # every core version shares the base's tokenizer, stop tokens and context
         self.tokenizer, self.stop_ids = current.tokenizer, tuple(current.stop_token_ids)
@@ -98,7 +98,8 @@ class Service:
         self._watcher.start()
         self.learning = None
         if self.config.learn:
-            self.learning = FeedbackLearning(lambda: Hive(hive_path, core=core), self.config.learning, self.metrics.learned)
+            self.learning = FeedbackLearning(lambda: Hive(hive_path, core=core, template=template), self.config.learning,
+                                             self.metrics.learned)
             self.learning.start()
 
     def close(self) -> None:

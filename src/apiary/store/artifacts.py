@@ -8,11 +8,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# The process's umask, read once at import (reading it means setting it, which is not thread-safe).
+# mkstemp and mkdtemp make private files (0600) and directories (0700); what the hive writes gets the
+# modes a plain open() or mkdir() would give (0644 and 0755 under the usual umask 022).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -46,4 +53,6 @@ def replace_dir(staging: Path, target: Path) -> None:
 
 def staging_dir(near: Path) -> Path:
     near.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{near.name}.", dir=near.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{near.name}.", dir=near.parent))
+    staging.chmod(0o777 & ~_UMASK)
+    return staging

@@ -50,6 +50,7 @@ class Worker(BaseModel):
     job_spec: dict = Field(default_factory=dict)
     core_version: int = 0
     tenant: str | None = None  # None: the local tenant
+    prompt_format: str = "chat"  # how prompts are written for its core (models.prompt_format)
     created_at: datetime = Field(default_factory=now)
     live_version: int = 0  # 0: the core alone
     latest_version: int = 0

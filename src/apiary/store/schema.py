@@ -13,6 +13,7 @@ workers = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("core_version", Integer),  # the core version its adapters sit on (null in old hives: 0)
     Column("tenant", String),  # who may reach it through the server (null: the local tenant)
+    Column("prompt_format", String),  # the core's prompt format: chat, plain or a template file (null in old hives: chat)
 )
 
 runs = Table(

@@ -40,12 +40,13 @@ class Store:
 
     # -- workers -----------------------------------------------------------------------------
     def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0,
-                      tenant: str | None = None) -> None:
+                      tenant: str | None = None, prompt_format: str = "chat") -> None:
+        """Create a worker (once): its job, the core it stands on and the core's prompt format."""
         with self.engine.begin() as db:
             row = db.execute(select(schema.workers).where(schema.workers.c.name == name)).first()
             if row is None:
                 db.execute(insert(schema.workers).values(name=name, job=job, core=core, job_spec=job_spec, created_at=now(),
-                                                         core_version=core_version, tenant=tenant))
+                                                         core_version=core_version, tenant=tenant, prompt_format=prompt_format))
             elif row.job != job:
                 raise ValueError(f"worker {name!r} already works on job {row.job!r}, not {job!r}; pick another name")
             elif tenant is not None and (row.tenant or LOCAL_TENANT) != tenant:
@@ -64,7 +65,8 @@ class Store:
             found = [dict(r._mapping) for r in db.execute(rows)]
             latest_of = dict(db.execute(latest).all())
             live_of = dict(db.execute(select(wr.c.worker, wr.c.adapter_version).where(wr.c.id.in_(last_release))).all())
-        return [Worker(**r | {"core_version": r["core_version"] or 0, "latest_version": latest_of.get(r["name"], 0),
+        return [Worker(**r | {"core_version": r["core_version"] or 0, "prompt_format": r["prompt_format"] or "chat",
+                              "latest_version": latest_of.get(r["name"], 0),
                               "live_version": live_of.get(r["name"], latest_of.get(r["name"], 0)),
                               "has_release": r["name"] in live_of}) for r in found]
 
