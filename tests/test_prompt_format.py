@@ -86,10 +86,10 @@ def test_a_base_core_learns_evaluates_and_attempts_and_the_format_is_recorded(tm
     assert hive.eval(worker="w")[0].n > 0
     episodes = hive.attempt("rg:chain_sum", "w", 2, overrides=ONE_DIGIT)
     assert episodes[0].messages[-1]["role"] == "user" and len(episodes) == 2
-    assert hive.store.worker("w")["prompt_format"] == PLAIN
+    assert hive.store.worker("w").prompt_format == PLAIN
     named = Hive(tmp_path / "hive2", core=str(base_core_dir), template=str(template_file))
     named.deploy("rg:chain_sum", "q", overrides=ONE_DIGIT)
-    assert named.store.worker("q")["prompt_format"] == str(template_file)
+    assert named.store.worker("q").prompt_format == str(template_file)
     assert named.status()["base_core"]["prompt_format"] == str(template_file)
 
 
