@@ -57,6 +57,13 @@ def all_candidates() -> list[dict]:
     return out
 
 
+def write_candidates() -> list[dict]:
+    """Write `retention_data/candidates.jsonl` (no model needed) and return the candidates."""
+    candidates = all_candidates()
+    _data("candidates.jsonl").write_text("".join(json.dumps(c) + "\n" for c in candidates))
+    return candidates
+
+
 def _right(core, model, suite: list[dict], batch: int = retention.BATCH, seed: int | None = None) -> list[bool]:
     order = list(range(len(suite)))
     if seed is not None:
@@ -82,7 +89,7 @@ def select(core, candidates: list[dict], kl: float, perturbations: int, log=prin
         adapter = noise_floor.random_adapter(core.model, SELECTION_SEEDS + i)
         try:
             if scale is None:  # one scale for every seed: random draws of one size move the model alike
-                scale, measured = noise_floor.scale_to_kl(adapter, core.tokenizer, replies, kl)
+                scale, measured = noise_floor.scale_to_kl(adapter, core.tokenizer, replies, kl, search_prompts=8)
                 counts["scale"], counts["measured_kl"] = scale, measured
             else:
                 adapter.set_scale(scale)
@@ -108,8 +115,7 @@ def main() -> None:
     torch.manual_seed(0)
     started = time.monotonic()
     core = load_core()
-    candidates = all_candidates()
-    _data("candidates.jsonl").write_text("".join(json.dumps(c) + "\n" for c in candidates))
+    candidates = write_candidates()
     kept, counts = select(core, candidates, args.kl, args.perturbations)
     _data("items.jsonl").write_text("".join(json.dumps(c) + "\n" for c in kept))
     selection = {"core": core.name, "kl": args.kl, "perturbations": args.perturbations, "rank": 16,

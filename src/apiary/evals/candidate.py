@@ -48,7 +48,7 @@ def measure_retention(model, base: Core, cache_dir: Path, adapter_over_base: boo
 
 def base_item_scores(base: Core, cache_dir: Path, peft_model=None) -> list[float]:
     """The base core's scores on the retention items, computed once per core and cached."""
-    key = hashlib.sha1(json.dumps([base.name, retention.items()]).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([base.name, retention.items(), retention.BATCH]).encode()).hexdigest()[:12]
     path = cache_dir / f"retention-items-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())

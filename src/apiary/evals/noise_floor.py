@@ -76,12 +76,16 @@ def random_adapter(model, seed: int, rank: int = 16) -> RandomAdapter:
 
 
 def scale_to_kl(adapter: RandomAdapter, tokenizer, replies: list[list[int]], target: float, tolerance: float = 0.15,
-                steps: int = 12) -> tuple[float, float]:
+                steps: int = 12, search_prompts: int | None = None) -> tuple[float, float]:
     """Bisect (in log scale) for the scale whose retention KL is within `tolerance` (relative) of
-    `target`; returns (scale, KL). The first guess assumes KL grows with the square of the scale."""
-    def kl_at(scale: float) -> float:
+    `target`; returns (scale, KL). The first guess assumes KL grows with the square of the scale.
+    `search_prompts`: search on the first few retention prompts only (cheaper), then measure the
+    KL at the scale found on all of them (the KL returned)."""
+    search = replies[:search_prompts] if search_prompts else replies
+
+    def kl_at(scale: float, on: list[list[int]] = search) -> float:
         adapter.set_scale(scale)
-        return retention.retention_kl(adapter.model, None, tokenizer, replies)
+        return retention.retention_kl(adapter.model, None, tokenizer, on)
 
     scale, kl = 0.01, kl_at(0.01)
     low, high = 0.0, math.inf
@@ -96,7 +100,7 @@ def scale_to_kl(adapter: RandomAdapter, tokenizer, replies: list[list[int]], tar
         scale = guess if low < guess < high else (math.sqrt(low * high) if low > 0 and high < math.inf
                                                  else (low * 2 if high == math.inf else high / 2))
         kl = kl_at(scale)
-    return scale, kl
+    return scale, (kl if search is replies else kl_at(scale, replies))
 
 
 def batch_floor(core, suite: list[dict], base_scores: list[float], seed: int, name: str) -> FloorPoint:
@@ -134,7 +138,7 @@ def measure(core, suites: dict[str, list[dict]], kls=KLS, seeds=(0, 1), log=prin
         for seed in seeds:
             adapter = random_adapter(core.model, seed)
             try:
-                scale, kl = scale_to_kl(adapter, core.tokenizer, replies, kl_target)
+                scale, kl = scale_to_kl(adapter, core.tokenizer, replies, kl_target, search_prompts=8)
                 for name, s in suites.items():
                     scores = retention.item_scores(adapter.model, core.tokenizer, core.stop_token_ids, s)
                     points.append(_point(name, "random adapter", seed, kl, base[name], scores, kl_target))
