@@ -84,3 +84,14 @@ def test_retention_kl_is_zero_at_the_base_and_grows_as_the_adapter_moves(tmp_pat
         assert 0 < small < retention.retention_kl(model, None, tiny_core.tokenizer, replies)
     finally:
         adapters.detach(model)
+
+
+@pytest.mark.real_model
+def test_the_bundled_core_answers_the_shipped_items_right():
+    """The suite holds items the base answers right: one batch of them, as the gate scores them."""
+    from apiary.models.core import load_core
+
+    core = load_core()
+    suite = retention.items()[:retention.BATCH]
+    scores = retention.item_scores(core.model, core.tokenizer, core.stop_token_ids, suite)
+    assert sum(scores) >= 0.95 * len(suite)
