@@ -27,3 +27,36 @@ def test_a_jobs_shared_wording_is_not_contamination():
     assert find(train, heldout) == []  # without the template rule every item would match on the stem
     train.append(f"{stem} 5 + 6 = Answer with only the number.")
     assert [(h.heldout_index, h.train_index) for h in find(train, heldout)] == [(2, 3)]
+
+
+OPPOSITES = ["cold", "down", "small", "fast", "old", "wet", "high", "dark", "rich"]
+
+
+def test_items_sharing_only_a_templated_jobs_wording_are_not_contamination():
+    # a JSONL job "What is the opposite of the word X?": 9 corrected training prompts, 3 held-out items
+    heldout = [f"What is the opposite of the word {w}?" for w in ["hot", "up", "big"]]
+    train = [f"What is the opposite of the word {w}?" for w in OPPOSITES] + OPPOSITES  # prompts and corrections
+    assert find(train, heldout) == []  # the 3-gram rule alone flagged all 3 on the template
+
+
+def test_a_held_out_item_copied_into_a_correction_is_contamination():
+    heldout = [f"What is the opposite of the word {w}?" for w in ["hot", "up", "big", "slow", "new"]]
+    train = [f"What is the opposite of the word {w}?" for w in OPPOSITES]
+    train.append("Remember: what is the opposite of the word up? It is down.")
+    assert [(h.heldout_index, h.train_index) for h in find(train, heldout)] == [(1, len(OPPOSITES))]
+
+
+def test_a_held_out_item_pasted_many_times_stays_contamination():
+    heldout = ["Name the opposite of the word hot.", "Name the opposite of the word up."]
+    train = ["Name the opposite of the word hot, please."] * 10 + ["Name the opposite of the word big."]
+    assert [h.heldout_index for h in find(train, heldout)] == [0]
+
+
+def test_chain_sum_items_sharing_the_preamble_are_flagged_only_when_the_numbers_match_too():
+    stem = "State the final answer to the following arithmetic problem:"
+    tail = "Answer with only the number."
+    heldout = [f"{stem} {a} {op} {b} = {tail}" for a, op, b in [(8, "-", 2), (5, "+", 6), (3, "+", 3), (9, "-", 4)]]
+    train = [f"{stem} {a} {op} {b} = {tail}" for a, op, b in [(5, "+", 4), (2, "-", 8), (6, "+", 5), (8, "+", 2)]]
+    assert find(train, heldout) == []
+    train.append(f"Try this one. {stem} 3 + 3 = {tail} Thanks!")
+    assert [(h.heldout_index, h.train_index) for h in find(train, heldout)] == [(2, 4)]

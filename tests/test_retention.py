@@ -1,9 +1,11 @@
 """The retention suite: item scoring, cached base replies, and KL(base || model)."""
 
+import re
+
 import pytest
 import torch
 
-from apiary.evals import retention
+from apiary.evals import build_retention, retention
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 
@@ -18,11 +20,44 @@ def test_item_scoring_rules():
     assert retention.item_score("The answer is 1.\nThe answer is 12", "12") == 0.0  # first line only
 
 
+def test_each_checker_judges_its_kind_of_answer():
+    assert retention.item_score("BANANA", "BANANA", checker="exact_case") == 1.0
+    assert retention.item_score("Banana", "BANANA", checker="exact_case") == 0.0
+    assert retention.item_score("Table.", "table", checker="only") == 1.0
+    assert retention.item_score("The word is table", "table", checker="only") == 0.0
+    assert retention.item_score('The first letter of "table" is "t".', "t", checker="letter") == 1.0
+    assert retention.item_score("It is a T.", "t", checker="letter") == 1.0  # the article "a" is not a letter answer
+    assert retention.item_score("Either t or b.", "t", checker="letter") == 0.0
+    assert retention.item_score("Twenty-one", "twenty one", checker="word") == 1.0
+    assert retention.item_score("It has 8 legs", "8", "How many legs does a spider have?", "number") == 1.0
+    with pytest.raises(ValueError, match="unknown retention checker"):
+        retention.item_score("x", "x", checker="regex")
+
+
 def test_shipped_suite_is_present():
     assert len(retention.prompts()) >= 30
     shipped = retention.items()
+    questions = {c["question"] for c in retention.items("candidates.jsonl") + retention.items("candidates_first.jsonl")}
+    assert len(shipped) >= 30 and all(item["question"] in questions for item in shipped)
+    assert all(it.get("checker") is None or it["checker"] in retention.CHECKERS for it in shipped)
+    first = retention.items(retention.FIRST_SUITE)
+    assert len(first) == 135 and all(item in retention.items("candidates_first.jsonl") for item in first)
+
+
+def test_candidates_are_the_generators_five_kinds_none_phrased_like_a_job():
     candidates = retention.items("candidates.jsonl")
-    assert len(shipped) >= 30 and all(item in candidates for item in shipped)
+    assert candidates == build_retention.all_candidates()  # the file is what the generator writes
+    assert len(candidates) >= 800 and len({c["question"] for c in candidates}) == len(candidates)
+    assert {c["kind"] for c in candidates} == {"fact", "word", "arithmetic", "format", "free"}
+    assert all(c.get("checker", "word") in retention.CHECKERS for c in candidates)
+    assert not any(re.search(r"\d\s*[-+*/]\s*\d", c["question"]) for c in candidates)
+
+
+def test_item_replies_are_generated_in_batches_one_per_item(tiny_core):
+    suite = retention.items()[:12]
+    replies = [retention.item_replies(tiny_core.model, tiny_core.tokenizer, tiny_core.stop_token_ids, suite, batch)
+               for batch in (12, 5)]
+    assert len(replies[0]) == 12 and len(replies[1]) == 12
 
 
 def test_references_are_computed_once_and_cached(tmp_path, tiny_core, monkeypatch):
@@ -49,3 +84,14 @@ def test_retention_kl_is_zero_at_the_base_and_grows_as_the_adapter_moves(tmp_pat
         assert 0 < small < retention.retention_kl(model, None, tiny_core.tokenizer, replies)
     finally:
         adapters.detach(model)
+
+
+@pytest.mark.real_model
+def test_the_bundled_core_answers_the_shipped_items_right():
+    """The suite holds items the base answers right: one batch of them, as the gate scores them."""
+    from apiary.models.core import load_core
+
+    core = load_core()
+    suite = retention.items()[:retention.BATCH]
+    scores = retention.item_scores(core.model, core.tokenizer, core.stop_token_ids, suite)
+    assert sum(scores) >= 0.95 * len(suite)

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apiary.evals import contamination, retention
+from apiary.evals import contamination, noise_floor, retention
 from apiary.evals.forgetting import flips
 from apiary.evals.gate import Evidence
 from apiary.jobs.base import Job
@@ -48,7 +48,7 @@ def measure_retention(model, base: Core, cache_dir: Path, adapter_over_base: boo
 
 def base_item_scores(base: Core, cache_dir: Path, peft_model=None) -> list[float]:
     """The base core's scores on the retention items, computed once per core and cached."""
-    key = hashlib.sha1(json.dumps([base.name, retention.items()]).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([base.name, retention.items(), retention.BATCH]).encode()).hexdigest()[:12]
     path = cache_dir / f"retention-items-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -78,5 +78,7 @@ def find_contamination(training_texts: list[str], jobs: list[Job]) -> Contaminat
 
 def evidence(candidate: dict[str, float], released: dict[str, float], kept: Retention | None,
              found: Contamination) -> Evidence:
+    """The gate's evidence; the noise floor is the shipped suite's measured floor at the candidate's KL."""
     return Evidence(candidate=candidate, released=released, retention_kl=kept.kl if kept else None,
-                    flips=kept.flips if kept else None, contamination=found.hits)
+                    flips=kept.flips if kept else None, contamination=found.hits,
+                    noise_floor=noise_floor.expected_flips(kept.kl, retention.items()) if kept else None)

@@ -6,10 +6,15 @@ when the held-out item's word n-grams (n = `n`, or the whole item if shorter) ar
 (`threshold`) found in the training text: a held-out question pasted into a longer prompt still
 counts. "Calculate 4 + 5 =" and "Calculate 4 + 6 =" share one 3-gram in three and do not.
 
-A job's wording ("State the final answer to the following arithmetic problem: ...") is shared by
-every item, so n-grams found in at least `template` of the held-out items (with 4 or more items)
-are the template, not the item, and are not counted; an item that is all template is then
-checked for exact equality only.
+A job's wording ("State the final answer to the following arithmetic problem: ...", "What is the
+opposite of X?") is shared by its prompts, so it is the template, not the item, and is not
+counted. An n-gram is template when it is in at least `template` (a small share) of the job's
+prompts, the held-out items and the training texts together (`wording`, by default the training
+texts), in at least 3 of them, and in at least 2 held-out items: a held-out item's own content is
+in one held-out item only, so pasting it into many training texts does not make it template. An
+item that is all template is checked for exact equality only. So "What is the opposite of cold?"
+in training does not contaminate "What is the opposite of hot?", and "... problem: 5 + 6 =" in
+training contaminates the held-out "... problem: 5 + 6 =" and not "... problem: 5 + 7 =".
 """
 
 from __future__ import annotations
@@ -36,20 +41,27 @@ class Hit:
     overlap: float  # share of the held-out item's n-grams found in the training text
 
 
-def template_ngrams(heldout: list[str], n: int = 3, template: float = 0.5) -> set[tuple[str, ...]]:
-    """The n-grams in at least `template` of the held-out items: the job's wording."""
-    if len(heldout) < 4:
-        return set()
-    counts: dict[tuple[str, ...], int] = {}
-    for text in heldout:
-        for gram in ngrams(normalise(text), n):
-            counts[gram] = counts.get(gram, 0) + 1
-    return {gram for gram, c in counts.items() if c >= template * len(heldout)}
+def template_ngrams(heldout: list[str], wording: list[str] = (), n: int = 3, template: float = 0.1) -> set[tuple[str, ...]]:
+    """The job's wording: n-grams in at least `template` of the held-out items and `wording`
+    together (and in at least 3 of them), and in at least 2 held-out items (1 if there is one)."""
+    def counts(texts) -> dict[tuple[str, ...], int]:
+        out: dict[tuple[str, ...], int] = {}
+        for text in texts:
+            for gram in ngrams(normalise(text), n):
+                out[gram] = out.get(gram, 0) + 1
+        return out
+
+    held, other = counts(heldout), counts(wording)
+    pooled = len(heldout) + len(wording)
+    need = max(3.0, template * pooled)
+    return {gram for gram, c in held.items() if c >= min(2, len(heldout)) and c + other.get(gram, 0) >= need}
 
 
-def find(train: list[str], heldout: list[str], n: int = 3, threshold: float = 0.8, template: float = 0.5) -> list[Hit]:
-    """Every (held-out item, training text) pair that overlaps at least `threshold`, at most one per item."""
-    common = template_ngrams(heldout, n, template)
+def find(train: list[str], heldout: list[str], n: int = 3, threshold: float = 0.8, template: float = 0.1,
+         wording: list[str] | None = None) -> list[Hit]:
+    """Every (held-out item, training text) pair that overlaps at least `threshold`, at most one
+    per item. `wording`: the job's other prompts, to tell its template (default: `train`)."""
+    common = template_ngrams(heldout, train if wording is None else wording, n, template)
     exact = {" ".join(normalise(t)): i for i, t in enumerate(train)}
     grams = [ngrams(normalise(t), n) - common for t in train]
     index: dict[tuple[str, ...], set[int]] = {}

@@ -6,9 +6,10 @@ Two measures, shipped with the project and needing no downloads:
   replies are computed once and cached; the KL(base || model) of the next-token distributions
   along those replies, averaged per token and then over prompts, is how far the candidate has
   moved from the base where no job asked it to (forgetting tracks this KL: "RL's Razor", 2025);
-- flips: on short verifiable items (`retention_data/items.jsonl`: the candidates on which the
-  bundled core answers right, selected by `python -m apiary.evals.retention`), a candidate's
-  right-to-wrong and wrong-to-right flips.
+- flips: on short verifiable items of several kinds (`retention_data/items.jsonl`: the candidates
+  the bundled core answers right robustly, under other batches and small random changes, selected
+  by `python -m apiary.evals.build_retention`), a candidate's right-to-wrong and wrong-to-right
+  flips. Each item names its checker (`CHECKERS`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from apiary.models.generate import SamplingParams, generate, prompt_ids
 from apiary.store.artifacts import atomic_write_json
 
 MAX_REPLY_TOKENS = 48
+FIRST_SUITE = "items_first.jsonl"  # the first suite: 135 items the core answered right once (kept to compare)
 
 
 def _lines(name: str) -> list[dict]:
@@ -46,34 +48,77 @@ def items(name: str = "items.jsonl") -> list[dict]:
     return _lines(name)
 
 
-def item_score(completion: str, answer: str, question: str = "") -> float:
-    """Judged on the first non-empty line. Numbers: the answer is there and every other number
-    there is from the question ("3 + 3 = 6" is right, "1 or 12" is not); words: the answer is
-    there as a whole word (case-insensitive)."""
+def item_score(completion: str, answer: str, question: str = "", checker: str | None = None) -> float:
+    """Judged on the first non-empty line by the item's `checker` (`CHECKERS`); without one, a
+    numeric answer is checked as a number and any other as a word."""
     line = next((ln for ln in completion.strip().splitlines() if ln.strip()), "")
-    if re.fullmatch(r"-?\d+(\.\d+)?", answer.strip()):
-        found = {float(n) for n in _NUMBER.findall(line)}
-        allowed = {float(answer)} | {float(n) for n in _NUMBER.findall(question)}
-        return float(float(answer) in found and found <= allowed)
-    return float(re.search(rf"\b{re.escape(answer)}\b", line, re.IGNORECASE) is not None)
+    if checker is None:
+        checker = "number" if re.fullmatch(r"-?\d+(\.\d+)?", answer.strip()) else "word"
+    if checker not in CHECKERS:
+        raise ValueError(f"unknown retention checker {checker!r}; known: {', '.join(sorted(CHECKERS))}")
+    return float(CHECKERS[checker](line, answer, question))
 
 
+def _number(line: str, answer: str, question: str) -> bool:
+    """The answer is there and every other number there is from the question ("3 + 3 = 6" is
+    right, "1 or 12" is not)."""
+    found = {float(n) for n in _NUMBER.findall(line)}
+    allowed = {float(answer)} | {float(n) for n in _NUMBER.findall(question)}
+    return float(answer) in found and found <= allowed
+
+
+def _word(line: str, answer: str, question: str) -> bool:
+    """The answer is there as a whole word or phrase, case-insensitive (hyphens read as spaces)."""
+    return re.search(rf"\b{re.escape(answer)}\b", line.replace("-", " "), re.IGNORECASE) is not None
+
+
+def _exact_case(line: str, answer: str, question: str) -> bool:
+    """The answer is there as a whole word, with its case ("BANANA" for capital letters)."""
+    return re.search(rf"\b{re.escape(answer)}\b", line) is not None
+
+
+def _only(line: str, answer: str, question: str) -> bool:
+    """The line is the answer and nothing else (case and punctuation aside)."""
+    return re.sub(r"[^\w\s]", "", line).strip().casefold() == answer.casefold()
+
+
+def _letter(line: str, answer: str, question: str) -> bool:
+    """The letter is there on its own (quoted, capital or alone) and no other lone letter is."""
+    lone = {m.casefold() for m in re.findall(r"(?<![\w'])([A-Za-z])(?![\w'])", line) if m != "a" or line.strip() == "a"}
+    return lone == {answer.casefold()}
+
+
+CHECKERS = {"number": _number, "word": _word, "exact_case": _exact_case, "only": _only, "letter": _letter}
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+BATCH = 64  # items generated together; the batch composition is part of what the noise floor measures
 
 
-def _greedy(model, tokenizer, stop_ids: list[int], questions: list[str], max_new: int) -> list[list[int]]:
+def _greedy(model, tokenizer, stop_ids: list[int], questions: list[str], max_new: int,
+            batch: int | None = None) -> list[list[int]]:
     encoded = [prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in questions]
+    batch = batch or max(1, len(encoded))
     model.eval()
+    out: list[list[int]] = []
     with torch.no_grad():
-        return generate(model, encoded, 1, SamplingParams(max_new_tokens=max_new, temperature=0.0), stop_ids,
-                        tokenizer.pad_token_id)
+        for start in range(0, len(encoded), batch):
+            out += generate(model, encoded[start:start + batch], 1, SamplingParams(max_new_tokens=max_new, temperature=0.0),
+                            stop_ids, tokenizer.pad_token_id)
+    return out
 
 
-def item_scores(model, tokenizer, stop_ids: list[int], suite: list[dict] | None = None) -> list[float]:
+def item_replies(model, tokenizer, stop_ids: list[int], suite: list[dict], batch: int = BATCH) -> list[str]:
+    """The model's greedy replies to the items' questions, `batch` at a time, in the suite's order."""
+    outputs = _greedy(model, tokenizer, stop_ids, [it["question"] for it in suite], 16, batch)
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]
+
+
+def score_replies(suite: list[dict], replies: list[str]) -> list[float]:
+    return [item_score(reply, it["answer"], it["question"], it.get("checker")) for it, reply in zip(suite, replies)]
+
+
+def item_scores(model, tokenizer, stop_ids: list[int], suite: list[dict] | None = None, batch: int = BATCH) -> list[float]:
     suite = suite if suite is not None else items()
-    outputs = _greedy(model, tokenizer, stop_ids, [it["question"] for it in suite], 16)
-    return [item_score(tokenizer.decode(ids, skip_special_tokens=True), it["answer"], it["question"])
-            for it, ids in zip(suite, outputs)]
+    return score_replies(suite, item_replies(model, tokenizer, stop_ids, suite, batch))
 
 
 def references(core, cache_dir: Path) -> list[list[int]]:
@@ -112,20 +157,3 @@ def retention_kl(model, base, tokenizer, replies: list[list[int]]) -> float:
                 theirs = _reply_logprobs(base, prompt, reply)
             total += float((theirs.exp() * (theirs - mine)).sum(-1).mean())
     return total / max(1, sum(1 for r in replies if r))
-
-
-def main() -> None:
-    """Select the shipped items: the candidates the bundled core answers right."""
-    from apiary.models.core import load_core
-
-    core = load_core()
-    candidates = items("candidates.jsonl")
-    scores = item_scores(core.model, core.tokenizer, core.stop_token_ids, candidates)
-    kept = [c for c, s in zip(candidates, scores) if s >= 1.0]
-    out = Path(str(resources.files("apiary.evals").joinpath("retention_data", "items.jsonl")))
-    out.write_text("".join(json.dumps(c) + "\n" for c in kept))
-    print(f"kept {len(kept)} of {len(candidates)} items the core answers right -> {out}")
-
-
-if __name__ == "__main__":
-    main()
