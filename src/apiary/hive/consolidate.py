@@ -29,6 +29,7 @@ from apiary.models import adapters
 from apiary.models.core import cache_dir
 from apiary.models.generate import prompt_ids
 from apiary.models.merge import MERGED, METHODS, merge
+from apiary.store.artifacts import write_dir
 from apiary.store.records import CoreVersion, GateDecision
 
 CONSOLIDATION_METHODS = ("distill", *METHODS)
@@ -81,7 +82,7 @@ def consolidate(hive, config: ConsolidateConfig = ConsolidateConfig(), workers: 
     version = store.next_core_version()
     model, adapter_name, details = _build(hive, core, sources, hive_jobs, config, show_progress)
     try:
-        adapters.save(model, store.core_dir(version), adapter_name)
+        write_dir(store.core_dir(version), lambda staging: adapters.save(model, staging, adapter_name))
         scores, eval_ids = _job_scores(hive, model, core, version, sources, hive_jobs)
         kept = measure_retention(model, hive.core_at(0), cache_dir(), adapter_over_base=parent == 0)
     finally:

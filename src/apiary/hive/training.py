@@ -25,7 +25,7 @@ from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core
-from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json
+from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json, write_dir
 from apiary.store.records import AdapterVersion, Run, now
 from apiary.store.store import Store
 
@@ -204,7 +204,7 @@ def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _
     state, then the store record (the commit point)."""
     latest = store.latest_adapter(worker)
     version = (latest.version if latest else 0) + 1
-    adapters.save(model, store.adapter_dir(worker, version))
+    write_dir(store.adapter_dir(worker, version), lambda staging: adapters.save(model, staging))
     directory = store.checkpoint_dir(worker)
     buffer = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state()}, buffer)

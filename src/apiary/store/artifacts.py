@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -47,3 +48,14 @@ def replace_dir(staging: Path, target: Path) -> None:
 def staging_dir(near: Path) -> Path:
     near.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{near.name}.", dir=near.parent))
+
+
+def write_dir(target: Path, fill: Callable[[Path], Path]) -> None:
+    """Make the directory at `target` atomically: `fill(staging)` writes the files into a fresh
+    staging directory beside it and returns the folder holding them (the staging directory or one
+    inside it), which then replaces `target` in one step. A failed `fill` leaves `target` as it was."""
+    staging = staging_dir(target)
+    try:
+        replace_dir(fill(staging), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
