@@ -23,7 +23,7 @@ import torch
 from peft import PeftModel
 
 from apiary.models.core import MODEL_LOADS, Core
-from apiary.serve.batch import BASE, Request, RunningBatch
+from apiary.models.decoder import BASE, Request, RunningBatch
 
 log = logging.getLogger("apiary.serve")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from apiary.hive.hive import Hive
 from apiary.models.generate import prompt_ids
-from apiary.serve.batch import Request
+from apiary.models.decoder import Request
 from apiary.serve.engine import Engine, Route
 from apiary.serve.learning import FeedbackLearning, LearningConfig
 from apiary.serve.metrics import Metrics
