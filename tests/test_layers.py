@@ -39,8 +39,9 @@ def apiary_imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names if alias.name.split(".")[0] == "apiary"]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "apiary":
-            if node.module == "apiary":  # `from apiary import hive` names a package
-                found += [(node.lineno, f"apiary.{alias.name}") for alias in node.names]
+            if node.module == "apiary":  # `from apiary import hive` names a package, `from apiary import Hive` the front door
+                found += [(node.lineno, f"apiary.{alias.name}" if alias.name in LAYERS + list(INTERFACES) else "apiary")
+                          for alias in node.names]
             else:
                 found.append((node.lineno, node.module))
     return found

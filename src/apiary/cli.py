@@ -26,6 +26,7 @@ from apiary.hive.demo import run_demo
 from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive
 from apiary.hive.mix import LEARNERS, OPEN_ENDED
+from apiary.hive.recipes import DEMO
 from apiary.hive.report import write_report
 from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig
@@ -279,7 +280,7 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on (anything but localhost needs --keys)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     keys: Annotated[Optional[Path], typer.Option(help='TOML file with a [keys] table of "KEY" = "TENANT"')] = None,
-    max_batch: Annotated[int, typer.Option(help="requests decoded together")] = 32,
+    max_batch: Annotated[Optional[int], typer.Option(help="requests decoded together (default: ServeConfig's)")] = None,
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[int, typer.Option(help="new feedback items that start a learning run")] = 8,
     tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop")] = GateConfig.tolerance,
@@ -334,10 +335,10 @@ def bench(
     parts: Annotated[str, typer.Option(help="comma-separated: trl, continual, generation")] = ",".join(PARTS),
     docs: Annotated[Path, typer.Option(help="where benchmarks.md, peers.json and the plots go")] = DOCS,
     quick: Annotated[bool, typer.Option(help="tiny budgets: checks the suite runs; the figures mean nothing")] = False,
-    minutes: Annotated[float, typer.Option(help="continual: RL minutes per job")] = 3.0,
+    minutes: Annotated[float, typer.Option(help="continual: RL minutes per job")] = ContinualSetup.minutes,
     steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
-    distill_steps: Annotated[int, typer.Option(help="continual: distillation steps")] = 40,
-    race_steps: Annotated[int, typer.Option(help="trl: optimizer steps for each side")] = 18,
+    distill_steps: Annotated[int, typer.Option(help="continual: distillation steps")] = ContinualSetup.distill_steps,
+    race_steps: Annotated[int, typer.Option(help="trl: optimizer steps for each side")] = Race.steps,
     render: Annotated[bool, typer.Option(help="rewrite the docs from docs/peers.json; run nothing")] = False,
     core: CoreOpt = None, as_json: JsonOpt = False,
 ):
@@ -356,7 +357,7 @@ def bench(
 
 @app.command()
 def demo(
-    minutes: Annotated[float, typer.Option(help="learning minutes per job")] = 4.0,
+    minutes: Annotated[float, typer.Option(help="learning minutes per job")] = DEMO.minutes,
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
     """The bundled core learns two reasoning-gym jobs where it starts weak; before/after table."""

@@ -62,7 +62,7 @@ class Lane:
 class Engine:
     """Continuous batching over the lanes; at most `max_batch` rows decode together per lane."""
 
-    def __init__(self, max_batch: int = 32, seed: int = 0):
+    def __init__(self, max_batch: int, seed: int = 0):
         self.max_batch = max_batch
         self._generator = torch.Generator().manual_seed(seed)
         self._lanes: dict[int, Lane] = {}

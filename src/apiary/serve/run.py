@@ -15,10 +15,10 @@ from apiary.serve.tenants import load_tenants
 
 
 def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path | None = None, core: str | None = None,
-               max_batch: int = 32, learn: bool = True, min_feedback: int = 8, gate: GateConfig = GateConfig()) -> None:
+               max_batch: int | None = None, learn: bool = True, min_feedback: int = 8, gate: GateConfig = GateConfig()) -> None:
     tenants = load_tenants(keys)
     check_host(host, tenants)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = ServeConfig(max_batch=max_batch, learn=learn, learning=LearningConfig(min_feedback=min_feedback, gate=gate))
+    config = ServeConfig(max_batch=max_batch or ServeConfig.max_batch, learn=learn, learning=LearningConfig(min_feedback=min_feedback, gate=gate))
     service = Service(hive, core=core, config=config)
     uvicorn.run(create_app(service, tenants), host=host, port=port, log_level="info")
