@@ -29,7 +29,7 @@ BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 @dataclass
 class Request:
-    """One reply to write. `on_token` and `on_done` are called on the engine's thread."""
+    """One reply to write. `on_token` and `on_done` are called on the decoding thread (the engine's, when serving)."""
 
     prompt: list[int]
     max_new_tokens: int
