@@ -31,11 +31,11 @@ test: $(ALL)
 
 bench: $(ALL)
 	$(BIN)/apiary bench
-	$(BIN)/python benchmarks/learn_speed.py
-	$(BIN)/python benchmarks/feedback_kinds.py
-	$(BIN)/python benchmarks/serve_load.py
-	$(BIN)/python benchmarks/long_horizon.py --jobs guess,lake
-	$(BIN)/python benchmarks/long_horizon.py --jobs tools --lr 3e-4
+	$(BIN)/python -m apiary.bench.learn_speed
+	$(BIN)/python -m apiary.bench.feedback_kinds
+	$(BIN)/python -m apiary.bench.serve_load
+	$(BIN)/python -m apiary.bench.long_horizon --jobs guess,lake
+	$(BIN)/python -m apiary.bench.long_horizon --jobs tools --lr 3e-4
 
 clean:
 	rm -rf $(VENV) hive hive-demo

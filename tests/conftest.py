@@ -44,6 +44,7 @@ def random_adapter(tiny_core_dir):
     """Save a LoRA adapter with random (nonzero) B matrices for the tiny core: a worker that behaves differently."""
     from apiary.models import adapters
     from apiary.models.adapters import LoraSpec
+    from apiary.store.artifacts import write_dir
 
     def save(path, seed: int) -> None:
         model = adapters.attach(load_core(tiny_core_dir).model, LoraSpec())
@@ -52,6 +53,6 @@ def random_adapter(tiny_core_dir):
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.5)
-        adapters.save(model, path)
+        write_dir(path, lambda staging: adapters.save(model, staging))
 
     return save

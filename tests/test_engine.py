@@ -8,7 +8,7 @@ from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
 from apiary.models.generate import SamplingParams, generate, prompt_ids
-from apiary.serve.batch import Request
+from apiary.models.decoder import Request
 from apiary.serve.engine import Engine
 
 QUESTIONS = ["What is 2 + 3?", "Name a colour.", "Write a long poem about the sea and the sky, please.", "Hi",

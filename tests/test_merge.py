@@ -19,7 +19,7 @@ def _adapter(tiny_core, path, value):
                 p.fill_(1.0)
             elif "lora_B" in name:
                 p.fill_(value)
-    adapters.save(model, path)
+    adapters.save(model, path)  # a plain directory: no atomic write needed in a test
     adapters.detach(model)
     return path
 

@@ -113,3 +113,34 @@ def test_generation_stops_rows_that_are_done(tiny_core):
     out = generate(tiny_core.model, prompts, 2, SamplingParams(max_new_tokens=6, temperature=1.0), [-1],
                    tiny_core.tokenizer.pad_token_id, torch.Generator().manual_seed(0), done=lambda ids: len(ids) >= 2)
     assert [len(c) for c in out] == [2, 2, 2, 2]
+
+
+def test_sampling_with_the_same_generator_gives_the_same_completions(tiny_core):
+    prompts = [encode(tiny_core, "a"), encode(tiny_core, "a"), encode(tiny_core, "bb")]  # a repeated prompt is read once
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=0.9)
+
+    def sample(seed):
+        return generate(tiny_core.model, prompts, 4, params, tiny_core.stop_token_ids, tiny_core.tokenizer.pad_token_id,
+                        torch.Generator().manual_seed(seed))
+
+    first = sample(0)
+    assert len(first) == 12 and sample(0) == first and sample(1) != first
+
+
+def test_generation_runs_the_model_with_its_active_adapter(tiny_core, tmp_path, random_adapter):
+    from apiary.models import adapters
+    from apiary.models.adapters import LoraSpec
+
+    random_adapter(tmp_path / "a", seed=3)
+    prompts = [encode(tiny_core, "Hello there"), encode(tiny_core, "Name a colour.")]
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    core_only = generate(tiny_core.model, prompts, 1, params, tiny_core.stop_token_ids, tiny_core.tokenizer.pad_token_id)
+    model = adapters.attach(tiny_core.model, LoraSpec(), path=tmp_path / "a")
+    try:
+        with_adapter = generate(model, prompts, 1, params, tiny_core.stop_token_ids, tiny_core.tokenizer.pad_token_id)
+        with torch.no_grad():
+            reference = [model.generate(torch.tensor([p]), max_new_tokens=6, do_sample=False, eos_token_id=tiny_core.stop_token_ids,
+                                        pad_token_id=tiny_core.tokenizer.pad_token_id)[0, len(p):].tolist() for p in prompts]
+    finally:
+        adapters.detach(model)
+    assert with_adapter == reference and with_adapter != core_only

@@ -1,6 +1,9 @@
 """The report's reward-hacking check and forgetting matrix, on a store with known records."""
 
-from apiary.hive.report import forgetting_matrix, learning_curves, reward_gaps, write_report
+from apiary.evals.curves import learning_curves
+from apiary.evals.forgetting import forgetting_matrix
+from apiary.evals.reward_hacking import reward_gaps
+from apiary.hive.report import write_report
 from apiary.store.records import AdapterVersion, Episode, EvalResult
 from apiary.store.store import Store
 

@@ -2,7 +2,9 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from apiary.store.artifacts import write_dir
 from apiary.store.export import export
 from apiary.store.records import AdapterVersion, Episode, EvalResult, Run
 from apiary.store.store import Store
@@ -97,3 +99,24 @@ def test_export_of_empty_hive(tmp_path):
     written = export(Store(tmp_path / "hive"), tmp_path / "out", "parquet")
     assert all(info["rows"] == 0 for info in written.values())
     assert pq.read_table(written["episodes"]["path"]).num_rows == 0
+
+
+def test_a_directory_artifact_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "adapters" / "v1"
+
+    def fill(staging, text):
+        (staging / "weights").write_text(text)
+        return staging
+
+    write_dir(target, lambda staging: fill(staging, "first"))
+    write_dir(target, lambda staging: fill(staging, "second"))
+    assert (target / "weights").read_text() == "second"
+
+    def broken(staging):
+        (staging / "weights").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_dir(target, broken)
+    assert (target / "weights").read_text() == "second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]  # no staging left behind

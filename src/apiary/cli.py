@@ -326,7 +326,7 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on (anything but localhost needs --keys)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     keys: Annotated[Optional[Path], typer.Option(help=escape('TOML file with a [keys] table of "KEY" = "TENANT"'))] = None,
-    max_batch: Annotated[int, typer.Option(help="requests decoded together")] = 32,
+    max_batch: Annotated[Optional[int], typer.Option(help="requests decoded together (default: ServeConfig's)")] = None,
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
@@ -385,10 +385,10 @@ def bench(
     parts: Annotated[Optional[str], typer.Option(help="comma-separated: trl, continual, generation (default: all)")] = None,
     docs: Annotated[Optional[Path], typer.Option(help="where benchmarks.md, peers.json and the plots go (default: docs/)")] = None,
     quick: Annotated[bool, typer.Option(help="tiny budgets: checks the suite runs; the figures mean nothing")] = False,
-    minutes: Annotated[float, typer.Option(help="continual: RL minutes per job")] = 3.0,
+    minutes: Annotated[Optional[float], typer.Option(help="continual: RL minutes per job (default: the setup's)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
-    distill_steps: Annotated[int, typer.Option(help="continual: distillation steps")] = 40,
-    race_steps: Annotated[int, typer.Option(help="trl: optimizer steps for each side")] = 18,
+    distill_steps: Annotated[Optional[int], typer.Option(help="continual: distillation steps (default: the setup's)")] = None,
+    race_steps: Annotated[Optional[int], typer.Option(help="trl: optimizer steps for each side (default: the race's)")] = None,
     render: Annotated[bool, typer.Option(help="rewrite the docs from docs/peers.json; run nothing")] = False,
     core: CoreOpt = None, as_json: JsonOpt = False,
 ):
@@ -407,8 +407,8 @@ def bench(
     names = tuple(p.strip() for p in parts.split(",") if p.strip()) if parts else PARTS
     plan = _run(as_json, lambda: BenchPlan(
         parts=names, docs=docs, core=core, quick=quick,
-        race=Race(steps=race_steps), continual=ContinualSetup(minutes=None if steps else minutes, steps=steps,
-                                                              distill_steps=distill_steps)))
+        race=Race(**_given(steps=race_steps)),
+        continual=ContinualSetup(**_given(minutes=minutes, steps=steps, distill_steps=distill_steps))))
     figures = _run(as_json, lambda: (render_bench if render else run_bench)(plan))
     if as_json:
         print(json.dumps({part: figures.get(part) for part in plan.parts} | {"time_ratio_vs_trl": figures.get("time_ratio_vs_trl")}))
@@ -418,13 +418,14 @@ def bench(
 
 @app.command()
 def demo(
-    minutes: Annotated[float, typer.Option(help="learning minutes per job")] = 4.0,
+    minutes: Annotated[Optional[float], typer.Option(help="learning minutes per job (default: the demo recipe's)")] = None,
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
     """The bundled core learns two reasoning-gym jobs where it starts weak; before/after table."""
     from apiary.hive.demo import run_demo
 
-    results = _run(as_json, lambda: run_demo(_hive(hive or Path("hive-demo")), minutes=minutes, show_progress=not as_json))
+    results = _run(as_json, lambda: run_demo(_hive(hive or Path("hive-demo")), **_given(minutes=minutes),
+                                             show_progress=not as_json))
     if as_json:
         print(json.dumps([r.model_dump() for r in results]))
     else:

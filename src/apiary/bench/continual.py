@@ -25,9 +25,9 @@ from pathlib import Path
 from apiary.evals.candidate import measure_retention
 from apiary.evals.forgetting import transfer
 from apiary.hive.consolidate import ConsolidateConfig
-from apiary.hive.demo import DEMO_CONFIG
 from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive
+from apiary.hive.recipes import CONTINUAL, WorkerPlan
 from apiary.hive.training import Budget
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
@@ -37,22 +37,16 @@ from apiary.store.records import AdapterVersion
 
 from apiary.bench.naive_full import sequential_full
 
-ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
-JOBS = [  # (worker, spec, overrides): three jobs where the bundled core starts weak
-    ("arith", "rg:chain_sum", ONE_DIGIT),
-    ("times", "rg:products", ONE_DIGIT),
-    ("gcd", "rg:gcd", ["min_numbers=2", "max_numbers=2", "max_value=20"]),
-]
 METHODS = ["distill", "linear", "ties", "dare_linear"]
 
 
 @dataclass
 class ContinualSetup:
-    minutes: float | None = 3.0  # RL budget per job (per worker, per sequential stage)
+    minutes: float | None = CONTINUAL.minutes  # RL budget per job (per worker, per sequential stage)
     steps: int | None = None  # or a step budget (the quick form)
     distill_steps: int = 40
-    config: GRPOConfig = field(default_factory=lambda: DEMO_CONFIG)
-    jobs: list = field(default_factory=lambda: list(JOBS))
+    config: GRPOConfig = field(default_factory=lambda: CONTINUAL.rl)
+    jobs: list[WorkerPlan] = field(default_factory=lambda: list(CONTINUAL.workers))
 
     def budget(self) -> dict:
         return {"minutes": self.minutes} if self.steps is None else {"steps": self.steps}

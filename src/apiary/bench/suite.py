@@ -19,7 +19,7 @@ from pathlib import Path
 
 from apiary.bench import continual, continual_report, generation, peers_report, trl_race
 from apiary.bench.report import DOCS, machine, merge_json, versions, write_section
-from apiary.hive.demo import DEMO_CONFIG, DEMO_JOBS
+from apiary.hive.recipes import CONTINUAL, DEMO, WorkerPlan
 from apiary.jobs.spec import load_job
 from apiary.models.core import load_core
 
@@ -52,9 +52,9 @@ class BenchPlan:
         if self.quick:
             self.race = trl_race.Race(steps=2, eval_every=1)
             self.continual = continual.ContinualSetup(
-                minutes=None, steps=1, distill_steps=1, config=replace(DEMO_CONFIG, prompts_per_step=2, samples_per_prompt=2,
+                minutes=None, steps=1, distill_steps=1, config=replace(CONTINUAL.rl, prompts_per_step=2, samples_per_prompt=2,
                                                                        max_new_tokens=4),
-                jobs=[(w, s, o + [QUICK_HELDOUT]) for w, s, o in continual.JOBS[:2]])
+                jobs=[WorkerPlan(w, s, o + [QUICK_HELDOUT]) for w, s, o in CONTINUAL.workers[:2]])
             self.batches, self.new_tokens, self.stop_new_tokens = (1, 4), 4, 8
 
     def command(self, part: str) -> str:
@@ -69,9 +69,9 @@ class BenchPlan:
 
 
 def run_trl(plan: BenchPlan, core) -> dict:
-    _, spec, overrides = DEMO_JOBS[0]
+    _, spec, overrides = DEMO.workers[0]
     job = load_job(spec, overrides + ([QUICK_HELDOUT] if plan.quick else []))
-    config = replace(DEMO_CONFIG, prompts_per_step=2, samples_per_prompt=4, max_new_tokens=4) if plan.quick else DEMO_CONFIG
+    config = replace(DEMO.rl, prompts_per_step=2, samples_per_prompt=4, max_new_tokens=4) if plan.quick else DEMO.rl
     return write_trl(plan, trl_race.run(core, job, config, plan.race) | {"machine": machine(), "versions": versions()},
                      plan.command("trl"))
 

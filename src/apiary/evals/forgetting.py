@@ -7,12 +7,17 @@ b[j] the score of the starting model on job j (standing in for GEM's random init
 - BWT = mean over i < T-1 of R[T-1][i] - R[i][i]     (negative: later jobs made it forget earlier ones)
 - FWT = mean over i > 0 of R[i-1][i] - b[i]          (positive: earlier jobs helped a job not yet learned)
 
-Per item, `flips` counts held-out items that went from right to wrong and from wrong to right.
+`forgetting_matrix` reads the store's evals: the held-out score of every core version and of each
+worker's latest adapter on every job. Per item, `flips` counts held-out items that went from right to wrong and from wrong to right.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # read only through its methods; importing it here would pull in SQLAlchemy
+    from apiary.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -46,3 +51,18 @@ def flips(before: list[float], after: list[float], right: float = 1.0) -> dict[s
         "right_to_wrong": sum(w and not n for w, n in zip(was, now)),
         "wrong_to_right": sum(n and not w for w, n in zip(was, now)),
     }
+
+
+def forgetting_matrix(store: Store) -> dict:
+    """Held-out score of each core version and each worker's live adapter version on each job (latest eval)."""
+    jobs = sorted({e.job for e in store.evals()})
+    rows: dict[str, dict[str, float]] = {}
+    for e in store.evals():
+        if e.worker is None:
+            rows.setdefault(f"core v{e.core_version}", {})[e.job] = e.score
+    for w in store.workers():
+        for e in store.evals(w.name):
+            if w.live_version and e.adapter_version == w.live_version:
+                rows.setdefault(f"worker {w.name}", {})[e.job] = e.score
+    order = sorted(rows, key=lambda r: (not r.startswith("core"), int(r[6:]) if r.startswith("core") else 0, r))
+    return {"jobs": jobs, "rows": order, "scores": [[rows[r].get(j) for j in jobs] for r in order]}

@@ -32,6 +32,7 @@ from apiary.models import adapters
 from apiary.models.core import cache_dir
 from apiary.models.generate import prompt_ids
 from apiary.models.merge import MERGED, METHODS, merge
+from apiary.store.artifacts import write_dir
 from apiary.store.records import CoreVersion, GateDecision, Worker
 from apiary.store.store import Store
 
@@ -85,7 +86,7 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
     version = store.next_core_version()
     model, adapter_name, details = _build(store, core, sources, jobs, config, show_progress)
     try:
-        adapters.save(model, store.core_dir(version), adapter_name)
+        write_dir(store.core_dir(version), lambda staging: adapters.save(model, staging, adapter_name))
         scores, eval_ids = _job_scores(evaluator, model, core, version, {w.name: w for w in workers}, jobs)
         kept = measure_retention(model, cores.at(0), cache_dir(), adapter_over_base=parent == 0)
     finally:

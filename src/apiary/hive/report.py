@@ -1,5 +1,8 @@
 """`apiary report`: what the hive learned and forgot, as markdown plus PNG plots, from the store alone.
 
+The analyses are computed in evals/ (curves, forgetting, reward_hacking); this module gathers them,
+plots them and writes the Markdown.
+
 - learning curves: each worker's mean training reward per step, with its held-out scores;
 - forgetting matrix: held-out score of every core version (and each worker) on every job, as a heatmap;
 - retention over core versions: KL to the base on the retention prompts and right-to-wrong flips;
@@ -11,7 +14,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -19,10 +21,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from apiary.evals.curves import learning_curves  # noqa: E402
+from apiary.evals.forgetting import forgetting_matrix  # noqa: E402
+from apiary.evals.reward_hacking import GAP_ALARM, reward_gaps  # noqa: E402
 from apiary.hive.status import status  # noqa: E402
 from apiary.store.store import Store  # noqa: E402
-
-GAP_ALARM = 0.15
 
 
 def write_report(store: Store, out: Path, gap_alarm: float = GAP_ALARM) -> dict:
@@ -36,81 +39,6 @@ def write_report(store: Store, out: Path, gap_alarm: float = GAP_ALARM) -> dict:
         _plot_retention(figures["status"]["core_versions"], out / "retention.png")
     (out / "report.md").write_text(_markdown(figures))
     return figures | {"files": sorted(str(p) for p in out.iterdir())}
-
-
-def learning_curves(store: Store) -> dict[str, dict]:
-    """worker -> {"steps": [...], "reward": [...], "heldout": [(step, score), ...]} (steps counted over all runs,
-    from 0: the rollouts of step s were sampled after s updates; held-out starts with the core's score)."""
-    curves = {}
-    evals = store.evals()
-    for w in store.workers():
-        by_step: dict[tuple, list[float]] = defaultdict(list)
-        for e in store.episodes(w.name):
-            if e.origin == "rl":
-                by_step[(e.run_id, e.step)].append(e.score)
-        keys = sorted(by_step)
-        step_of_version = {0: 0}
-        offset, runs = 0, {}
-        for run_id, step in keys:
-            runs.setdefault(run_id, offset)
-            offset = max(offset, runs[run_id] + step + 1)
-        for v in store.adapter_versions(w.name):
-            step_of_version[v.version] = runs.get(v.run_id, 0) + v.step
-        before = [e for e in evals if e.worker is None and e.job == w.job and e.core_version == w.core_version][:1]
-        heldout = [(0, e.score) for e in before] + [(step_of_version.get(e.adapter_version, 0), e.score) for e in evals
-                                                    if e.worker == w.name and e.job == w.job]
-        curves[w.name] = {"steps": [runs[r] + s for r, s in keys],  # step s sampled after s updates
-                             "reward": [sum(by_step[k]) / len(by_step[k]) for k in keys], "heldout": heldout,
-                             "job": w.job}
-    return curves
-
-
-def forgetting_matrix(store: Store) -> dict:
-    """Held-out score of each core version and each worker's live adapter version on each job (latest eval)."""
-    jobs = sorted({e.job for e in store.evals()})
-    rows: dict[str, dict[str, float]] = {}
-    for e in store.evals():
-        if e.worker is None:
-            rows.setdefault(f"core v{e.core_version}", {})[e.job] = e.score
-    for w in store.workers():
-        for e in store.evals(w.name):
-            if w.live_version and e.adapter_version == w.live_version:
-                rows.setdefault(f"worker {w.name}", {})[e.job] = e.score
-    order = sorted(rows, key=lambda r: (not r.startswith("core"), int(r[6:]) if r.startswith("core") else 0, r))
-    return {"jobs": jobs, "rows": order, "scores": [[rows[r].get(j) for j in jobs] for r in order]}
-
-
-def reward_gaps(store: Store, gap_alarm: float) -> list[dict]:
-    """Training reward against held-out score per worker, and whether the gap widened. The training
-    reward of version v is the mean reward of the rollouts v itself sampled (those that trained the
-    next version); a version that sampled none (the last one) has no training reward and no gap."""
-    out = []
-    for w in store.workers():
-        reward_of: dict[int, float] = {}  # adapter version -> mean reward of the rollouts it sampled
-        for v in store.adapter_versions(w.name):
-            scores = [e.score for e in store.episodes_by_id(store.trained_on(w.name, v.version)).values()
-                      if e.adapter_version == v.parent and e.origin == "rl"]
-            if scores:
-                reward_of[v.parent] = sum(scores) / len(scores)
-        if not reward_of:
-            continue
-        core = [e for e in store.evals() if e.worker is None and e.job == w.job and e.core_version == w.core_version]
-        evals = {e.adapter_version: e for e in core[:1]} | {e.adapter_version: e for e in
-                                                             _latest_per_version(store.evals(w.name), w.job)}
-        points = []
-        for version, e in sorted(evals.items()):
-            reward = reward_of.get(version)
-            points.append({"adapter_version": version, "train_reward": reward, "heldout": e.score,
-                           "gap": None if reward is None else reward - e.score})
-        gaps = [p["gap"] for p in points if p["gap"] is not None]
-        out.append({"worker": w.name, "job": w.job, "points": points,
-                    "flag": len(gaps) > 1 and gaps[-1] - gaps[0] > gap_alarm})
-    return out
-
-
-def _latest_per_version(evals: list, job: str) -> list:
-    """The latest eval of each adapter version on the worker's own job."""
-    return list({e.adapter_version: e for e in evals if e.job == job}.values())
 
 
 def _plot_curves(curves: dict, path: Path) -> None:

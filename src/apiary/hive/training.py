@@ -25,7 +25,7 @@ from apiary.learners.common import FeedbackConfig, LearnStep, StepStats, new_opt
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json
+from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json, write_dir
 from apiary.store.records import AdapterVersion, Run, now
 from apiary.store.store import Store
 
@@ -217,7 +217,7 @@ def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _
     """Save the next adapter version (its parent: the version this run stands on), then optimizer + run
     state, then the store record (the commit point)."""
     version = state.latest + 1
-    adapters.save(model, store.adapter_dir(worker, version))
+    write_dir(store.adapter_dir(worker, version), lambda staging: adapters.save(model, staging))
     directory = store.checkpoint_dir(worker)
     buffer = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state()}, buffer)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
-
-from apiary.store.artifacts import replace_dir, staging_dir
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -35,14 +32,12 @@ def detach(model: PeftModel) -> PreTrainedModel:
     return model.unload()
 
 
-def save(model: PeftModel, path: Path, name: str = "default") -> None:
-    """Write adapter `name`'s adapter_model.safetensors + adapter_config.json to `path`, atomically."""
-    staging = staging_dir(path)
-    try:
-        model.save_pretrained(str(staging), safe_serialization=True, selected_adapters=[name])
-        replace_dir(staging if name == "default" else staging / name, path)  # PEFT puts other names in a subfolder
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def save(model: PeftModel, directory: Path, name: str = "default") -> Path:
+    """Write adapter `name`'s adapter_model.safetensors + adapter_config.json into `directory` and
+    return the folder that holds them. Not atomic on its own: the store writes adapters through
+    `artifacts.write_dir(target, lambda d: adapters.save(model, d))`, which is."""
+    model.save_pretrained(str(directory), safe_serialization=True, selected_adapters=[name])
+    return directory if name == "default" else directory / name  # PEFT puts other names in a subfolder
 
 
 @contextmanager

@@ -23,7 +23,7 @@ import torch
 from peft import PeftModel
 
 from apiary.models.core import MODEL_LOADS, Core
-from apiary.serve.batch import BASE, Request, RunningBatch
+from apiary.models.decoder import BASE, Request, RunningBatch
 
 log = logging.getLogger("apiary.serve")
 
@@ -62,7 +62,7 @@ class Lane:
 class Engine:
     """Continuous batching over the lanes; at most `max_batch` rows decode together per lane."""
 
-    def __init__(self, max_batch: int = 32, seed: int = 0):
+    def __init__(self, max_batch: int, seed: int = 0):
         self.max_batch = max_batch
         self._generator = torch.Generator().manual_seed(seed)
         self._lanes: dict[int, Lane] = {}

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
+from apiary.models.decoder import Request
 from apiary.models.prompt_format import prompt_ids
-from apiary.serve.batch import Request
 from apiary.serve.engine import Engine, Route
 from apiary.serve.metrics import Metrics
 from apiary.store.feedback import FeedbackError, from_dict

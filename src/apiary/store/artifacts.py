@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 # The process's umask, read once at import (reading it means setting it, which is not thread-safe).
 # mkstemp and mkdtemp make private files (0600) and directories (0700); what the hive writes gets the
@@ -56,3 +57,14 @@ def staging_dir(near: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{near.name}.", dir=near.parent))
     staging.chmod(0o777 & ~_UMASK)
     return staging
+
+
+def write_dir(target: Path, fill: Callable[[Path], Path]) -> None:
+    """Make the directory at `target` atomically: `fill(staging)` writes the files into a fresh
+    staging directory beside it and returns the folder holding them (the staging directory or one
+    inside it), which then replaces `target` in one step. A failed `fill` leaves `target` as it was."""
+    staging = staging_dir(target)
+    try:
+        replace_dir(fill(staging), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,7 @@
    is read back from /v1/workers before and after.
 
 Writes the "Serving" section of docs/benchmarks.md and docs/serve_load.json / .png.
-Run: python benchmarks/serve_load.py
+Run: python -m apiary.bench.serve_load
 """
 
 from __future__ import annotations
@@ -34,14 +34,13 @@ import openai
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
 from apiary import Hive  # noqa: E402
 from apiary.evals.retention import anchor_prompts  # noqa: E402
+from apiary.hive.recipes import ARITH  # noqa: E402
 
 TITLE = "Serving: load, and learning from feedback over HTTP"
-ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
 APIARY = str(Path(sys.executable).parent / "apiary")
 
 
@@ -137,8 +136,8 @@ def feedback_suite(work: Path, n: int, min_feedback: int, timeout_s: float, gate
     work.mkdir(parents=True, exist_ok=True)
     hive_dir = work / "hive-feedback"
     hive = Hive(hive_dir)
-    job = hive.job("rg:chain_sum", ONE_DIGIT)
-    hive.deploy("rg:chain_sum", "sums", overrides=ONE_DIGIT)
+    job = hive.job(ARITH.spec, ARITH.overrides)
+    hive.deploy(ARITH.spec, "sums", overrides=ARITH.overrides)
     hive.eval(jobs=[job])  # the core's held-out score on the job: what /v1/workers shows before learning
     tasks = job.source.train(0, n)
     with Server(hive_dir, 8732, "--min-feedback", str(min_feedback), *gate_flags, log=work / "feedback.log") as server:
@@ -284,7 +283,7 @@ def main() -> None:
                                            ["--max-kl", "1000", "--max-flips", "1"])
     path.write_text(json.dumps(fig, indent=2))
     plot(fig, DOCS / "serve_load.png")
-    write_section(TITLE, markdown(fig, "python benchmarks/serve_load.py"))
+    write_section(TITLE, markdown(fig, "python -m apiary.bench.serve_load"))
     print(json.dumps({k: v for k, v in fig.items() if k != "load"}, indent=2, default=str))
 
 

@@ -8,7 +8,7 @@ held-out accuracy is measured before and after. All kinds see copies of the same
 corrections, critiques and hints go to the same wrong answers. Practice gets the same number of
 failed attempts as seeds instead of feedback.
 
-    python benchmarks/feedback_kinds.py [--budget 64] [--tasks 96] [--samples 8] [--epochs 3]
+    python -m apiary.bench.feedback_kinds [--budget 64] [--tasks 96] [--samples 8] [--epochs 3]
 
 Writes the "Feedback kinds" section of docs/benchmarks.md, docs/feedback_kinds.json and .png.
 """
@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from apiary import FeedbackConfig, Hive  # noqa: E402
 from apiary.evals.simulated_people import simulate  # noqa: E402
-from apiary.hive.demo import DEMO_JOBS  # noqa: E402
+from apiary.hive.recipes import DEMO  # noqa: E402
 from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
 # (row label, simulated person's kind, learner)
@@ -148,17 +148,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=len(DEMO_JOBS), help="how many of the demo's jobs")
+    parser.add_argument("--jobs", type=int, default=len(DEMO.workers), help="how many of the demo's jobs")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as directory:
         hive = Hive(directory)
-        jobs = [run_job(hive, worker, spec, overrides, args) for worker, spec, overrides in DEMO_JOBS[:args.jobs]]
+        jobs = [run_job(hive, worker, spec, overrides, args) for worker, spec, overrides in DEMO.workers[:args.jobs]]
     result = {"machine": machine(), "budget": args.budget, "epochs": args.epochs, "jobs": jobs}
     DOCS.mkdir(exist_ok=True)
     (DOCS / "feedback_kinds.json").write_text(json.dumps(result, indent=2))
     plot(jobs, DOCS / "feedback_kinds.png")
-    write_markdown(result, f"python benchmarks/feedback_kinds.py --budget {args.budget} --tasks {args.tasks} "
+    write_markdown(result, f"python -m apiary.bench.feedback_kinds --budget {args.budget} --tasks {args.tasks} "
                            f"--samples {args.samples} --epochs {args.epochs}")
     for job in jobs:
         print(f"{job['job']}: {_verdict(job)}")

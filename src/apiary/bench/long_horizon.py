@@ -6,7 +6,7 @@ before and after (games at temperature 0.7 with a fixed seed, the tool job greed
 job: success rate, mean episode score, invalid-move rate (invalid moves / the worker's turns),
 average turns (to success), score by episode length, steps, episodes, and wall time.
 
-    python benchmarks/long_horizon.py [--minutes 8] [--heldout 40] [--jobs guess,lake,tools]
+    python -m apiary.bench.long_horizon [--minutes 8] [--heldout 40] [--jobs guess,lake,tools]
 
 Writes the "Long-horizon jobs" section of docs/benchmarks.md, docs/long_horizon.json and .png.
 """
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--jobs", default=",".join(JOBS))
     parser.add_argument("--hive", default=None, help="keep the hive here (default: a temporary directory)")
     args = parser.parse_args()
-    command = "python benchmarks/long_horizon.py" + (f" --minutes {args.minutes:g}" if args.minutes != 8 else "") + \
+    command = "python -m apiary.bench.long_horizon" + (f" --minutes {args.minutes:g}" if args.minutes != 8 else "") + \
         (f" --heldout {args.heldout}" if args.heldout != 40 else "") + (f" --lr {args.lr:g}" if args.lr != 1e-3 else "")
     path = DOCS / "long_horizon.json"
     saved = {r["spec"]: r for r in json.loads(path.read_text())["jobs"]} if path.exists() else {}

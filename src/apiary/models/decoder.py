@@ -1,10 +1,14 @@
-"""A running batch of one model: rows join while others are mid-reply (continuous batching).
+"""The one decoder: a running batch of one model, used by everything that generates.
 
-Each row holds a request's KV cache, left-padded to the batch's length; the attention mask has
-zeros at the pads and every row keeps its own position ids, so a row sees exactly its own tokens
-whatever joins or leaves around it. A new request is prefilled on its own (with the other new
-requests of the same adapter), padded to the batch's length and appended; a finished row is
-dropped at once, and columns no remaining row uses are cut off the left.
+Rows can join while others are mid-reply (continuous batching, the server's engine), or all be
+admitted at once and run until the last one ends (`decode`, which `generate` uses for learners and
+evals). Each row holds a request's KV cache, left-padded to the batch's length; the attention mask
+has zeros at the pads and every row keeps its own position ids, so a row sees exactly its own
+tokens whatever joins or leaves around it. New requests are prefilled together per adapter, with
+the shared-prefix prefill and identical prompts read once (a group of samples of one prompt costs
+one prefill), padded to the batch's length and appended; a finished row is dropped at once, so a
+long straggler does not make every other row pay for its tokens, and columns no remaining row uses
+are cut off the left. Each row samples with its own temperature (0: greedy) and top-p.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from peft import PeftModel
 from transformers import DynamicCache
 
-from apiary.models.generate import sample_rows
 from apiary.models.prefix import PromptState, prefill
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -25,13 +29,13 @@ BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 @dataclass
 class Request:
-    """One reply to write. `on_token` and `on_done` are called on the engine's thread."""
+    """One reply to write. `on_token` and `on_done` are called on the decoding thread (the engine's, when serving)."""
 
     prompt: list[int]
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
-    adapter: str = BASE
+    adapter: str | None = None  # a PEFT adapter name, BASE for the core alone; None: the model as it is
     stop_ids: tuple[int, ...] = ()
     done: Callable[[list[int]], bool] | None = None  # e.g. a stop string was written
     on_token: Callable[[int], None] | None = None
@@ -44,7 +48,7 @@ class Request:
 class RunningBatch:
     """The rows being decoded by one model, and their shared left-padded KV cache."""
 
-    def __init__(self, model, pad_id: int, generator: torch.Generator):
+    def __init__(self, model, pad_id: int, generator: torch.Generator | None):
         self.model, self.pad_id, self.generator = model, pad_id, generator
         self.rows: list[Request] = []
         self.cache: DynamicCache | None = None
@@ -54,17 +58,21 @@ class RunningBatch:
         return len(self.rows)
 
     def admit(self, requests: list[Request]) -> None:
-        """Prefill `requests` (grouped by adapter) and add them to the batch."""
+        """Prefill `requests` (grouped by adapter, each distinct prompt once) and add them to the batch."""
         for adapter in dict.fromkeys(r.adapter for r in requests):
             group = [r for r in requests if r.adapter == adapter]
+            distinct = {prompt: i for i, prompt in enumerate(dict.fromkeys(tuple(r.prompt) for r in group))}
             with self._adapter([adapter]):
-                state = prefill(self.model, [r.prompt for r in group], self.pad_id)
+                state = prefill(self.model, [list(p) for p in distinct], self.pad_id)
+            if len(distinct) < len(group):
+                state = state.select(torch.tensor([distinct[tuple(r.prompt)] for r in group], device=self.model.device))
             self._append(group, state)
 
     def step(self) -> None:
         """Pick each row's next token, finish the rows that are done, and run the rest one token on."""
-        temperature = torch.tensor([r.temperature for r in self.rows])
-        top_p = torch.tensor([r.top_p for r in self.rows])
+        device = self.logits_B_V.device
+        temperature = torch.tensor([r.temperature for r in self.rows], device=device)
+        top_p = torch.tensor([r.top_p for r in self.rows], device=device)
         tokens_B = sample_rows(self.logits_B_V, temperature, top_p, self.generator)
         keep = []
         for i, (row, token) in enumerate(zip(self.rows, tokens_B.tolist())):
@@ -119,7 +127,7 @@ class RunningBatch:
         if not keep:
             self.cache = self.mask_B_T = self.position_B = self.logits_B_V = None
             return
-        index = torch.tensor(keep)
+        index = torch.tensor(keep, device=self.mask_B_T.device)
         self.mask_B_T, self.position_B = self.mask_B_T[index], self.position_B[index]
         start = int(self.mask_B_T.any(0).nonzero()[0])  # columns left of this hold only pads now
         self.mask_B_T = self.mask_B_T[:, start:]
@@ -129,8 +137,9 @@ class RunningBatch:
     @contextmanager
     def _adapter(self, names: list[str]):
         """Run the model as the rows' adapters: PEFT's active adapter when all rows share one (the
-        fast path), a mixed batch (`adapter_names`) when they differ; a plain model is the core."""
-        if not hasattr(self.model, "peft_config"):
+        fast path), a mixed batch (`adapter_names`) when they differ; a plain model is the core, and
+        rows without an adapter name (None) run the model as it is."""
+        if not isinstance(self.model, PeftModel) or names[0] is None:
             yield {}
         elif len(set(names)) > 1:
             yield {"adapter_names": names}
@@ -141,6 +150,36 @@ class RunningBatch:
             if self.model.active_adapter != names[0]:
                 self.model.set_adapter(names[0])
             yield {}
+
+
+def decode(model, requests: list[Request], pad_id: int, generator: torch.Generator | None = None) -> None:
+    """Write every request's reply (into `request.tokens`): all admitted at once, stepped until the
+    last one ends. The same generator gives the same replies."""
+    batch = RunningBatch(model, pad_id, generator)
+    batch.admit(requests)
+    while batch.rows:
+        batch.step()
+
+
+def sample_rows(logits_B_V: torch.Tensor, temperature_B: torch.Tensor, top_p_B: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row, each row with its own temperature (0: greedy) and top-p."""
+    tokens_B = logits_B_V.argmax(-1)
+    sampled = (temperature_B > 0).nonzero().squeeze(-1)
+    if sampled.numel() == 0:
+        return tokens_B
+    probs_B_V = torch.softmax(logits_B_V[sampled].float() / temperature_B[sampled, None], dim=-1)
+    top_p = top_p_B[sampled, None]
+    if bool((top_p < 1.0).any()):
+        sorted_p, order = probs_B_V.sort(-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p
+        probs_B_V = torch.zeros_like(probs_B_V).scatter(-1, order, sorted_p * keep)
+    # Inverse-CDF sampling: one uniform per row. torch.multinomial draws an exponential for
+    # every vocabulary entry, which costs more than the model's forward at batch 128 on a CPU.
+    cdf_B_V = probs_B_V.cumsum(-1)
+    uniform_B_1 = torch.rand((cdf_B_V.shape[0], 1), generator=generator, device=cdf_B_V.device) * cdf_B_V[:, -1:]
+    tokens_B[sampled] = torch.searchsorted(cdf_B_V, uniform_B_1).squeeze(-1).clamp(max=cdf_B_V.shape[1] - 1)
+    return tokens_B
 
 
 def _finished(row: Request, token: int) -> str | None:

@@ -5,7 +5,7 @@ core, evaluating the held-out split every few steps. Learning time counts sampli
 the periodic evals are excluded (they are measurement, not learning). Also measures sampling
 throughput of apiary's generation path against plain `transformers.generate` on the same prompts.
 
-    python benchmarks/learn_speed.py [--minutes 5] [--eval-every 3] [--stop-when-decided]
+    python -m apiary.bench.learn_speed [--minutes 5] [--eval-every 3] [--stop-when-decided]
 
 Writes docs/benchmarks.md (its learn-speed section), docs/learn_speed[_stop_when_decided].json and .png.
 """
@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from apiary.evals.heldout import evaluate  # noqa: E402
-from apiary.hive.demo import DEMO_CONFIG, DEMO_JOBS  # noqa: E402
+from apiary.hive.recipes import DEMO  # noqa: E402
 from apiary.hive.training import Budget, learn  # noqa: E402
 from apiary.hive.worker import worker_on  # noqa: E402
 from apiary.jobs.spec import load_job  # noqa: E402
@@ -150,12 +150,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=3)
     parser.add_argument("--stop-when-decided", action="store_true", help="end samples once the scorer has decided")
     args = parser.parse_args()
-    config = replace(DEMO_CONFIG, stop_when_decided=args.stop_when_decided)
+    config = replace(DEMO.rl, stop_when_decided=args.stop_when_decided)
     suffix = "_stop_when_decided" if args.stop_when_decided else ""
     title = "Learning speed: chain_sum (2 terms, 1 digit)" + (", samples stopped once decided" if suffix else "")
     torch.manual_seed(0)
     core = load_core()
-    _, spec, overrides = DEMO_JOBS[0]
+    _, spec, overrides = DEMO.workers[0]
     job = load_job(spec, overrides)
     result = {
         "machine": machine(),
@@ -168,7 +168,7 @@ def main() -> None:
     (DOCS / f"learn_speed{suffix}.json").write_text(json.dumps(result, indent=2))
     plot(result, DOCS / f"learn_speed{suffix}.png")
     flag = " --stop-when-decided" if suffix else ""
-    write_markdown(result, f"python benchmarks/learn_speed.py --minutes {args.minutes:g} --eval-every {args.eval_every}{flag}",
+    write_markdown(result, f"python -m apiary.bench.learn_speed --minutes {args.minutes:g} --eval-every {args.eval_every}{flag}",
                    title, f"learn_speed{suffix}.png")
     print(json.dumps({k: v for k, v in result["learning"].items() if k != "curve"}, indent=2))
 
