@@ -1,6 +1,6 @@
 """Every module imports only from its own layer or the layers below it (DESIGN.md, "Shape of the code").
 
-models < jobs < store < learners < evals < hive < interfaces (the CLI, the package's front door,
+(base: leaf helpers such as extras.py) < models < jobs < store < learners < evals < hive < interfaces (the CLI, the package's front door,
 the server and the benchmarks). Imports inside functions and under TYPE_CHECKING count too: a
 lower layer that reaches up, even lazily, is the tangle this guards against.
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "apiary"
-LAYERS = ["models", "jobs", "store", "learners", "evals", "hive", "interfaces"]
+LAYERS = ["base", "models", "jobs", "store", "learners", "evals", "hive", "interfaces"]
+BASE = {"extras"}  # leaf helpers below every layer (which optional install a feature needs): they import no apiary module
 INTERFACES = {"cli", "serve", "bench", "__init__", "__main__"}
 
 
@@ -22,6 +23,8 @@ def layer_of(module: str) -> str:
     part = parts[1] if len(parts) > 1 else "__init__"
     if part in INTERFACES:
         return "interfaces"
+    if part in BASE:
+        return "base"
     assert part in LAYERS, f"apiary.{part} is in no layer of DESIGN.md: add it to a layer"
     return part
 
