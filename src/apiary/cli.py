@@ -25,7 +25,7 @@ from apiary.hive.consolidate import ConsolidateConfig
 from apiary.hive.demo import run_demo
 from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive
-from apiary.hive.mix import LEARNERS, OPEN_ENDED
+from apiary.hive.mix import LEARNERS, OPEN_ENDED, configs_with
 from apiary.hive.report import write_report
 from apiary.learners.common import FeedbackConfig
 from apiary.learners.grpo import GRPOConfig
@@ -58,7 +58,8 @@ def learn(
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
-    lr: Annotated[float, typer.Option(help="learning rate")] = GRPOConfig.learning_rate,
+    lr: Annotated[Optional[list[str]], typer.Option(
+        help="learning rate of every learner (default 1e-3), or NAME=RATE for one learner; repeatable")] = None,
     prompts: Annotated[int, typer.Option(help="prompts per step")] = GRPOConfig.prompts_per_step,
     samples: Annotated[int, typer.Option(help="samples per prompt")] = GRPOConfig.samples_per_prompt,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
@@ -72,15 +73,32 @@ def learn(
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
-    config = GRPOConfig(prompts_per_step=prompts, samples_per_prompt=samples, learning_rate=lr, max_new_tokens=max_new_tokens)
-    feedback = FeedbackConfig(epochs=epochs, batch_size=batch)
     h = Hive(hive, core=core)
-    result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, config=config,
-                                          feedback=feedback, overrides=spec[1:], show_progress=not as_json))
+
+    def run():
+        rates = _learning_rates(lr or [])
+        rl = GRPOConfig(prompts_per_step=prompts, samples_per_prompt=samples, max_new_tokens=max_new_tokens)
+        configs = configs_with(names, rl, rates.pop(None, None), rates, batch, epochs)
+        return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs,
+                       overrides=spec[1:], show_progress=not as_json)
+
+    result = _run(as_json, run)
     if as_json:
         print(result.model_dump_json())
     else:
         _learn_table([result])
+
+
+def _learning_rates(values: list[str]) -> dict[str | None, float]:
+    """`--lr` values: "1e-4" for every learner (key None), "corrections=1e-4" for one."""
+    rates: dict[str | None, float] = {}
+    for value in values:
+        name, _, rate = value.rpartition("=")
+        try:
+            rates[name.strip() or None] = float(rate)
+        except ValueError:
+            raise ValueError(f"--lr {value}: give a number, or NAME=NUMBER for one learner") from None
+    return rates
 
 
 @app.command()

@@ -15,9 +15,9 @@ from apiary.hive.status import status
 from apiary.hive.training import Budget, learn
 from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
-from apiary.learners.common import FeedbackConfig
+from apiary.learners.common import LearnerConfig
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
-from apiary.learners.grpo_turns import MultiTurnGRPOLearner, transcript_episode
+from apiary.learners.play import transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core, load_core, with_core_adapters
@@ -87,12 +87,14 @@ class Hive:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
 
     def learn(self, job: Job | str, worker: str, *, minutes: float | None = None, steps: int | None = None,
-              learners: list[str] = ("rl",), config: GRPOConfig | None = None, feedback: FeedbackConfig | None = None,
+              learners: list[str] = ("rl",), config: GRPOConfig | None = None,
+              configs: dict[str, LearnerConfig] | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
               show_progress: bool = True, release: bool = True, start_version: int | None = None) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
         corrections, critiques, preferences, practice; feedback learners alone need no budget
-        (they stop when the worker's unlearned feedback is used up). `release`: make the version it
+        (they stop when the worker's unlearned feedback is used up). `configs`: settings by learner
+        name (e.g. {"corrections": CorrectionsConfig(learning_rate=1e-4)}); `config`: the rl learner's. `release`: make the version it
         ends with the live one (what a server serves); the server's own learning passes False and
         releases only past the gate. `start_version`: learn on from this adapter version rather than
         the latest (the server passes the live one, so a refused version is never built on)."""
@@ -104,7 +106,7 @@ class Hive:
         before = self._eval_version(job, worker if start else None, start, core=core)
         model, run = learn(self.store, core, job, worker, Budget(steps=steps, minutes=minutes), config, lora,
                            checkpoint_every=checkpoint_every, show_progress=show_progress, learners=learners,
-                           feedback=feedback, start_version=start_version)
+                           configs=configs, start_version=start_version)
         try:
             after = self._record(evaluate(model, core.tokenizer, job, core.stop_token_ids, worker=worker,
                                           adapter_version=run.version, core_version=core.version))
@@ -118,7 +120,7 @@ class Hive:
             wall_seconds=time.perf_counter() - started, adapter_version=run.version, run_id=run.run_id,
             resumed=run.resumed,
             long_horizon={"before": before.details["long_horizon"], "after": after.details["long_horizon"]}
-            if job.multi_turn else None,
+            if "long_horizon" in after.details else None,
             generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
             train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
             learners=run.learners, feedback=run.feedback,
@@ -138,18 +140,12 @@ class Hive:
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
         model = adapters.attach(core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
-        learner = MultiTurnGRPOLearner if job.multi_turn else GRPOLearner  # a multi-turn job plays whole episodes
-        try:
-            rollouts = learner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(job.source.train(start, n))
+        try:  # a multi-turn job plays whole episodes
+            rollouts = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(job.source.train(start, n))
         finally:
             adapters.detach(model)
-        if job.multi_turn:
-            episodes = [transcript_episode(job, t).model_copy(update={"origin": "attempt", "worker": worker,
-                                                                      "adapter_version": version}) for t in rollouts]
-        else:
-            episodes = [Episode(job=job.name, task_id=s.task.id, messages=job.messages(s.task), completion=s.completion,
-                                score=s.reward, answer=s.task.answer, origin="attempt", worker=worker,
-                                adapter_version=version) for s in rollouts]
+        episodes = [transcript_episode(job, t).model_copy(update={"origin": "attempt", "worker": worker,
+                                                                  "adapter_version": version}) for t in rollouts]
         for episode, episode_id in zip(episodes, self.store.add_episodes(episodes)):
             episode.id = episode_id
         return episodes
