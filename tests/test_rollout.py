@@ -4,6 +4,7 @@ every learner is built the same way, and each learner's learning rate is its own
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 import torch
@@ -161,3 +162,22 @@ def test_each_learner_learns_at_its_own_rate_in_a_shared_run(tmp_path, tiny_core
     moved, _, _ = _rl_run(tmp_path / "moved", tiny_core_dir, ["rl", "corrections"],
                           {"corrections": CorrectionsConfig(learning_rate=5e-2, batch_size=2)})
     assert any(not torch.equal(alone[n], moved[n]) for n in alone)
+
+
+def test_cli_learning_rate_options_are_checked_before_any_learning(tmp_path, tiny_core_dir):
+    from typer.testing import CliRunner
+
+    from apiary.cli import app
+
+    def error(*lr: str) -> str:
+        args = ["learn", "rg:chain_sum", "--worker", "w", "--steps", "1", "--learners", "rl,corrections", "--hive",
+                str(tmp_path), "--core", str(tiny_core_dir), "--json"]
+        result = CliRunner().invoke(app, args + [x for value in lr for x in ("--lr", value)])
+        assert result.exit_code == 2, result.output
+        return json.loads(result.stdout)["error"]
+
+    assert "learning rate must be a number >= 0" in error("-1")
+    assert "CorrectionsConfig: the learning rate must be a number >= 0" in error("1e-3", "corrections=-1")
+    assert "give a number" in error("corrections=fast")
+    assert "unknown learner" in error("sft=1e-4")
+    assert "does not use" in error("practice=1e-4")
