@@ -5,9 +5,9 @@ people's feedback or the worker's own practice) takes its next batch and makes o
 worker's adapter with its own optimizer, at its own learning rate (learners.common); the episodes
 they wrote are committed to the store first. Every `checkpoint_every` steps the adapter is saved as
 a new version (safetensors, atomically) with the ids of the episodes and feedback it learned from,
-plus each learner's optimizer state and its position in its material. A run killed at any point resumes from its last checkpoint; episodes
-recorded after it stay in the store, linked to no adapter version, because no saved adapter
-learned from them.
+plus each learner's optimizer state and its position in its material. A run killed at any point
+resumes from its last checkpoint; episodes recorded after it stay in the store, linked to no
+adapter version, because no saved adapter learned from them.
 """
 
 from __future__ import annotations

@@ -137,12 +137,12 @@ class GRPOLearner:
         advantages_P_G = group_advantages(torch.tensor([t.score for t in transcripts]).view(len(tasks), group))
         chosen = [(transcripts[p * group + g], float(advantages_P_G[p, g]))
                   for p in range(len(tasks)) if bool(advantages_P_G[p].abs().sum() > 0) for g in range(group)]
-        turns = sum(t.turns for t in transcripts)
-        stats = StepStats(reward_mean=sum(t.score for t in transcripts) / len(transcripts), trained_samples=len(chosen),
+        turns, n = sum(t.turns for t in transcripts), max(1, len(transcripts))
+        stats = StepStats(reward_mean=float(torch.tensor([t.score for t in transcripts]).mean()), trained_samples=len(chosen),
                           generated_tokens=sum(sum(t.model_mask) for t in transcripts), trained_tokens=0,
                           generate_seconds=generated - started, train_seconds=0.0,
                           extra={"invalid_rate": sum(t.invalid for t in transcripts) / max(1, turns),
-                                 "success_rate": sum(t.success for t in transcripts) / len(transcripts)})
+                                 "success_rate": sum(t.success for t in transcripts) / n})
         if chosen:
             stats.loss, stats.trained_tokens = self._update(chosen)
         stats.train_seconds = time.perf_counter() - generated
