@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from apiary import ConsolidateConfig, DistillConfig, FeedbackConfig, GateConfig, Hive
+from apiary import ConsolidateConfig, CorrectionsConfig, DistillConfig, GateConfig, Hive
 from apiary.hive.distill import reverse_kl
 from apiary.learners.grpo import GRPOConfig
 from apiary.store.records import Episode
 
 CONFIG = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, learning_rate=1e-2)
 QUICK = DistillConfig(steps=2, prompts_per_job=2, anchor_prompts=2, max_new_tokens=3, anchor_new_tokens=3, rank=4)
-FEEDBACK = FeedbackConfig(epochs=2, batch_size=4)
+FEEDBACK = {"corrections": CorrectionsConfig(epochs=2, batch_size=4)}
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
 
 
@@ -24,7 +24,7 @@ def hive(tmp_path, tiny_core_dir, monkeypatch):
         h.learn(spec, worker, steps=1, config=CONFIG, overrides=overrides, show_progress=False)  # random model: no reward
         h.attempt(spec, worker, n=4, overrides=overrides)
         h.simulate_feedback(worker, "correction", n=4)
-        h.learn(spec, worker, learners=["corrections"], feedback=FEEDBACK, overrides=overrides, show_progress=False)
+        h.learn(spec, worker, learners=["corrections"], configs=FEEDBACK, overrides=overrides, show_progress=False)
     return h
 
 
@@ -85,7 +85,7 @@ def test_a_worker_that_trained_on_a_heldout_item_is_refused_for_contamination(hi
                                                      completion="7", score=0.0, answer=leaked.answer, origin="attempt",
                                                      worker="arith", adapter_version=2)])
     hive.feedback(episode_id, correction=leaked.answer)
-    hive.learn(job, "arith", learners=["corrections"], feedback=FEEDBACK, show_progress=False)
+    hive.learn(job, "arith", learners=["corrections"], configs=FEEDBACK, show_progress=False)
     config = ConsolidateConfig(method="linear", gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
     result = hive.consolidate(config=config, show_progress=False)
     assert not result.passed and result.contamination == 1

@@ -45,20 +45,20 @@ def test_grpo_step_moves_lora_toward_rewarded_completions(tiny_core):
         tasks = learner.job.source.train(0, 2)
         samples = learner.rollout(tasks)
         for i, s in enumerate(samples):  # hand out rewards: the first sample of each group wins
-            s.reward = 1.0 if i % 4 == 0 else 0.0
+            s.score = 1.0 if i % 4 == 0 else 0.0
         prompts = [samples[0].prompt_ids, samples[4].prompt_ids]
         index = [i // 4 for i in range(8)]
         pad = tiny_core.tokenizer.pad_token_id
         with torch.no_grad():
-            before, mask = completion_logprobs(model, prompts, [s.completion_ids for s in samples], index, pad)
+            before, mask = completion_logprobs(model, prompts, [s.ids for s in samples], index, pad)
         lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-        advantages = group_advantages(torch.tensor([s.reward for s in samples]).view(2, 4))
-        learner._update(samples, [0, 1], advantages)
+        advantages = group_advantages(torch.tensor([s.score for s in samples]).view(2, 4))
+        learner._update([(s, float(a)) for s, a in zip(samples, advantages.view(-1))])
         changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, lora_before[n])]
         assert changed, "LoRA parameters did not change"
         assert all("lora_" in n for n in changed)
         with torch.no_grad():
-            after, _ = completion_logprobs(model, prompts, [s.completion_ids for s in samples], index, pad)
+            after, _ = completion_logprobs(model, prompts, [s.ids for s in samples], index, pad)
         gain = ((after - before) * mask).sum(1)
         assert gain[0] > 0 and gain[4] > 0  # winners got more likely
         assert gain[[1, 2, 3, 5, 6, 7]].mean() < gain[[0, 4]].mean()

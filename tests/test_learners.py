@@ -7,12 +7,12 @@ from apiary.jobs.base import Job
 from apiary.jobs.checks import arithmetic_answer
 from apiary.jobs.function import HELDOUT_BASE, FunctionSource
 from apiary.jobs.scoring import Scorer
-from apiary.learners.common import Example, FeedbackConfig, FeedbackItem, batch_logprobs, new_optimizer
-from apiary.learners.corrections import CorrectionLearner
-from apiary.learners.critiques import CritiqueLearner, revision_messages
-from apiary.learners.practice import PracticeLearner
-from apiary.learners.preferences import PreferenceLearner
-from apiary.learners.rewards import RewardLearner, baseline_advantages
+from apiary.learners.common import Example, FeedbackItem, batch_logprobs
+from apiary.learners.corrections import CorrectionLearner, CorrectionsConfig
+from apiary.learners.critiques import CritiqueLearner, CritiquesConfig, revision_messages
+from apiary.learners.practice import PracticeConfig, PracticeLearner
+from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
+from apiary.learners.rewards import RewardLearner, RewardsConfig, baseline_advantages
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.generate import prompt_ids, reply_ids
@@ -20,7 +20,9 @@ from apiary.store.feedback import make_feedback
 from apiary.store.records import Episode, Feedback
 
 ASK = [{"role": "user", "content": "Calculate 9 - 4 ="}]
-CONFIG = FeedbackConfig(batch_size=4, tries=2)
+LR = 1e-2
+CONFIG = CritiquesConfig(learning_rate=LR, batch_size=4, tries=2)
+ANY_JOB = Job(name="j", source=FunctionSource(lambda i: ("q", "a"), heldout_size=1), scorer=Scorer("any", lambda c, a: 0.0))
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ def logprob(model, tokenizer, messages, text) -> float:
 
 def test_corrections_make_the_corrected_output_more_likely(model, tiny_core):
     tok = tiny_core.tokenizer
-    learner = CorrectionLearner(model, tok, new_optimizer(model, 1e-2), CONFIG)
+    learner = CorrectionLearner(model, tok, ANY_JOB, CorrectionsConfig(learning_rate=LR, batch_size=4), tiny_core.stop_token_ids)
     before = logprob(model, tok, ASK, "5")
     for _ in range(3):
         step = learner.learn([FeedbackItem(feedback("correction", text="5"), episode(1, "13"))])
@@ -57,7 +59,7 @@ def test_corrections_make_the_corrected_output_more_likely(model, tiny_core):
 
 def test_preferences_make_the_preferred_answer_relatively_more_likely(model, tiny_core):
     tok = tiny_core.tokenizer
-    learner = PreferenceLearner(model, tok, new_optimizer(model, 1e-2), FeedbackConfig(beta=0.5))
+    learner = PreferenceLearner(model, tok, ANY_JOB, PreferencesConfig(learning_rate=LR, beta=0.5), tiny_core.stop_token_ids)
     margin = lambda: logprob(model, tok, ASK, "5") - logprob(model, tok, ASK, "13")  # noqa: E731
     before = margin()
     item = FeedbackItem(feedback("preference", episode_id=2, other_episode_id=1), episode(2, "5", 1.0), episode(1, "13"))
@@ -70,7 +72,7 @@ def test_preferences_make_the_preferred_answer_relatively_more_likely(model, tin
 def test_rewards_push_up_high_and_down_low(model, tiny_core):
     tok = tiny_core.tokenizer
     assert baseline_advantages(["a", "a", "b"], [1.0, 0.0, 0.3]) == pytest.approx([1.0, -1.0, 0.3 - 1.3 / 3])
-    learner = RewardLearner(model, tok, new_optimizer(model, 1e-2), CONFIG)
+    learner = RewardLearner(model, tok, ANY_JOB, RewardsConfig(learning_rate=LR, batch_size=4), tiny_core.stop_token_ids)
     margin = lambda: logprob(model, tok, ASK, "5") - logprob(model, tok, ASK, "13")  # noqa: E731
     before = margin()
     items = [FeedbackItem(feedback("reward", id=1, episode_id=2, reward=1.0), episode(2, "5", 1.0)),
@@ -87,8 +89,7 @@ def test_critiques_distil_a_verified_revision_into_the_uncritiqued_prompt(model,
     tok = tiny_core.tokenizer
     job = Job(name="j", source=FunctionSource(lambda i: ("q", "a"), heldout_size=1), max_tokens=4,
               scorer=Scorer("changed", lambda completion, answer: float(completion.strip() != "13")))
-    learner = CritiqueLearner(model, tok, job, new_optimizer(model, 1e-2), CONFIG, tiny_core.stop_token_ids,
-                              torch.Generator().manual_seed(0))
+    learner = CritiqueLearner(model, tok, job, CONFIG, tiny_core.stop_token_ids, torch.Generator().manual_seed(0))
     item = FeedbackItem(feedback("critique", text="too high"), episode(1, "13"))
     assert "too high" in revision_messages(item)[-1]["content"]
     step = learner.learn([item])
@@ -105,8 +106,7 @@ def test_critique_without_a_better_answer_trains_nothing(model, tiny_core):
     tok = tiny_core.tokenizer
     job = Job(name="j", source=FunctionSource(lambda i: ("q", "a"), heldout_size=1), max_tokens=4,
               scorer=Scorer("never", lambda completion, answer: 0.0))
-    learner = CritiqueLearner(model, tok, job, new_optimizer(model, 1e-2), CONFIG, tiny_core.stop_token_ids,
-                              torch.Generator().manual_seed(0))
+    learner = CritiqueLearner(model, tok, job, CONFIG, tiny_core.stop_token_ids, torch.Generator().manual_seed(0))
     before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
     step = learner.learn([FeedbackItem(feedback("critique", text="too high"), episode(1, "13"))])
     assert step.stats.trained_samples == 0 and len(step.episodes) == CONFIG.tries
@@ -118,15 +118,15 @@ def test_practice_keeps_only_checkable_new_problems_outside_the_heldout(model, t
     job = Job(name="j", source=FunctionSource(lambda i: ("Calculate 2 + 2 =", "4") if i >= HELDOUT_BASE
                                               else (f"Calculate {i} + 1 =", str(i + 1)), heldout_size=1),
               scorer=Scorer("any", lambda c, a: 0.0), solve=arithmetic_answer, max_tokens=4)
-    learner = PracticeLearner(model, tiny_core.tokenizer, job, new_optimizer(model, 1e-2), CONFIG,
-                              tiny_core.stop_token_ids, torch.Generator().manual_seed(0))
+    practice = PracticeConfig(learning_rate=LR, batch_size=4, tries=2)
+    learner = PracticeLearner(model, tiny_core.tokenizer, job, practice, tiny_core.stop_token_ids, torch.Generator().manual_seed(0))
     failed = episode(1, "13", messages=[{"role": "user", "content": "Calculate 9 - 4 ="}])
     learner._sample = lambda chats, samples: ["Calculate 9 - 4 =", "Calculate 2+2=", "What is 7 * 6?", "no numbers here"]
     tasks = learner._write([failed] * 4)
     assert [(t.question, t.answer) for t in tasks] == [("What is 7 * 6?", "42")]
     with pytest.raises(ValueError, match="no check"):
-        PracticeLearner(model, tiny_core.tokenizer, Job(name="x", source=job.source, scorer=job.scorer),
-                        new_optimizer(model, 1e-2), CONFIG, tiny_core.stop_token_ids, torch.Generator())
+        PracticeLearner(model, tiny_core.tokenizer, Job(name="x", source=job.source, scorer=job.scorer), practice,
+                        tiny_core.stop_token_ids, torch.Generator())
 
 
 @pytest.mark.real_model

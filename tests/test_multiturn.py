@@ -11,13 +11,12 @@ import torch
 from apiary.evals.heldout import evaluate
 from apiary.hive.training import Budget, learn
 from apiary.hive.worker import worker_on
-from apiary.jobs.base import Job
-from apiary.jobs.multiturn import ENVIRONMENT_SCORER, SeededSource, Turn
+from apiary.jobs.base import Job, Turn
+from apiary.jobs.multiturn import ENVIRONMENT_SCORER, SeededSource
 from apiary.jobs.spec import load_job
 from apiary.jobs.textarena import TextArenaEpisode
 from apiary.jobs.tools import ROOMS, ToolEpisode, tools_job
-from apiary.learners.grpo import GRPOConfig, policy_loss
-from apiary.learners.grpo_turns import MultiTurnGRPOLearner, masked_logprobs, micro_batches
+from apiary.learners.grpo import GRPOConfig, GRPOLearner, masked_logprobs, micro_batches, policy_loss
 from apiary.learners.play import play
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -106,9 +105,8 @@ def test_learner_step_updates_from_whole_episodes(tiny_core):
     job = counting_job()
     model = adapters.attach(tiny_core.model, LoraSpec())
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    learner = MultiTurnGRPOLearner(model, tiny_core.tokenizer, job, GRPOConfig(prompts_per_step=2, samples_per_prompt=4,
-                                                                                 learning_rate=1e-2),
-                                   tiny_core.stop_token_ids, seed=1)
+    learner = GRPOLearner(model, tiny_core.tokenizer, job, GRPOConfig(prompts_per_step=2, samples_per_prompt=4, learning_rate=1e-2),
+                          tiny_core.stop_token_ids, torch.Generator().manual_seed(1))
     step = learner.learn(job.source.train(0, 2))
     assert len(step.episodes) == 8 and all(e.info["turns"] >= 1 for e in step.episodes)
     if step.stats.trained_samples:  # some group had different scores: the adapter moved

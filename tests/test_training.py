@@ -87,13 +87,13 @@ def _corrections(store, worker, n):
 
 
 def test_rl_and_corrections_in_one_run_record_what_each_used(tmp_path, tiny_core, chain_sum_job):
-    from apiary.learners.common import FeedbackConfig
+    from apiary.learners.corrections import CorrectionsConfig
 
     store = Store(tmp_path)
     store.ensure_worker("w", chain_sum_job.name, tiny_core.name, chain_sum_job.describe())
     feedback_ids = _corrections(store, "w", 4)
     model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=3), CONFIG, LORA, show_progress=False,
-                       learners=["rl", "corrections"], feedback=FeedbackConfig(batch_size=2, epochs=1))
+                       learners=["rl", "corrections"], configs={"corrections": CorrectionsConfig(batch_size=2, epochs=1)})
     adapters.detach(model)
     assert run.learners == ["rl", "corrections"] and run.feedback == 4 and run.steps == 3
     rl = [e for e in store.episodes("w") if e.origin == "rl"]
@@ -104,19 +104,19 @@ def test_rl_and_corrections_in_one_run_record_what_each_used(tmp_path, tiny_core
 
 
 def test_interrupted_feedback_run_resumes_its_queue(tmp_path, tiny_core, chain_sum_job):
-    from apiary.learners.common import FeedbackConfig
+    from apiary.learners.corrections import CorrectionsConfig
 
     store = Store(tmp_path)
     store.ensure_worker("w", chain_sum_job.name, tiny_core.name, chain_sum_job.describe())
     _corrections(store, "w", 6)
-    config = FeedbackConfig(batch_size=2, epochs=2)  # 12 items in the queue: 6 steps
+    configs = {"corrections": CorrectionsConfig(learning_rate=1e-2, batch_size=2, epochs=2)}  # 12 items in the queue: 6 steps
     with pytest.raises(Stop):
-        learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
-              learners=["corrections"], feedback=config, on_step=stop_at(3))
+        learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), lora=LORA, checkpoint_every=2, show_progress=False,
+              learners=["corrections"], configs=configs, on_step=stop_at(3))
     assert store.worker("w").latest_version == 1
     first = set(store.feedback_learned("w", 1))
-    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), CONFIG, LORA, checkpoint_every=2, show_progress=False,
-                       learners=["corrections"], feedback=config)
+    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(), lora=LORA, checkpoint_every=2,
+                       show_progress=False, learners=["corrections"], configs=configs)
     adapters.detach(model)
     assert run.resumed and run.steps == 4  # steps 3..6 of the saved queue, not a new queue
     assert len(first | set(store.feedback_learned("w", run.version))) == 6

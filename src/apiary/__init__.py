@@ -15,6 +15,9 @@ _PUBLIC = {
     "Job": "apiary.jobs.base", "Task": "apiary.jobs.base", "FunctionSource": "apiary.jobs.function",
     "Scorer": "apiary.jobs.scoring", "scorer": "apiary.jobs.scoring", "load_job": "apiary.jobs.spec",
     "GRPOConfig": "apiary.learners.grpo", "FeedbackConfig": "apiary.learners.common",
+    "RewardsConfig": "apiary.learners.rewards", "CorrectionsConfig": "apiary.learners.corrections",
+    "CritiquesConfig": "apiary.learners.critiques", "PreferencesConfig": "apiary.learners.preferences",
+    "PracticeConfig": "apiary.learners.practice",
     "FeedbackError": "apiary.store.feedback", "ConsolidateConfig": "apiary.hive.consolidate",
     "ConsolidateResult": "apiary.hive.consolidate", "DistillConfig": "apiary.hive.distill", "GateConfig": "apiary.evals.gate",
 }
@@ -30,7 +33,12 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from apiary.jobs.scoring import Scorer, scorer
     from apiary.jobs.spec import load_job
     from apiary.learners.common import FeedbackConfig
+    from apiary.learners.corrections import CorrectionsConfig
+    from apiary.learners.critiques import CritiquesConfig
     from apiary.learners.grpo import GRPOConfig
+    from apiary.learners.practice import PracticeConfig
+    from apiary.learners.preferences import PreferencesConfig
+    from apiary.learners.rewards import RewardsConfig
     from apiary.store.feedback import FeedbackError
 
 

@@ -72,7 +72,8 @@ def learn(
     worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="learning rate (default: the RL config's)")] = None,
+    lr: Annotated[Optional[list[str]], typer.Option(
+        help="learning rate of every learner (default 1e-3), or NAME=RATE for one learner; repeatable")] = None,
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
@@ -87,24 +88,38 @@ def learn(
 ):
     """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
     on from its live adapter version; prints held-out accuracy before and after."""
-    from apiary.hive.mix import OPEN_ENDED
-    from apiary.learners.common import FeedbackConfig
+    from apiary.hive.mix import OPEN_ENDED, configs_with
     from apiary.learners.grpo import GRPOConfig
 
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
-    config = GRPOConfig(max_new_tokens=max_new_tokens,
-                        **_given(prompts_per_step=prompts, samples_per_prompt=samples, learning_rate=lr))
-    feedback = FeedbackConfig(**_given(epochs=epochs, batch_size=batch))
     h = _hive(hive, core, template)
-    result = _run(as_json, lambda: h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, config=config,
-                                          feedback=feedback, overrides=spec[1:], show_progress=not as_json,
-                                          start_version=from_version))
+
+    def run():
+        rates = _learning_rates(lr or [])
+        rl = GRPOConfig(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples))
+        configs = configs_with(names, rl, rates.pop(None, None), rates, batch, epochs)
+        return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs,
+                       overrides=spec[1:], show_progress=not as_json, start_version=from_version)
+
+    result = _run(as_json, run)
     if as_json:
         print(result.model_dump_json())
     else:
         _learn_table([result])
+
+
+def _learning_rates(values: list[str]) -> dict[str | None, float]:
+    """`--lr` values: "1e-4" for every learner (key None), "corrections=1e-4" for one."""
+    rates: dict[str | None, float] = {}
+    for value in values:
+        name, _, rate = value.rpartition("=")
+        try:
+            rates[name.strip() or None] = float(rate)
+        except ValueError:
+            raise ValueError(f"--lr {value}: give a number, or NAME=NUMBER for one learner") from None
+    return rates
 
 
 @app.command()

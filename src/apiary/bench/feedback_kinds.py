@@ -26,8 +26,9 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from apiary import FeedbackConfig, Hive  # noqa: E402
+from apiary import GRPOConfig, Hive  # noqa: E402
 from apiary.evals.simulated_people import simulate  # noqa: E402
+from apiary.hive.mix import configs_with  # noqa: E402
 from apiary.hive.recipes import DEMO  # noqa: E402
 from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
@@ -56,7 +57,7 @@ def run_job(hive: Hive, worker_prefix: str, spec: str, overrides: list[str], arg
     rows = []
     for label, kind, learner in KINDS:
         worker = f"{worker_prefix}-{learner}-{kind or 'seeds'}"
-        config = FeedbackConfig(epochs=args.epochs)
+        config = configs_with([learner], GRPOConfig(), epochs=args.epochs)[learner]
         if kind is None:  # practice: the same number of failed attempts as seeds, as many steps as feedback gets
             seeds = _copy(hive, job, [e for e in attempts if e.score < 1.0][:args.budget], worker)
             given, steps = len(seeds), args.epochs * -(-len(seeds) // config.batch_size)
@@ -64,7 +65,8 @@ def run_job(hive: Hive, worker_prefix: str, spec: str, overrides: list[str], arg
             episodes = _copy(hive, job, attempts, worker)
             given = len(hive.store.add_feedback(simulate(episodes, kind, args.budget, seed=args.seed)))
             steps = None
-        result = hive.learn(job, worker, learners=[learner], feedback=config, steps=steps, show_progress=False)
+        result = hive.learn(job, worker, learners=[learner], configs={learner: config}, steps=steps,
+                            show_progress=False)
         rows.append({"kind": label, "learner": learner, "feedback": given, "before": result.before, "after": result.after,
                      "gain": result.after - result.before, "steps": result.steps, "learn_seconds": result.learn_seconds,
                      "wall_seconds": result.wall_seconds, "episodes_written": result.episodes})

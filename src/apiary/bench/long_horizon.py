@@ -1,6 +1,6 @@
 """Long-horizon jobs: the bundled core before and after learning two TextArena games and the tool job.
 
-For each job a fresh worker learns by RL over whole episodes (learners.grpo_turns) for `--minutes`
+For each job a fresh worker learns by RL over whole episodes (learners.grpo) for `--minutes`
 of learning time; its held-out episodes (their own seeds, never trained on) are played to the end
 before and after (games at temperature 0.7 with a fixed seed, the tool job greedily). Reported per
 job: success rate, mean episode score, invalid-move rate (invalid moves / the worker's turns),

@@ -34,8 +34,8 @@ def sequential_full(core: Core, jobs: list[Job], budget: Budget, config: GRPOCon
     R, stages = [], []
     try:
         for job in jobs:
-            learner = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids, optimizer=optimizer,
-                                  generator=generator)
+            learner = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids, generator)
+            learner.optimizer = optimizer  # one optimizer across the jobs, as a naive sequential run has
             steps, began = 0, time.perf_counter()
             while not budget.done(steps, time.perf_counter() - began):
                 learner.step(job.source.train(steps * config.prompts_per_step, config.prompts_per_step))

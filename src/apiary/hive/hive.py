@@ -17,9 +17,9 @@ from apiary.hive.worker import WorkerHandle, new_worker
 from apiary.hive.worker_gate import WorkerGateResult, gate_worker
 from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
-from apiary.learners.common import FeedbackConfig
+from apiary.learners.common import LearnerConfig
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
-from apiary.learners.grpo_turns import MultiTurnGRPOLearner, transcript_episode
+from apiary.learners.play import transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core
@@ -70,20 +70,23 @@ class Hive:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
 
     def learn(self, job: Job | str, worker: str, *, minutes: float | None = None, steps: int | None = None,
-              learners: list[str] = ("rl",), config: GRPOConfig | None = None, feedback: FeedbackConfig | None = None,
+              learners: list[str] = ("rl",), config: GRPOConfig | None = None,
+              configs: dict[str, LearnerConfig] | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
               show_progress: bool = True, release: bool = True, start_version: int | None = None) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
         corrections, critiques, preferences, practice; feedback learners alone need no budget
         (they stop when the worker's unlearned feedback is used up). A new worker starts on the
-        current core. `start_version`: learn on from this adapter version rather than the live one
-        (what a server serves). `release`: make the version it ends with the live one; the server's
-        own learning passes False and releases only past the gate (see hive.feedback_learning)."""
+        current core. `configs`: settings by learner name (e.g. {"corrections":
+        CorrectionsConfig(learning_rate=1e-4)}); `config`: the rl learner's. `start_version`: learn on
+        from this adapter version rather than the live one (what a server serves). `release`: make the
+        version it ends with the live one; the server's own learning passes False and releases only
+        past the gate (see hive.feedback_learning)."""
         job = self.job(job, overrides)
         record = self.store.worker(worker) or new_worker(worker, job, self.core)
         handle = WorkerHandle(record, job, self.cores.at(record.core_version))
         return learn_worker(self.store, self.evaluator, handle, Budget(steps=steps, minutes=minutes), learners=learners,
-                            config=config, feedback=feedback, lora=lora, checkpoint_every=checkpoint_every,
+                            config=config, configs=configs, lora=lora, checkpoint_every=checkpoint_every,
                             show_progress=show_progress, release=release, start_version=start_version)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
@@ -101,18 +104,12 @@ class Hive:
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
         model = adapters.attach(core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
-        learner = MultiTurnGRPOLearner if job.multi_turn else GRPOLearner  # a multi-turn job plays whole episodes
-        try:
-            rollouts = learner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(job.source.train(start, n))
+        try:  # a multi-turn job plays whole episodes
+            rollouts = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(job.source.train(start, n))
         finally:
             adapters.detach(model)
-        if job.multi_turn:
-            episodes = [transcript_episode(job, t).model_copy(update={"origin": "attempt", "worker": worker,
-                                                                      "adapter_version": version}) for t in rollouts]
-        else:
-            episodes = [Episode(job=job.name, task_id=s.task.id, messages=job.messages(s.task), completion=s.completion,
-                                score=s.reward, answer=s.task.answer, origin="attempt", worker=worker,
-                                adapter_version=version) for s in rollouts]
+        episodes = [transcript_episode(job, t).model_copy(update={"origin": "attempt", "worker": worker,
+                                                                  "adapter_version": version}) for t in rollouts]
         for episode, episode_id in zip(episodes, self.store.add_episodes(episodes)):
             episode.id = episode_id
         return episodes

@@ -5,13 +5,14 @@ of that version, which makes it live."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from pydantic import BaseModel
 
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.training import Budget, learn
 from apiary.hive.worker import WorkerHandle
-from apiary.learners.common import FeedbackConfig
+from apiary.learners.common import LearnerConfig
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -41,7 +42,8 @@ class LearnResult(BaseModel):
 
 
 def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budget: Budget, *,
-                 learners: list[str] = ("rl",), config: GRPOConfig | None = None, feedback: FeedbackConfig | None = None,
+                 learners: list[str] = ("rl",), config: GRPOConfig | None = None,
+                 configs: Mapping[str, LearnerConfig] | None = None,
                  lora: LoraSpec | None = None, checkpoint_every: int = 5, show_progress: bool = True, release: bool = True,
                  start_version: int | None = None) -> LearnResult:
     """Evaluate, learn within `budget` from `start_version` (default: the live version), evaluate again;
@@ -49,7 +51,7 @@ def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budge
     started, job, core = time.perf_counter(), worker.job, worker.core
     before = evaluator.worker(worker, worker.version(start_version))
     model, run = learn(store, worker, budget, config, lora, checkpoint_every=checkpoint_every, show_progress=show_progress,
-                       learners=learners, feedback=feedback, start_version=start_version)
+                       learners=learners, configs=configs, start_version=start_version)
     try:
         after = evaluator.model(model, core, job, worker=worker.name, adapter_version=run.version)
     finally:
@@ -62,7 +64,7 @@ def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budge
         wall_seconds=time.perf_counter() - started, adapter_version=run.version, run_id=run.run_id,
         resumed=run.resumed, start_version=run.start_version,
         long_horizon={"before": before.details["long_horizon"], "after": after.details["long_horizon"]}
-        if job.multi_turn else None,
+        if "long_horizon" in after.details else None,
         generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
         train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
         learners=run.learners, feedback=run.feedback, stopped=run.stopped,

@@ -1,7 +1,10 @@
-"""Which learners a run uses, and where each one's next batch comes from.
+"""Which learners a run uses, with which settings, and where each one's next batch comes from.
 
-- rl: the next tasks of the job's training stream (the RL learner samples and scores them; for a
-  multi-turn job it plays whole episodes, learners.grpo_turns);
+`LEARNERS` maps each learner's name to its class and its config class; every learner is built the
+same way (learners.common.Learner) and owns its optimizer, at its own config's learning rate.
+
+- rl: the next tasks of the job's training stream (the RL learner plays and scores them: one reply
+  each for a single-turn job, whole episodes for a game or tool task);
 - rewards, corrections, critiques, preferences: a queue of the worker's feedback of that kind
   not yet learned from by any adapter version, `epochs` passes, each pass shuffled; the queue is
   saved in the run's checkpoint, so a resumed run continues it;
@@ -11,26 +14,32 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from apiary.jobs.base import Job
-from apiary.learners.common import FeedbackConfig, FeedbackItem
-from apiary.learners.corrections import CorrectionLearner
-from apiary.learners.critiques import CritiqueLearner
+from apiary.learners.common import FeedbackConfig, FeedbackItem, Learner, LearnerConfig
+from apiary.learners.corrections import CorrectionLearner, CorrectionsConfig
+from apiary.learners.critiques import CritiqueLearner, CritiquesConfig
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
-from apiary.learners.grpo_turns import MultiTurnGRPOLearner
-from apiary.learners.practice import PracticeLearner
-from apiary.learners.preferences import PreferenceLearner
-from apiary.learners.rewards import RewardLearner
+from apiary.learners.practice import PracticeConfig, PracticeLearner
+from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
+from apiary.learners.rewards import RewardLearner, RewardsConfig
 from apiary.models.core import Core
 from apiary.store.store import Store
 
+LEARNERS: dict[str, tuple[type, type]] = {
+    "rl": (GRPOLearner, GRPOConfig),
+    "rewards": (RewardLearner, RewardsConfig),
+    "corrections": (CorrectionLearner, CorrectionsConfig),
+    "critiques": (CritiqueLearner, CritiquesConfig),
+    "preferences": (PreferenceLearner, PreferencesConfig),
+    "practice": (PracticeLearner, PracticeConfig),
+}
 FEEDBACK_KINDS = {"rewards": "reward", "corrections": "correction", "critiques": "critique", "preferences": "preference"}
-LEARNERS = ("rl", *FEEDBACK_KINDS, "practice")
 OPEN_ENDED = {"rl", "practice"}  # learners that never run out of material: they need a step or time budget
-SINGLE_TURN_ONLY = {"critiques", "practice"}  # they sample one reply to a question, so not a whole game
 
 
 def check_learners(names: list[str]) -> list[str]:
@@ -38,6 +47,42 @@ def check_learners(names: list[str]) -> list[str]:
     if unknown or not names:
         raise ValueError(f"unknown learner(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LEARNERS)}")
     return list(dict.fromkeys(names))
+
+
+def run_configs(names: list[str], configs: Mapping[str, LearnerConfig] | None = None) -> dict[str, LearnerConfig]:
+    """Each learner's settings, in the order of `names`: the config given for it, else its defaults."""
+    configs = dict(configs or {})
+    check_learners([*names, *configs])
+    unused = [n for n in configs if n not in names]
+    if unused:
+        raise ValueError(f"settings for learner(s) {', '.join(unused)}, which this run does not use ({', '.join(names)})")
+    for name, config in configs.items():
+        if not isinstance(config, LEARNERS[name][1]):
+            raise ValueError(f"learner {name} takes a {LEARNERS[name][1].__name__}, not a {type(config).__name__}")
+    return {name: configs.get(name) or LEARNERS[name][1]() for name in names}
+
+
+def configs_with(names: list[str], rl: GRPOConfig, learning_rate: float | None = None,
+                 learning_rates: Mapping[str, float] | None = None, batch_size: int | None = None,
+                 epochs: int | None = None) -> dict[str, LearnerConfig]:
+    """Each learner's settings from the command line's options: `learning_rate` for every learner unless
+    `learning_rates` gives its own; `batch_size` for the feedback learners and practice, `epochs` for the
+    feedback learners; the rest as `rl` says for rl and as the defaults say for the others."""
+    rates = dict(learning_rates or {})
+    check_learners([*names, *rates])
+    unused = [n for n in rates if n not in names]
+    if unused:
+        raise ValueError(f"a learning rate for learner(s) {', '.join(unused)}, which this run does not use ({', '.join(names)})")
+    configs = {}
+    for name in names:
+        config = rl if name == "rl" else LEARNERS[name][1]()
+        if isinstance(config, (FeedbackConfig, PracticeConfig)) and batch_size is not None:
+            config = replace(config, batch_size=batch_size)
+        if isinstance(config, FeedbackConfig) and epochs is not None:
+            config = replace(config, epochs=epochs)
+        rate = rates.get(name, learning_rate)
+        configs[name] = config if rate is None else replace(config, learning_rate=rate)
+    return configs
 
 
 @dataclass
@@ -54,10 +99,10 @@ class Batches:
         return not any(n in OPEN_ENDED or self.positions.get(n, 0) < len(self.queues.get(n, [])) for n in names)
 
 
-def fill_queues(store: Store, worker: str, names: list[str], config: FeedbackConfig, seed: int) -> Batches:
-    """Queue every piece of not-yet-learned feedback for each feedback learner in `names`."""
+def fill_queues(store: Store, worker: str, configs: Mapping[str, LearnerConfig], seed: int) -> Batches:
+    """Queue every piece of not-yet-learned feedback for each feedback learner of the run, `epochs` passes."""
     batches = Batches()
-    for name in names:
+    for name, config in configs.items():
         if name in FEEDBACK_KINDS:
             ids = [f.id for f in store.feedback(worker, FEEDBACK_KINDS[name], unconsumed=True)
                    if not (config.skip_conflicts and f.conflict)]
@@ -70,10 +115,10 @@ def fill_queues(store: Store, worker: str, names: list[str], config: FeedbackCon
     return batches
 
 
-def next_batch(name: str, store: Store, job: Job, worker: str, batches: Batches, grpo: GRPOConfig, config: FeedbackConfig):
-    """The next batch for learner `name`, or None when it has nothing left this run."""
+def next_batch(name: str, config: LearnerConfig, store: Store, job: Job, worker: str, batches: Batches):
+    """The next batch for learner `name` (with its settings `config`), or None when it has nothing left this run."""
     if name == "rl":
-        tasks = job.source.train(batches.cursor, grpo.prompts_per_step)
+        tasks = job.source.train(batches.cursor, config.prompts_per_step)
         batches.cursor += len(tasks)
         return tasks
     if name == "practice":
@@ -97,21 +142,8 @@ def _feedback_items(store: Store, ids: list[int]) -> list[FeedbackItem]:
             for i in ids if i in feedback]
 
 
-def build_learners(names: list[str], model, core: Core, job: Job, grpo: GRPOConfig, config: FeedbackConfig,
-                   optimizer: torch.optim.Optimizer, generator: torch.Generator) -> list[tuple[str, object]]:
-    """The learners of a run, sharing one adapter, one optimizer and one random generator."""
-    tok, stop = core.tokenizer, core.stop_token_ids
-    single_turn_only = sorted(SINGLE_TURN_ONLY & set(names)) if job.multi_turn else []
-    if single_turn_only:
-        raise ValueError(f"learner(s) {', '.join(single_turn_only)} write single replies and cannot learn the multi-turn "
-                         f"job {job.name}; use rl (or feedback on its stored episodes)")
-    rl = MultiTurnGRPOLearner if job.multi_turn else GRPOLearner
-    made = {
-        "rl": lambda: rl(model, tok, job, grpo, stop, optimizer=optimizer, generator=generator),
-        "rewards": lambda: RewardLearner(model, tok, optimizer, config),
-        "corrections": lambda: CorrectionLearner(model, tok, optimizer, config),
-        "critiques": lambda: CritiqueLearner(model, tok, job, optimizer, config, stop, generator),
-        "preferences": lambda: PreferenceLearner(model, tok, optimizer, config),
-        "practice": lambda: PracticeLearner(model, tok, job, optimizer, config, stop, generator),
-    }
-    return [(name, made[name]()) for name in names]
+def build_learners(configs: Mapping[str, LearnerConfig], model, core: Core, job: Job,
+                   generator: torch.Generator) -> list[tuple[str, Learner]]:
+    """The learners of a run, sharing one adapter and one random generator, each with its own optimizer."""
+    return [(name, LEARNERS[name][0](model, core.tokenizer, job, config, core.stop_token_ids, generator))
+            for name, config in configs.items()]

@@ -2,26 +2,27 @@
 
 Each step, every learner of the run (RL from the job's scorer, and the learners that use
 people's feedback or the worker's own practice) takes its next batch and makes one update of the
-worker's adapter; the episodes they wrote are committed to the store first. Every
-`checkpoint_every` steps the adapter is saved as a new version (safetensors, atomically) with the
-ids of the episodes and feedback it learned from, plus the optimizer state and each learner's
-position in its material. A run killed at any point resumes from its last checkpoint; episodes
-recorded after it stay in the store, linked to no adapter version, because no saved adapter
-learned from them.
+worker's adapter with its own optimizer, at its own learning rate (learners.common); the episodes
+they wrote are committed to the store first. Every `checkpoint_every` steps the adapter is saved as
+a new version (safetensors, atomically) with the ids of the episodes and feedback it learned from,
+plus each learner's optimizer state and its position in its material. A run killed at any point
+resumes from its last checkpoint; episodes recorded after it stay in the store, linked to no
+adapter version, because no saved adapter learned from them.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from apiary.hive.mix import OPEN_ENDED, Batches, build_learners, check_learners, fill_queues, next_batch
+from apiary.hive.mix import OPEN_ENDED, Batches, build_learners, check_learners, fill_queues, next_batch, run_configs
 from apiary.hive.worker import WorkerHandle
 from apiary.jobs.base import Job
-from apiary.learners.common import FeedbackConfig, LearnStep, StepStats, new_optimizer
+from apiary.learners.common import LearnerConfig, LearnStep, StepStats
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -78,36 +79,39 @@ class _RunState:
 
 def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig | None = None,
           lora: LoraSpec | None = None, checkpoint_every: int = 5, seed: int = 0, show_progress: bool = True,
-          on_step=None, learners: list[str] = ("rl",), feedback: FeedbackConfig | None = None,
+          on_step=None, learners: list[str] = ("rl",), configs: Mapping[str, LearnerConfig] | None = None,
           start_version: int | None = None) -> tuple[torch.nn.Module, RunSummary]:
     """Train `worker` on its job with `learners` within `budget`; returns the model (core + adapter) and a
-    summary. A new run starts from the worker's live adapter version, or from `start_version`; a resumed
+    summary. `configs`: settings by learner name (default: each learner's defaults); `config` is the rl
+    learner's. A new run starts from the worker's live adapter version, or from `start_version`; a resumed
     run continues from its last checkpoint. A new worker is stored once the run's settings are checked."""
     core, job, name = worker.core, worker.job, worker.name
-    config, lora, feedback = config or GRPOConfig(), lora or LoraSpec(), feedback or FeedbackConfig()
-    names = check_learners(list(learners))
+    lora, names = lora or LoraSpec(), check_learners(list(learners))
+    if config is not None and configs and "rl" in configs:
+        raise ValueError("give the rl learner's settings once: as `config` or as configs['rl']")
+    settings = run_configs(names, {**({"rl": config} if config is not None else {}), **(configs or {})})
     if budget.unlimited and OPEN_ENDED & set(names):
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
     store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version,
                         prompt_format=core.prompt_format.name)
-    state, resumed = _open_run(store, worker, names, config, feedback, checkpoint_every, seed, start_version)
+    state, resumed = _open_run(store, worker, settings, checkpoint_every, seed, start_version)
     model = adapters.attach(core.model, lora, path=store.adapter_dir(name, state.version) if state.version else None)
-    optimizer, generator = new_optimizer(model, config.learning_rate), torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     try:
-        mix = build_learners(names, model, core, job, config, feedback, optimizer, generator)
+        mix = build_learners(settings, model, core, job, generator)
     except BaseException:
         adapters.detach(model)
         store.update_run(state.run_id, status="interrupted")
         raise
     if resumed:
-        _load_checkpoint(store, name, optimizer, generator)
+        _load_checkpoint(store, name, mix, generator)
     summary = RunSummary(run_id=state.run_id, steps=0, episodes=0, seconds=0.0, start_version=state.version,
                          version=state.version, resumed=resumed, learners=names)
     try:
         with _progress(show_progress) as bar:
             task = bar.add_task(f"{name} on {job.name}", total=budget.steps or (budget.minutes or 0) * 60 or None)
             while not budget.done(summary.steps, summary.seconds) and not state.batches.exhausted(names):
-                stats = _one_step(store, job, name, mix, state, config, feedback)
+                stats = _one_step(store, job, name, mix, state)
                 if stats is None:
                     break
                 _account(summary, stats)
@@ -116,10 +120,10 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
                 if on_step is not None:
                     on_step(state.step, stats, model)
                 if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
-                    _checkpoint(store, name, model, optimizer, generator, state, final=False)
+                    _checkpoint(store, name, model, mix, generator, state, final=False)
         summary.stopped = "budget" if budget.done(summary.steps, summary.seconds) else "feedback used up"
         if state.pending or state.pending_feedback:
-            _checkpoint(store, name, model, optimizer, generator, state, final=True)
+            _checkpoint(store, name, model, mix, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
     except BaseException:
         store.update_run(state.run_id, status="interrupted", step=state.step)
@@ -129,8 +133,8 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     return model, summary
 
 
-def _open_run(store: Store, worker: WorkerHandle, names: list[str], config: GRPOConfig, feedback: FeedbackConfig,
-              checkpoint_every: int, seed: int, start_version: int | None = None) -> tuple[_RunState, bool]:
+def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, LearnerConfig], checkpoint_every: int,
+              seed: int, start_version: int | None = None) -> tuple[_RunState, bool]:
     """Resume the worker's unfinished run if there is one (from its last checkpoint, the worker's latest
     version), else start a new run from `start_version` (default: the live version)."""
     name, latest = worker.name, worker.latest_version  # the store, not the state file, is the commit point
@@ -145,9 +149,10 @@ def _open_run(store: Store, worker: WorkerHandle, names: list[str], config: GRPO
                          seconds=saved["seconds"]), True
     if unfinished is not None:  # killed before its first checkpoint: nothing to resume from
         store.update_run(unfinished.id, status="interrupted")
-    run = Run(worker=name, job=worker.job.name, learner="+".join(names),
-              config={**config.__dict__, "feedback": feedback.__dict__, "checkpoint_every": checkpoint_every, "seed": seed})
-    batches = fill_queues(store, name, names, feedback, seed)
+    run = Run(worker=name, job=worker.job.name, learner="+".join(settings),
+              config={"learners": {learner: asdict(c) for learner, c in settings.items()},
+                      "checkpoint_every": checkpoint_every, "seed": seed})
+    batches = fill_queues(store, name, settings, seed)
     batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
     batches.practice = saved["batches"].get("practice", 0)
     if start_version is not None and start_version not in {v.version for v in store.adapter_versions(name)} | {0}:
@@ -155,12 +160,11 @@ def _open_run(store: Store, worker: WorkerHandle, names: list[str], config: GRPO
     return _RunState(run_id=store.start_run(run), batches=batches, version=worker.version(start_version), latest=latest), False
 
 
-def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState, config: GRPOConfig,
-              feedback: FeedbackConfig) -> StepStats | None:
+def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState) -> StepStats | None:
     """One update by each learner that has material left; None if none had any."""
     done: list[LearnStep] = []
     for name, learner in mix:
-        batch = next_batch(name, store, job, worker, state.batches, config, feedback)
+        batch = next_batch(name, learner.config, store, job, worker, state.batches)
         if batch is None:
             continue
         result = learner.learn(batch)
@@ -213,14 +217,15 @@ def _account(summary: RunSummary, stats: StepStats) -> None:
     summary.rewards.append(stats.reward_mean)
 
 
-def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _RunState, final: bool) -> None:
-    """Save the next adapter version (its parent: the version this run stands on), then optimizer + run
-    state, then the store record (the commit point)."""
+def _checkpoint(store: Store, worker: str, model, mix, generator, state: _RunState, final: bool) -> None:
+    """Save the next adapter version (its parent: the version this run stands on), then every learner's
+    optimizer + the run state, then the store record (the commit point)."""
     version = state.latest + 1
     write_dir(store.adapter_dir(worker, version), lambda staging: adapters.save(model, staging))
     directory = store.checkpoint_dir(worker)
     buffer = io.BytesIO()
-    torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state()}, buffer)
+    torch.save({"optimizers": {name: learner.optimizer.state_dict() for name, learner in mix},
+                "generator": generator.get_state()}, buffer)
     atomic_write_bytes(directory / "optimizer.pt", buffer.getvalue())
     record = AdapterVersion(worker=worker, version=version, parent=state.version, path=str(store.adapter_dir(worker, version)),
                             run_id=state.run_id, step=state.step, final=final)
@@ -231,11 +236,17 @@ def _checkpoint(store: Store, worker: str, model, optimizer, generator, state: _
     store.update_run(state.run_id, step=state.step)
 
 
-def _load_checkpoint(store: Store, worker: str, optimizer, generator) -> None:
+def _load_checkpoint(store: Store, worker: str, mix, generator) -> None:
+    """Each learner's optimizer and the random generator as the last checkpoint left them (a learner the run
+    did not have then starts afresh). A checkpoint from before learners owned their optimizers holds the
+    one optimizer they shared: each learner continues from it."""
     path = store.checkpoint_dir(worker) / "optimizer.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)
-        optimizer.load_state_dict(saved["optimizer"])
+        states = saved.get("optimizers") or {name: saved["optimizer"] for name, _ in mix}
+        for name, learner in mix:
+            if name in states:
+                learner.optimizer.load_state_dict(states[name])
         generator.set_state(saved["generator"])
 
 

@@ -5,6 +5,10 @@ A job is a source of tasks (a train stream and a disjoint held-out split), a way
 are exactly this. A multi-turn job (a game, a tool-using task) also has an `environment`: for
 each task it makes an `Environment` that writes the first message, answers each of the worker's
 turns, and says when the episode is over and what it scored (see jobs.multiturn).
+
+Every episode is played the same way (learners.play): `Job.episode(task)` is the job's own
+environment, or, for a single-turn job, `OneReply`, an environment that ends after one reply and
+scores it with the job's scorer. A single-turn task is a one-turn episode.
 """
 
 from __future__ import annotations
@@ -12,12 +16,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Protocol
 
 from apiary.jobs.scoring import Scorer
-
-if TYPE_CHECKING:
-    from apiary.jobs.multiturn import Environment
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,26 @@ class Task:
     @property
     def id(self) -> str:
         return hashlib.sha1(f"{self.question}\x00{self.answer}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class Turn:
+    """The environment's answer to one reply of the worker."""
+
+    message: str  # what the worker reads next ("" when the episode is over)
+    done: bool = False
+    invalid: bool = False  # the reply was an invalid move or a malformed tool call
+    score: float = 0.0  # the episode's score in [0, 1] if it ended here (when done: its final score)
+    success: bool = False  # when done: the goal was reached
+    # when done: the held-out score of the episode, if not simply 1.0 for success and 0.0 otherwise
+    # (a game's held-out score is whether it was won; a single reply's is the job's held-out scorer)
+    heldout_score: float | None = None
+
+
+class Environment(Protocol):
+    def start(self) -> str: ...
+
+    def step(self, reply: str) -> Turn: ...
 
 
 class TaskSource(Protocol):
@@ -56,7 +77,7 @@ class Job:
     origin: dict | None = None  # how to rebuild this job later, e.g. {"spec": "rg:chain_sum", "overrides": [...]}
     solve: Callable[[str], str | None] | None = None  # reference answer of a new question, if the job can compute it
     heldout_scorer: Scorer | None = None  # held-out evals use it instead of `scorer` (a check on reward hacking)
-    environment: Callable[[Task], "Environment"] | None = None  # multi-turn jobs: a fresh environment per episode
+    environment: Callable[[Task], Environment] | None = None  # multi-turn jobs: a fresh environment per episode
     max_turns: int = 1  # multi-turn jobs: the worker's turns before an episode is cut off
     examples: list[dict] = field(default_factory=list)  # few-shot turns shown before the first user message
     eval_temperature: float = 0.0  # held-out sampling temperature (multi-turn: > 0 plays with a fixed seed)
@@ -64,6 +85,10 @@ class Job:
     @property
     def multi_turn(self) -> bool:
         return self.environment is not None
+
+    def episode(self, task: Task) -> Environment:
+        """A fresh environment for one episode of `task`: the job's own, or one reply scored by the job's scorer."""
+        return self.environment(task) if self.environment is not None else OneReply(self, task)
 
     def messages(self, task: Task) -> list[dict]:
         """The opening messages of an episode (a multi-turn job's environment writes the first one)."""
@@ -106,6 +131,23 @@ class Job:
             "solve": getattr(self.solve, "__name__", None),
             "max_turns": self.max_turns,
         }
+
+
+@dataclass
+class OneReply:
+    """A single-turn job as an environment: the task's question, one reply, scored, done. `success`
+    is full marks from the training scorer; the held-out score is the job's held-out scorer."""
+
+    job: Job
+    task: Task
+
+    def start(self) -> str:
+        return self.task.question
+
+    def step(self, reply: str) -> Turn:
+        score = self.job.score(self.task, reply)
+        heldout = score if self.job.heldout_scorer is None else self.job.heldout_score(self.task, reply)
+        return Turn(message="", done=True, score=score, success=score >= 1.0, heldout_score=heldout)
 
 
 def split_distinct(items: list[Task], heldout_size: int, salt: str) -> tuple[list[Task], list[Task]]:

@@ -2,7 +2,7 @@
 
 The job protocol stays the same (tasks, a held-out split, `Job.messages`); a multi-turn job adds
 `Job.environment`, which makes one fresh `Environment` per episode from its task (a game seed, a
-question). The environment writes the first user message, reads each reply of the worker and
+question). `Environment` and `Turn` live in jobs.base, beside the job protocol they belong to. The environment writes the first user message, reads each reply of the worker and
 answers with the next message, and says when the episode is over and what it scored:
 
     env = job.environment(task)
@@ -24,7 +24,6 @@ from __future__ import annotations
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 from apiary.jobs.base import Task
 from apiary.jobs.scoring import Scorer
@@ -38,23 +37,6 @@ VALID_WEIGHT = 0.2
 
 def valid_credit(turns: int, invalid: int) -> float:
     return VALID_WEIGHT * (turns - invalid) / turns if turns else 0.0
-
-
-@dataclass
-class Turn:
-    """The environment's answer to one reply of the worker."""
-
-    message: str  # what the worker reads next ("" when the episode is over)
-    done: bool = False
-    invalid: bool = False  # the reply was an invalid move or a malformed tool call
-    score: float = 0.0  # the episode's score in [0, 1] if it ended here (when done: its final score)
-    success: bool = False  # when done: the goal was reached
-
-
-class Environment(Protocol):
-    def start(self) -> str: ...
-
-    def step(self, reply: str) -> Turn: ...
 
 
 @dataclass

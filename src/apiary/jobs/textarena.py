@@ -23,8 +23,8 @@ from __future__ import annotations
 import threading
 
 from apiary.extras import require
-from apiary.jobs.base import Job, did_you_mean
-from apiary.jobs.multiturn import ENVIRONMENT_SCORER, SeededSource, Turn, own_random, valid_credit
+from apiary.jobs.base import Job, Turn, did_you_mean
+from apiary.jobs.multiturn import ENVIRONMENT_SCORER, SeededSource, own_random, valid_credit
 
 # Single-player games a 135M model can make progress on, that import nothing heavy and call no remote judge.
 # game -> (max worker turns, invalid moves included; the instruction after the game's own prompt)

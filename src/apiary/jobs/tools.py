@@ -23,8 +23,8 @@ import ast
 import operator
 import random
 
-from apiary.jobs.base import Job, Task
-from apiary.jobs.multiturn import ENVIRONMENT_SCORER, HELDOUT_SEED_BASE, Turn, valid_credit
+from apiary.jobs.base import Job, Task, Turn
+from apiary.jobs.multiturn import ENVIRONMENT_SCORER, HELDOUT_SEED_BASE, valid_credit
 from apiary.jobs.scoring import numeric
 
 SYSTEM = "You answer with tools. Reply with one line: calc: EXPRESSION, or lookup: NAME, or answer: NUMBER."
@@ -69,7 +69,7 @@ def _number(x: float) -> str:
 
 
 class ToolEpisode:
-    """One question; speaks the jobs.multiturn.Environment protocol."""
+    """One question; speaks the jobs.base.Environment protocol."""
 
     def __init__(self, task: Task):
         self.task, self.calls, self.malformed = task, 0, 0

@@ -1,19 +1,32 @@
-"""What every learner shares: the record of one update, teacher-forced batches, and the losses.
+"""What every learner shares: the `Learner` protocol, the record of one update, teacher-forced
+batches, and the losses.
 
 A learner turns a batch (tasks, feedback, or failed episodes) into one adapter update and says
 what it used and made: `LearnStep.feedback_ids` (the feedback it learned from) and
 `LearnStep.episodes` (new attempts it wrote: rollouts, improved answers, practice). The training
 loop stores both and links them to the next adapter version, so provenance needs no help from
 the learner beyond telling the truth here.
+
+Every learner is built the same way, `Learner(model, tokenizer, job, config, stop_ids, generator)`,
+from its own config dataclass, which holds its learning rate and only its own settings.
+
+The learners of a run share one adapter but not one optimizer: each learner owns an AdamW over the
+adapter's parameters at its own learning rate. A learner's gradients so reach only its own moment
+estimates, and a learner at learning rate 0 leaves the adapter exactly as it was, which a single
+optimizer with the rate switched per learner could not promise (its momentum would carry one
+learner's gradients into the next learner's step). Checkpoints save each learner's optimizer.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from apiary.jobs.base import Job
 from apiary.models.logprobs import completion_logprobs
 from apiary.store.records import Episode, Feedback
 
@@ -52,17 +65,54 @@ class FeedbackItem:
     other: Episode | None = None
 
 
+class LearnerConfig(Protocol):
+    """What every learner's config has: its own learning rate and gradient clipping."""
+
+    learning_rate: float
+    max_grad_norm: float
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """One learning algorithm in a run. Built as `Learner(model, tokenizer, job, config, stop_ids, generator)`;
+    `learn` makes one update of the shared adapter from a batch (tasks, feedback items, or failed episodes)
+    with the learner's own `optimizer`."""
+
+    name: str
+    config: LearnerConfig
+    optimizer: torch.optim.Optimizer
+
+    def learn(self, batch: list) -> LearnStep: ...
+
+
+def check_settings(learner: str, learning_rate: float, **counts: int) -> None:
+    """A clear error for settings no learner can use: a negative learning rate, a count below 1."""
+    if not (math.isfinite(learning_rate) and learning_rate >= 0):
+        raise ValueError(f"{learner}: the learning rate must be a number >= 0, not {learning_rate}")
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{learner}: {name} must be at least 1, not {value}")
+
+
+def refuse_multi_turn(job: Job, learner: str) -> None:
+    """Critiques and practice write one reply to one question: a game or tool task is not that."""
+    if job.multi_turn:
+        raise ValueError(f"learner {learner} writes single replies and cannot learn the multi-turn job {job.name}; "
+                         "use rl (or feedback on its stored episodes)")
+
+
 @dataclass
 class FeedbackConfig:
-    """Settings of the learners that learn from feedback and practice."""
+    """What every learner from people's feedback has; each one's config (learners.corrections, ...) adds its own."""
 
-    batch_size: int = 16  # feedback items (or practice tasks) per update
+    learning_rate: float = 1e-3
+    batch_size: int = 16  # feedback items per update
     epochs: int = 3  # how many times each piece of feedback is learned from in one run
-    beta: float = 0.1  # preferences: DPO temperature
-    tries: int = 4  # critiques: improved answers sampled per critique; practice: solutions per task
-    temperature: float = 0.7  # sampling temperature of improved answers and practice (at 1.0 the 135M core rambles)
     max_grad_norm: float = 1.0
     skip_conflicts: bool = True  # leave out feedback the store flagged as contradicting earlier feedback
+
+    def __post_init__(self):
+        check_settings(type(self).__name__, self.learning_rate, batch_size=self.batch_size, epochs=self.epochs)
 
 
 @dataclass

@@ -9,20 +9,29 @@ outweigh a short one.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
+from apiary.jobs.base import Job
 from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update, mean_score,
-                                    batch_logprobs, sft_loss)
+                                    batch_logprobs, new_optimizer, sft_loss)
 from apiary.models.generate import prompt_ids, reply_ids
+
+
+@dataclass
+class CorrectionsConfig(FeedbackConfig):
+    """Settings of learning from corrections: those every feedback learner has (learners.common.FeedbackConfig)."""
 
 
 class CorrectionLearner:
     name = "corrections"
     kind = "correction"  # the feedback kind it consumes
 
-    def __init__(self, model, tokenizer, optimizer: torch.optim.Optimizer, config: FeedbackConfig):
-        self.model, self.tokenizer, self.optimizer, self.config = model, tokenizer, optimizer, config
+    def __init__(self, model, tokenizer, job: Job, config: CorrectionsConfig, stop_ids: list[int],
+                 generator: torch.Generator | None = None):
+        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
+        self.optimizer = new_optimizer(model, config.learning_rate)
 
     def learn(self, items: list[FeedbackItem]) -> LearnStep:
         started = time.perf_counter()

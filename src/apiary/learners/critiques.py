@@ -12,11 +12,13 @@ wrote when criticised.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from apiary.jobs.base import Job, Task
-from apiary.learners.common import Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats
+from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, check_settings,
+                                    new_optimizer, refuse_multi_turn)
 from apiary.learners.corrections import supervised_update
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate, prompt_ids, reply_ids
@@ -31,14 +33,28 @@ def revision_messages(item: FeedbackItem) -> list[dict]:
                                     {"role": "user", "content": REVISE.format(critique=item.feedback.text)}]
 
 
+@dataclass
+class CritiquesConfig(FeedbackConfig):
+    """Settings of learning from critiques."""
+
+    tries: int = 4  # improved answers sampled per critique
+    temperature: float = 0.7  # their sampling temperature (at 1.0 the 135M core rambles)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_settings("critiques", self.learning_rate, tries=self.tries)
+
+
 class CritiqueLearner:
     name = "critiques"
     kind = "critique"
 
-    def __init__(self, model, tokenizer, job: Job, optimizer: torch.optim.Optimizer, config: FeedbackConfig,
-                 stop_ids: list[int], generator: torch.Generator):
-        self.model, self.tokenizer, self.job, self.optimizer, self.config = model, tokenizer, job, optimizer, config
-        self.stop_ids, self.generator = stop_ids, generator
+    def __init__(self, model, tokenizer, job: Job, config: CritiquesConfig, stop_ids: list[int],
+                 generator: torch.Generator | None = None):
+        refuse_multi_turn(job, self.name)
+        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
+        self.stop_ids, self.generator = stop_ids, generator or torch.Generator().manual_seed(0)
+        self.optimizer = new_optimizer(model, config.learning_rate)
 
     def learn(self, items: list[FeedbackItem]) -> LearnStep:
         started = time.perf_counter()

@@ -1,16 +1,22 @@
-"""Group-relative policy gradient from verifiable rewards ("GRPO", the plain kind).
+"""Group-relative policy gradient from the job's rewards ("GRPO", the plain kind): the RL learner.
 
-Per step: take P training tasks, sample G completions each, score them with the job's scorer,
-advantage = reward - group mean (no std division: it over-weights near-solved groups), and
-push up the log-probability of better-than-average completions. One update per batch, so the
-PPO ratio is 1 and the clipped objective reduces to this plain policy gradient.
+Per step: take P training tasks, play G episodes of each (learners.play: one reply scored by the
+job's scorer for a single-turn job, a whole game or tool task otherwise), advantage = episode score
+- the mean score of its group (no std division: it over-weights near-solved groups), and push up the
+log-probability of every token the worker wrote in a better-than-average episode, in every one of
+its turns (credit for the outcome reaches all the turns that led to it). The environment's messages
+and the chat template's framing carry no loss. One update per batch, so the PPO ratio is 1 and the
+clipped objective reduces to this plain policy gradient.
 
 Why it is fast on a CPU:
 - sampling and the training forward read each prompt once and the job's shared prefix once
   (models.prefix), instead of once per sample;
-- groups whose samples all scored the same carry no signal and are not trained on at all;
-- the loss runs only on completion tokens.
-Optionally (`stop_when_decided`), a sample ends as soon as the job's scorer has decided (numeric:
+- groups whose episodes all scored the same carry no signal and are not trained on at all;
+- the loss runs only on the worker's tokens, and the vocabulary projection only there;
+- the update is split into micro-batches only when it would not fit: a micro-batch's episodes x
+  length is at most TOKEN_BUDGET and episodes x length^2 at most ATTENTION_BUDGET (attention's saved
+  weights grow with the square of the length); their gradients add up before the one optimiser step.
+Optionally (`stop_when_decided`), a reply ends as soon as the job's scorer has decided (numeric:
 the first number is complete), since later tokens cannot change its reward. Measured on chain_sum it
 saved little (the model writes its number last) and is off by default; see docs/benchmarks.md.
 """
@@ -24,15 +30,20 @@ import torch
 from peft import PeftModel
 
 from apiary.jobs.base import Job, Task
-from apiary.learners.common import LearnStep, StepStats, apply_update, new_optimizer
+from apiary.learners.common import LearnStep, StepStats, check_settings, new_optimizer
+from apiary.learners.play import Transcript, play, transcript_episode
 from apiary.models import adapters
-from apiary.models.generate import SamplingParams, generate, prompt_ids
+from apiary.models.generate import SamplingParams
 from apiary.models.logprobs import completion_logprobs
-from apiary.store.records import Episode
+
+TOKEN_BUDGET = 4096  # episodes x length per micro-batch (activations grow with the tokens: ~8 GB here)
+ATTENTION_BUDGET = 2**22  # episodes x length^2 per micro-batch (attention's saved weights): 1 episode of 2000
 
 
 @dataclass
 class GRPOConfig:
+    """Settings of the RL learner."""
+
     prompts_per_step: int = 16
     samples_per_prompt: int = 8
     learning_rate: float = 1e-3  # the setting the demo and benchmark measured on the 135M core
@@ -40,16 +51,11 @@ class GRPOConfig:
     max_new_tokens: int | None = None  # default: the job's max_tokens
     kl_coef: float = 0.0  # optional KL to the core (k3 estimator), 0 = off
     max_grad_norm: float = 1.0
-    stop_when_decided: bool = False  # end a sample once the job's scorer can no longer change its mind
+    stop_when_decided: bool = False  # end a reply once the job's scorer can no longer change its mind
 
-
-@dataclass
-class Sample:
-    task: Task
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    completion: str
-    reward: float
+    def __post_init__(self):
+        check_settings("rl", self.learning_rate, prompts_per_step=self.prompts_per_step,
+                       samples_per_prompt=self.samples_per_prompt)
 
 
 def group_advantages(rewards_P_G: torch.Tensor) -> torch.Tensor:
@@ -70,75 +76,96 @@ def policy_loss(
     return loss
 
 
-class GRPOLearner:
-    name = "grpo"
+def masked_logprobs(model, transcripts: list[Transcript], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logprobs_C_L, mask_C_L) over each transcript's tokens after its opening prompt, with the mask
+    1 only where the worker wrote the token. Identical opening prompts are read once."""
+    prompts: dict[tuple[int, ...], int] = {}
+    index = [prompts.setdefault(tuple(t.prompt_ids), len(prompts)) for t in transcripts]
+    logprobs_C_L, mask_C_L = completion_logprobs(model, [list(p) for p in prompts], [t.ids for t in transcripts], index, pad_id,
+                                                 needed=[t.model_mask for t in transcripts])
+    model_C_L = torch.zeros_like(mask_C_L)
+    for row, t in enumerate(transcripts):
+        model_C_L[row, : len(t.model_mask)] = torch.tensor(t.model_mask)
+    return logprobs_C_L * model_C_L, mask_C_L * model_C_L
 
-    def __init__(self, model: PeftModel, tokenizer, job: Job, config: GRPOConfig, stop_ids: list[int], seed: int = 0,
-                 optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None):
-        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
-        self.stop_ids = stop_ids
-        self.optimizer = optimizer or new_optimizer(model, config.learning_rate)
-        self.generator = generator or torch.Generator().manual_seed(seed)
+
+def micro_batches(items: list, tokens: int, attention: int, length=lambda item: len(item[0].ids)) -> list[list]:
+    """Consecutive groups of `items`, each (at least one item) with rows x longest <= tokens and
+    rows x longest^2 <= attention."""
+    groups, current, longest = [], [], 0
+    for item in items:
+        size = length(item) + 1
+        rows, widest = len(current) + 1, max(longest, size)
+        if current and (rows * widest > tokens or rows * widest**2 > attention):
+            groups.append(current)
+            current, longest = [], 0
+        current.append(item)
+        longest = max(longest, size)
+    return groups + ([current] if current else [])
+
+
+class GRPOLearner:
+    name = "rl"
+
+    def __init__(self, model: PeftModel, tokenizer, job: Job, config: GRPOConfig, stop_ids: list[int],
+                 generator: torch.Generator | None = None):
+        self.model, self.tokenizer, self.job, self.config, self.stop_ids = model, tokenizer, job, config, stop_ids
+        self.optimizer = new_optimizer(model, config.learning_rate)
+        self.generator = generator or torch.Generator().manual_seed(0)
 
     def learn(self, tasks: list[Task]) -> LearnStep:
-        """One step, with its samples as episodes for the store."""
-        samples, stats = self.step(tasks)
-        episodes = [Episode(job=self.job.name, task_id=s.task.id, messages=self.job.messages(s.task), completion=s.completion,
-                            score=s.reward, answer=s.task.answer) for s in samples]
-        return LearnStep(stats=stats, episodes=episodes)
+        """One step, with its episodes for the store."""
+        transcripts, stats = self.step(tasks)
+        return LearnStep(stats=stats, episodes=[transcript_episode(self.job, t) for t in transcripts])
 
-    def encode(self, task: Task) -> list[int]:
-        return prompt_ids(self.tokenizer, self.job.messages(task))
-
-    def rollout(self, tasks: list[Task]) -> list[Sample]:
-        """Sample the group for each task and score every completion with the job's scorer."""
+    def rollout(self, tasks: list[Task]) -> list[Transcript]:
+        """Play the group of episodes of each task (task-major), each scored by the job."""
         cfg = self.config
-        prompts = [self.encode(t) for t in tasks]
         params = SamplingParams(max_new_tokens=cfg.max_new_tokens or self.job.max_tokens, temperature=cfg.temperature)
         decided = self.job.scorer.decided if cfg.stop_when_decided else None
         done = (lambda ids: decided(self.tokenizer.decode(ids, skip_special_tokens=True))) if decided else None
         self.model.eval()
         with adapters.merged(self.model):
-            outputs = generate(self.model, prompts, cfg.samples_per_prompt, params, self.stop_ids,
-                               self.tokenizer.pad_token_id, self.generator, done)
-        samples = []
-        for i, completion_ids in enumerate(outputs):
-            task = tasks[i // cfg.samples_per_prompt]
-            text = self.tokenizer.decode(completion_ids, skip_special_tokens=True)
-            samples.append(Sample(task, prompts[i // cfg.samples_per_prompt], completion_ids, text, self.job.score(task, text)))
-        return samples
+            return play(self.model, self.tokenizer, self.job, tasks, cfg.samples_per_prompt, params, self.stop_ids,
+                        self.generator, done)
 
-    def step(self, tasks: list[Task]) -> tuple[list[Sample], StepStats]:
+    def step(self, tasks: list[Task]) -> tuple[list[Transcript], StepStats]:
         started = time.perf_counter()
-        samples = self.rollout(tasks)
+        transcripts = self.rollout(tasks)
         generated = time.perf_counter()
         group = self.config.samples_per_prompt
-        rewards_P_G = torch.tensor([s.reward for s in samples]).view(len(tasks), group)
-        advantages_P_G = group_advantages(rewards_P_G)
-        informative = [p for p in range(len(tasks)) if bool(advantages_P_G[p].abs().sum() > 0)]
-        stats = StepStats(
-            reward_mean=float(rewards_P_G.mean()), trained_samples=len(informative) * group,
-            generated_tokens=sum(len(s.completion_ids) for s in samples), trained_tokens=0,
-            generate_seconds=generated - started, train_seconds=0.0,
-        )
-        if informative:
-            stats.loss, stats.trained_tokens = self._update(samples, informative, advantages_P_G)
+        advantages_P_G = group_advantages(torch.tensor([t.score for t in transcripts]).view(len(tasks), group))
+        chosen = [(transcripts[p * group + g], float(advantages_P_G[p, g]))
+                  for p in range(len(tasks)) if bool(advantages_P_G[p].abs().sum() > 0) for g in range(group)]
+        turns, n = sum(t.turns for t in transcripts), max(1, len(transcripts))
+        stats = StepStats(reward_mean=float(torch.tensor([t.score for t in transcripts]).mean()), trained_samples=len(chosen),
+                          generated_tokens=sum(sum(t.model_mask) for t in transcripts), trained_tokens=0,
+                          generate_seconds=generated - started, train_seconds=0.0,
+                          extra={"invalid_rate": sum(t.invalid for t in transcripts) / max(1, turns),
+                                 "success_rate": sum(t.success for t in transcripts) / n})
+        if chosen:
+            stats.loss, stats.trained_tokens = self._update(chosen)
         stats.train_seconds = time.perf_counter() - generated
-        return samples, stats
+        return transcripts, stats
 
-    def _update(self, samples: list[Sample], prompts: list[int], advantages_P_G: torch.Tensor) -> tuple[float, int]:
-        group = self.config.samples_per_prompt
-        chosen = [samples[p * group + g] for p in prompts for g in range(group)]
-        prompt_ids = [samples[p * group].prompt_ids for p in prompts]
-        index = [i for i in range(len(prompts)) for _ in range(group)]
-        completions = [s.completion_ids for s in chosen]
-        advantages_C = advantages_P_G[prompts].reshape(-1)
+    def _update(self, chosen: list[tuple[Transcript, float]]) -> tuple[float, int]:
+        """One optimiser step; the loss is the mean over `chosen` of `policy_loss`, in micro-batches when needed."""
+        parts = micro_batches(chosen, TOKEN_BUDGET, ATTENTION_BUDGET)
         pad = self.tokenizer.pad_token_id
-        ref = None
+        refs = [None] * len(parts)
         if self.config.kl_coef > 0:
             with torch.no_grad(), self.model.disable_adapter():
-                ref, _ = completion_logprobs(self.model, prompt_ids, completions, index, pad)
+                refs = [masked_logprobs(self.model, [t for t, _ in part], pad)[0] for part in parts]
         self.model.train()
-        logprobs_C_L, mask_C_L = completion_logprobs(self.model, prompt_ids, completions, index, pad)
-        loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref, self.config.kl_coef)
-        return apply_update(self.model, self.optimizer, loss, self.config.max_grad_norm), int(mask_C_L.sum())
+        self.optimizer.zero_grad(set_to_none=True)
+        total, tokens = 0.0, 0
+        for part, ref_C_L in zip(parts, refs):
+            logprobs_C_L, mask_C_L = masked_logprobs(self.model, [t for t, _ in part], pad)
+            advantages_C = torch.tensor([a for _, a in part], device=logprobs_C_L.device)
+            loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref_C_L, self.config.kl_coef) * (len(part) / len(chosen))
+            loss.backward()
+            total, tokens = total + float(loss.detach()), tokens + int(mask_C_L.sum())
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm)
+        self.optimizer.step()
+        self.model.eval()
+        return total, tokens

@@ -1,9 +1,14 @@
-"""Playing multi-turn episodes in batches, keeping every token exactly as the model saw and wrote it.
+"""Playing episodes in batches, keeping every token exactly as the model saw and wrote it.
+
+The one rollout path: RL (learners.grpo), held-out evals (evals.heldout) and attempts all play
+episodes here. A single-turn job's episode is one reply to the task's question, scored by the
+job's scorer (jobs.base.OneReply); a game or tool task goes on until its environment ends it.
 
 `play` runs many episodes side by side: each round, every unfinished episode's whole conversation
-so far is one row of a single batched `generate` call (the opening prompt common to all rows is
-read once), each reply goes to that episode's environment, and the environment's answer is
-appended as the next user turn. A transcript keeps the token ids of the whole conversation with
+so far is one row of a single batched `generate` call, each reply goes to that episode's
+environment, and the environment's answer is appended as the next user turn. Rows that share their
+conversation so far (a task's group of samples at its opening) are read once and sampled several
+times, and the prefix common to all rows is read once (models.prefix). A transcript keeps the token ids of the whole conversation with
 `model_mask` = 1 exactly on the tokens the worker wrote (each reply and its stop token); the
 chat template's framing and the environment's messages are 0. The RL learner puts its loss on
 those tokens only, and credits every one of the worker's turns with the episode's score.
@@ -15,19 +20,21 @@ that were sampled.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
-from apiary.jobs.base import Job, Task
+from apiary.jobs.base import Environment, Job, Task
 from apiary.models.generate import SamplingParams, generate
 from apiary.models.prompt_format import environment_turn_ids, prompt_ids
+from apiary.store.records import Episode
 
 PREFILL_BUDGET = 2**25  # rows x length^2 per generate call: 32 rows of 1000 tokens, 8 of 2000
 
 
 @dataclass
 class Transcript:
-    """One multi-turn episode: the conversation, its tokens, and how it went."""
+    """One episode: the conversation, its tokens, and how it went."""
 
     task: Task
     messages: list[dict]  # the opening messages, then the worker's and the environment's turns in order
@@ -40,6 +47,7 @@ class Transcript:
     success: bool = False
     done: bool = False  # the environment ended it (else it was cut off at the job's max_turns)
     final_message: str = ""  # what the environment said after the worker's last reply (how it ended)
+    heldout_score: float = 0.0  # what a held-out eval counts (jobs.base.Turn.heldout_score)
 
     @property
     def completion(self) -> str:
@@ -58,24 +66,30 @@ class Transcript:
 
 
 def play(model, tokenizer, job: Job, tasks: list[Task], samples: int, params: SamplingParams, stop_ids: list[int],
-         generator: torch.Generator | None = None) -> list[Transcript]:
+         generator: torch.Generator | None = None, done: Callable[[list[int]], bool] | None = None) -> list[Transcript]:
     """`samples` episodes of each task (task-major), each until its environment ends it or `job.max_turns`.
-    The caller chooses the model's mode (eval, adapter merged)."""
-    envs, transcripts = [], []
+    `done(reply ids so far)`, if given, ends a reply early. The caller chooses the model's mode (eval, adapter merged)."""
+    envs, transcripts, openings = [], [], {}
     for task in tasks:
         for _ in range(samples):
-            env = job.environment(task)
-            opening = job.opening(env.start())
+            env: Environment = job.episode(task)
+            first = env.start()
+            if first not in openings:  # a task's group shares its opening: format and tokenise it once
+                opening = job.opening(first)
+                openings[first] = (opening, prompt_ids(tokenizer, opening))
+            messages, ids = openings[first]
             envs.append(env)
-            transcripts.append(Transcript(task, opening, prompt_ids(tokenizer, opening)))
+            transcripts.append(Transcript(task, list(messages), ids))
     for _ in range(job.max_turns):
         live = [i for i, t in enumerate(transcripts) if not t.done]
         if not live:
             break
-        for rows in _chunks(live, [len(transcripts[i].prompt_ids) + len(transcripts[i].ids) for i in live]):
-            replies = generate(model, [transcripts[i].prompt_ids + transcripts[i].ids for i in rows], 1, params, stop_ids,
-                               tokenizer.pad_token_id, generator)
-            for i, reply_ids in zip(rows, replies):
+        contexts = [transcripts[i].prompt_ids + transcripts[i].ids for i in live]
+        copies = _copies(contexts)
+        for start, end in _chunks(len(live), max(len(c) for c in contexts), copies):
+            replies = generate(model, contexts[start:end:copies], copies, params, stop_ids, tokenizer.pad_token_id,
+                               generator, done)
+            for i, reply_ids in zip(live[start:end], replies):
                 _advance(transcripts[i], envs[i], tokenizer, reply_ids, stop_ids)
     for t in transcripts:  # a cut-off episode's last environment turn was never read by the worker
         while t.model_mask and not t.model_mask[-1]:
@@ -83,11 +97,31 @@ def play(model, tokenizer, job: Job, tasks: list[Task], samples: int, params: Sa
     return transcripts
 
 
-def _chunks(rows: list[int], lengths: list[int]) -> list[list[int]]:
-    """Rows in groups of at most PREFILL_BUDGET / (longest length)^2: prefilling a whole conversation
-    holds attention weights that grow with the square of its length."""
-    per_call = max(1, PREFILL_BUDGET // max(lengths) ** 2)
-    return [rows[i:i + per_call] for i in range(0, len(rows), per_call)]
+def _copies(contexts: list[list[int]]) -> int:
+    """k when the rows are consecutive runs of k identical contexts (each task's group at its opening), else 1:
+    then each run is one prompt of `generate`, read once and sampled k times."""
+    k = next((n for n in range(1, len(contexts)) if contexts[n] != contexts[0]), len(contexts))
+    if len(contexts) % k or any(contexts[i] != contexts[i - i % k] for i in range(len(contexts))):
+        return 1
+    return k
+
+
+def _chunks(rows: int, longest: int, copies: int) -> list[tuple[int, int]]:
+    """(start, end) of groups of at most PREFILL_BUDGET / longest^2 rows (a multiple of `copies`): prefilling a
+    whole conversation holds attention weights that grow with the square of its length."""
+    per_call = max(copies, PREFILL_BUDGET // longest**2 // copies * copies)
+    return [(i, min(i + per_call, rows)) for i in range(0, rows, per_call)]
+
+
+def transcript_episode(job: Job, transcript: Transcript) -> Episode:
+    """The store's record of a played episode: every turn is in `messages` + `completion` (the last reply).
+    A single-turn job's episode is stored as it always was (prompt, reply, score, answer); an environment's
+    episode also keeps how it went (`info`: turns, invalid moves, success, how it ended)."""
+    if not job.multi_turn:
+        return Episode(job=job.name, task_id=transcript.task.id, messages=transcript.context,
+                       completion=transcript.completion, score=transcript.score, answer=transcript.task.answer)
+    return Episode(job=job.name, task_id=transcript.task.id, messages=transcript.context, completion=transcript.completion,
+                   score=transcript.score, answer=transcript.task.answer or None, info=transcript.info())
 
 
 def _advance(transcript: Transcript, env, tokenizer, reply_ids: list[int], stop_ids: list[int]) -> None:
@@ -101,6 +135,7 @@ def _advance(transcript: Transcript, env, tokenizer, reply_ids: list[int], stop_
     transcript.final_message, transcript.score = turn.message, turn.score  # a cut-off episode keeps its last score
     if turn.done:
         transcript.done, transcript.success = True, turn.success
+        transcript.heldout_score = float(turn.success) if turn.heldout_score is None else turn.heldout_score
         return
     transcript.messages.append({"role": "user", "content": turn.message})
     framing = environment_turn_ids(tokenizer, turn.message, reply_ids, stop_ids)

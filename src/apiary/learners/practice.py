@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 
 import torch
 
 from apiary.jobs.base import Job, Task
-from apiary.learners.common import Example, FeedbackConfig, LearnStep, StepStats
+from apiary.learners.common import Example, LearnStep, StepStats, check_settings, new_optimizer, refuse_multi_turn
 from apiary.learners.corrections import supervised_update
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate, prompt_ids, reply_ids
@@ -37,16 +38,32 @@ def _skeleton(text: str) -> str:
     return re.sub(r"[^\d+\-*/]", "", text)
 
 
+@dataclass
+class PracticeConfig:
+    """Settings of practice."""
+
+    learning_rate: float = 1e-3
+    batch_size: int = 16  # failed episodes (so new tasks at most) per update
+    tries: int = 4  # solutions sampled per new task
+    temperature: float = 0.7  # sampling temperature of new tasks and solutions (at 1.0 the 135M core rambles)
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        check_settings("practice", self.learning_rate, batch_size=self.batch_size, tries=self.tries)
+
+
 class PracticeLearner:
     name = "practice"
 
-    def __init__(self, model, tokenizer, job: Job, optimizer: torch.optim.Optimizer, config: FeedbackConfig,
-                 stop_ids: list[int], generator: torch.Generator):
+    def __init__(self, model, tokenizer, job: Job, config: PracticeConfig, stop_ids: list[int],
+                 generator: torch.Generator | None = None):
+        refuse_multi_turn(job, self.name)
         if job.solve is None:
             raise ValueError(f"job {job.name!r} has no check for new questions (Job.solve, or check = ... in its job "
                              "file), so practice could not verify anything")
-        self.model, self.tokenizer, self.job, self.optimizer, self.config = model, tokenizer, job, optimizer, config
-        self.stop_ids, self.generator = stop_ids, generator
+        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
+        self.stop_ids, self.generator = stop_ids, generator or torch.Generator().manual_seed(0)
+        self.optimizer = new_optimizer(model, config.learning_rate)
         self.heldout = [_squash(t.question) for t in job.source.heldout()]
         self.heldout_skeletons = {_skeleton(t.question) for t in job.source.heldout()} - {""}
 

@@ -9,20 +9,31 @@ other's (Rafailov et al., 2023), which needs no reward model and no sampling.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
+from apiary.jobs.base import Job
 from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update, mean_score,
-                                    batch_logprobs, dpo_loss)
+                                    batch_logprobs, dpo_loss, new_optimizer)
 from apiary.models.generate import prompt_ids, reply_ids
+
+
+@dataclass
+class PreferencesConfig(FeedbackConfig):
+    """Settings of learning from preferences."""
+
+    beta: float = 0.1  # DPO temperature
 
 
 class PreferenceLearner:
     name = "preferences"
     kind = "preference"
 
-    def __init__(self, model, tokenizer, optimizer: torch.optim.Optimizer, config: FeedbackConfig):
-        self.model, self.tokenizer, self.optimizer, self.config = model, tokenizer, optimizer, config
+    def __init__(self, model, tokenizer, job: Job, config: PreferencesConfig, stop_ids: list[int],
+                 generator: torch.Generator | None = None):
+        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
+        self.optimizer = new_optimizer(model, config.learning_rate)
 
     def learn(self, items: list[FeedbackItem]) -> LearnStep:
         started = time.perf_counter()

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 
-from apiary.learners.common import Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update, batch_logprobs
+from apiary.jobs.base import Job
+from apiary.learners.common import (Example, FeedbackConfig, FeedbackItem, LearnStep, StepStats, apply_update, batch_logprobs,
+                                    new_optimizer)
 from apiary.learners.grpo import policy_loss
 from apiary.models.generate import prompt_ids, reply_ids
 
@@ -33,12 +36,19 @@ def baseline_advantages(prompts: list[str], rewards: list[float]) -> list[float]
     return advantages
 
 
+@dataclass
+class RewardsConfig(FeedbackConfig):
+    """Settings of learning from people's rewards: those every feedback learner has (learners.common.FeedbackConfig)."""
+
+
 class RewardLearner:
     name = "rewards"
     kind = "reward"
 
-    def __init__(self, model, tokenizer, optimizer: torch.optim.Optimizer, config: FeedbackConfig):
-        self.model, self.tokenizer, self.optimizer, self.config = model, tokenizer, optimizer, config
+    def __init__(self, model, tokenizer, job: Job, config: RewardsConfig, stop_ids: list[int],
+                 generator: torch.Generator | None = None):
+        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
+        self.optimizer = new_optimizer(model, config.learning_rate)
 
     def learn(self, items: list[FeedbackItem]) -> LearnStep:
         started = time.perf_counter()
