@@ -1,11 +1,12 @@
 """The retention suite: item scoring, cached base replies, and KL(base || model)."""
 
 import re
+from collections import Counter
 
 import pytest
 import torch
 
-from apiary.evals import build_retention, retention
+from apiary.evals import build_retention, retention, retention_candidates
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 
@@ -28,10 +29,27 @@ def test_each_checker_judges_its_kind_of_answer():
     assert retention.item_score('The first letter of "table" is "t".', "t", checker="letter") == 1.0
     assert retention.item_score("It is a T.", "t", checker="letter") == 1.0  # the article "a" is not a letter answer
     assert retention.item_score("Either t or b.", "t", checker="letter") == 0.0
+    after_b = "What letter comes after B in the alphabet?"
+    assert retention.item_score('The letter after "B" is "C".', "C", after_b, "letter") == 1.0  # the question's letter is fine
+    assert retention.item_score("The letter after B is D.", "C", after_b, "letter") == 0.0
     assert retention.item_score("Twenty-one", "twenty one", checker="word") == 1.0
     assert retention.item_score("It has 8 legs", "8", "How many legs does a spider have?", "number") == 1.0
+    assert retention.item_score("The season after summer is fall.", "autumn|fall", checker="word") == 1.0
+    assert retention.item_score("The season after summer is winter.", "autumn|fall", checker="word") == 0.0
+    assert retention.item_score("A rooster says cock-a-doodle-doo!", "crow|cock-a-doodle-doo", checker="word") == 1.0
     with pytest.raises(ValueError, match="unknown retention checker"):
         retention.item_score("x", "x", checker="regex")
+
+
+def test_choice_checker_wants_the_answer_named_first_of_the_two_options():
+    question = "Which is bigger, an elephant or a mouse?"
+    assert retention.item_score("The elephant is bigger than the mouse.", "elephant", question, "choice") == 1.0
+    assert retention.item_score("An elephant.", "elephant", question, "choice") == 1.0
+    assert retention.item_score("A mouse is smaller than an elephant.", "elephant", question, "choice") == 0.0
+    assert retention.item_score("Neither of them.", "elephant", question, "choice") == 0.0
+    numbers = "Which number is bigger, seven or three?"
+    assert retention.item_score("Seven is bigger than three.", "seven", numbers, "choice") == 1.0
+    assert retention.item_score("Three is smaller than seven.", "seven", numbers, "choice") == 0.0
 
 
 def test_shipped_suite_is_present():
@@ -47,10 +65,20 @@ def test_shipped_suite_is_present():
 def test_candidates_are_the_generators_five_kinds_none_phrased_like_a_job():
     candidates = retention.items("candidates.jsonl")
     assert candidates == build_retention.all_candidates()  # the file is what the generator writes
-    assert len(candidates) >= 800 and len({c["question"] for c in candidates}) == len(candidates)
-    assert {c["kind"] for c in candidates} == {"fact", "word", "arithmetic", "format", "free"}
+    assert len(candidates) >= 1500 and len({c["question"] for c in candidates}) == len(candidates)
+    kinds = Counter(c["kind"] for c in candidates)
+    assert set(kinds) == {"fact", "word", "arithmetic", "format", "free"}
+    assert min(kinds.values()) >= 0.05 * len(candidates)  # no kind is a sliver of the pool
     assert all(c.get("checker", "word") in retention.CHECKERS for c in candidates)
-    assert not any(re.search(r"\d\s*[-+*/]\s*\d", c["question"]) for c in candidates)
+    job_like = re.compile(r"\d\s*(?:[-+*/x]|times|plus|minus)\s*\d|\b(?:sum|product|gcd|divisor)\b", re.IGNORECASE)
+    assert not any(job_like.search(c["question"]) for c in candidates)
+    assert all(c["answer"] and not c["answer"].startswith("|") and "||" not in c["answer"] for c in candidates)
+
+
+def test_choice_items_name_two_options_and_the_answer_is_one_of_them():
+    for c in retention_candidates.candidates():
+        if c["checker"] == "choice":
+            assert retention.item_score(f"{c['answer'].split('|')[0]}.", c["answer"], c["question"], "choice") == 1.0
 
 
 def test_item_replies_are_generated_in_batches_one_per_item(tiny_core):

@@ -32,7 +32,7 @@ from apiary.evals.retention_candidates import candidates as generated
 from apiary.models import adapters
 
 SELECTION_SEEDS = 1000  # perturbation seeds start here; the noise floor uses 0, 1, ...
-_JOB_LIKE = re.compile(r"\d\s*[-+*/x]\s*\d")  # "3 + 4", "6 * 7": the jobs' phrasing
+_JOB_LIKE = re.compile(r"\d\s*(?:[-+*/x]|times|plus|minus)\s*\d")  # "3 + 4", "6 * 7", "2 times 3": the jobs' phrasing
 
 
 def first_candidates() -> list[dict]:

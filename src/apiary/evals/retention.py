@@ -68,8 +68,26 @@ def _number(line: str, answer: str, question: str) -> bool:
 
 
 def _word(line: str, answer: str, question: str) -> bool:
-    """The answer is there as a whole word or phrase, case-insensitive (hyphens read as spaces)."""
-    return re.search(rf"\b{re.escape(answer)}\b", line.replace("-", " "), re.IGNORECASE) is not None
+    """The answer, or one of its "|"-separated alternatives ("autumn|fall"), is there as a whole word
+    or phrase, case-insensitive (hyphens read as spaces)."""
+    return any(_named_at(line, alt) is not None for alt in answer.split("|"))
+
+
+def _named_at(line: str, word: str) -> int | None:
+    """Where `word` first appears in `line` as a whole word or phrase (case and hyphens aside), or None."""
+    found = re.search(rf"\b{re.escape(word.replace('-', ' '))}\b", line.replace("-", " "), re.IGNORECASE)
+    return found.start() if found else None
+
+
+def _choice(line: str, answer: str, question: str) -> bool:
+    """Of the question's two options ("Which is bigger, an elephant or a mouse?"), the line names the
+    answer first ("The elephant is bigger than the mouse." is right, "A mouse is smaller..." is not)."""
+    options = _OPTIONS.search(question)
+    if options is None:
+        return _word(line, answer, question)
+    named = {o: _named_at(line, o) for o in (_ARTICLE.sub("", o.strip()) for o in options.groups())}
+    named = {o: at for o, at in named.items() if at is not None}
+    return bool(named) and min(named, key=named.get).casefold() in {a.casefold() for a in answer.split("|")}
 
 
 def _exact_case(line: str, answer: str, question: str) -> bool:
@@ -83,12 +101,22 @@ def _only(line: str, answer: str, question: str) -> bool:
 
 
 def _letter(line: str, answer: str, question: str) -> bool:
-    """The letter is there on its own (quoted, capital or alone) and no other lone letter is."""
-    lone = {m.casefold() for m in re.findall(r"(?<![\w'])([A-Za-z])(?![\w'])", line) if m != "a" or line.strip() == "a"}
-    return lone == {answer.casefold()}
+    """The letter is there on its own (quoted, capital or alone) and no other lone letter is but
+    the question's ("The letter after B is C." is right for "What letter comes after B?")."""
+    lone = _lone_letters(line, keep_article=line.strip() == "a")
+    return answer.casefold() in lone and lone <= {answer.casefold()} | _lone_letters(question)
 
 
-CHECKERS = {"number": _number, "word": _word, "exact_case": _exact_case, "only": _only, "letter": _letter}
+def _lone_letters(text: str, keep_article: bool = True) -> set[str]:
+    """Single letters standing alone, casefolded; the article "a" (lower case) only if `keep_article`."""
+    found = re.findall(r"(?<![\w'])([A-Za-z])(?![\w'])", text)
+    return {m.casefold() for m in found if keep_article or m != "a"}
+
+
+CHECKERS = {"number": _number, "word": _word, "exact_case": _exact_case, "only": _only, "letter": _letter,
+            "choice": _choice}
+_OPTIONS = re.compile(r"[,:]\s*([^,:]+?) or ([^,:?]+)\?")
+_ARTICLE = re.compile(r"^(?:an?|the)\s+", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 BATCH = 64  # items generated together; the batch composition is part of what the noise floor measures
 
