@@ -54,7 +54,7 @@ def test_consolidation_stores_a_version_with_complete_lineage_and_releases_it(hi
 
 
 def test_a_refused_candidate_is_stored_but_not_released(hive):
-    config = ConsolidateConfig(method="linear", gate=GateConfig(max_retention_kl=-1.0))
+    config = ConsolidateConfig(method="linear", gate=GateConfig(max_retention_kl=0.0))  # any change to the core is refused
     result = hive.consolidate(config=config, show_progress=False)
     assert not result.passed and not result.released and result.current_core == 0
     assert result.reasons and "retention KL" in result.reasons[0]

@@ -5,6 +5,9 @@ A candidate passes when, for every job, its held-out score is at least the relea
 `max_retention_kl`; at most `max_flip_rate` of the retention items it was right on before flip to
 wrong; and none of its training data contains a held-out item. Every decision keeps its numbers
 and the reasons for a refusal, so it can be stored and shown.
+
+`GateConfig()` is the one default gate: `apiary learn`, `consolidate`, a server's learning and the
+command line's gate options all start from it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ class GateConfig:
     tolerance: float = 0.02  # held-out score may drop this much on a job (sampling noise) and still pass
     max_retention_kl: float = 0.05  # nats per token, mean over retention prompts
     max_flip_rate: float = 0.02  # right-to-wrong flips on retention items, as a share of the items
+
+    def __post_init__(self):
+        """A negative bound would refuse every candidate and a NaN would admit any: both are mistakes."""
+        for name, value, top in [("tolerance", self.tolerance, None), ("max_retention_kl", self.max_retention_kl, None),
+                                 ("max_flip_rate", self.max_flip_rate, 1.0)]:
+            if not value >= 0 or (top is not None and value > top):
+                bound = f"between 0 and {top:g} (a share of the items)" if top is not None else "0 or more"
+                raise ValueError(f"gate: {name} must be {bound}, not {value}")
 
 
 @dataclass
