@@ -1,5 +1,7 @@
 """Gate decisions with controlled scores: pass, and each way to fail."""
 
+import pytest
+
 from apiary.evals.contamination import Hit
 from apiary.evals.gate import Evidence, GateConfig, decide
 
@@ -31,3 +33,11 @@ def test_contaminated_training_data_fails():
     d = decide(Evidence(candidate={"arith": 1.0, "times": 1.0}, released=RELEASED,
                         contamination=[Hit(heldout_index=3, train_index=7, overlap=1.0)]))
     assert not d.passed and d.reasons == ["training data contains 1 held-out item(s)"]
+
+
+@pytest.mark.parametrize("bad", [{"tolerance": -0.01}, {"max_retention_kl": -1.0}, {"max_retention_kl": float("nan")},
+                                 {"max_flip_rate": -0.1}, {"max_flip_rate": 1.5}])
+def test_a_gate_with_a_negative_or_meaningless_bound_is_refused(bad):
+    with pytest.raises(ValueError, match=f"gate: {next(iter(bad))} must be"):
+        GateConfig(**bad)
+    assert GateConfig(tolerance=0.0, max_retention_kl=0.0, max_flip_rate=0.0).max_flip_rate == 0.0  # strict is fine
