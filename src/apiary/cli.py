@@ -261,14 +261,15 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
         cores.add_row(f"v{c['version']}", f"v{c['parent']}", c["method"],
                       ", ".join(f"{s['worker']} v{s['adapter_version']}" for s in c["sources"]),
                       f"{c['retention_kl']:.4f}", flips, gate)
-    workers = Table("worker", "job", "on core", "live adapter", "released by", "latest", "held-out (live)", "episodes",
-                    "last gate", box=box.SIMPLE_HEAD)
+    workers = Table("worker", "job", "on core", "live", "released by", "latest", "held-out (live)", "episodes",
+                    box=box.SIMPLE_HEAD)
     for w in info["workers"]:
-        gate = w["last_gate"]
         workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['live_version']}", w["released_by"] or "-",
-                        f"v{w['latest_version']}", "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]),
-                        "-" if gate is None else f"v{gate['version']}: {gate_verdict(gate)}")
+                        f"v{w['latest_version']}", "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]))
     Console().print(cores, workers)
+    for w in info["workers"]:
+        if w["last_gate"] is not None:
+            console.print(f"{w['name']}: last gate on v{w['last_gate']['version']}: {gate_verdict(w['last_gate'])}")
 
 
 @app.command()
