@@ -131,7 +131,8 @@ def test_consolidate_status_rollback_report(tmp_path, tiny_core_dir, monkeypatch
     hive = tmp_path / "hive"
     for worker, task in [("arith", CHAIN), ("arith2", CHAIN[:2] + ["max_terms=3"] + CHAIN[3:])]:  # two chain_sum jobs
         assert invoke("learn", *task, "--worker", worker, "--steps", "1", "--prompts", "2", "--samples", "2",
-                      "--max-new-tokens", "3", "--hive", hive, "--core", tiny_core_dir, "--json").exit_code == 0
+                      "--max-new-tokens", "3", "--release-ungated",  # live without the worker gate: the core gate is tested
+                      "--hive", hive, "--core", tiny_core_dir, "--json").exit_code == 0
     result = invoke("consolidate", "--method", "linear", "--tolerance", "1", "--max-kl", "10", "--hive", hive,
                     "--core", tiny_core_dir, "--json")
     assert result.exit_code == 0, result.output
@@ -160,9 +161,10 @@ def test_deploy_learn_release_and_worker_rollback(tmp_path, tiny_core_dir):
     assert out == {"worker": "sums", "job": "chain_sum", "tenant": "acme", "core_version": 0}
     result = invoke("deploy", "rg:products", "--worker", "sums", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 2 and "already works on job" in json.loads(result.stdout)["error"]
-    for _ in range(2):  # each learn run releases the version it ends with
+    for _ in range(2):  # each learn run releases the version it ends with, by the user's override of the gate
         assert invoke("learn", *CHAIN, "--worker", "sums", "--steps", "1", "--prompts", "2", "--samples", "2",
-                      "--max-new-tokens", "3", "--hive", hive, "--core", tiny_core_dir, "--json").exit_code == 0
+                      "--max-new-tokens", "3", "--release-ungated", "--hive", hive, "--core", tiny_core_dir,
+                      "--json").exit_code == 0
     assert json.loads(invoke("rollback", "1", "--worker", "sums", "--hive", hive, "--json").stdout) == {
         "live_version": 1, "worker": "sums"}
     result = invoke("rollback", "5", "--worker", "sums", "--hive", hive, "--json")

@@ -20,11 +20,12 @@ ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
 def hive(tmp_path, tiny_core_dir, monkeypatch):
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
     h = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    ungated = {"release": "ungated", "show_progress": False}  # the workers go live by override: this file tests the core gate
     for worker, spec, overrides in [("arith", "rg:chain_sum", ONE_DIGIT), ("times", "rg:products", ONE_DIGIT)]:
-        h.learn(spec, worker, steps=1, config=CONFIG, overrides=overrides, show_progress=False)  # random model: no reward
+        h.learn(spec, worker, steps=1, config=CONFIG, overrides=overrides, **ungated)  # random model: no reward
         h.attempt(spec, worker, n=4, overrides=overrides)
         h.simulate_feedback(worker, "correction", n=4)
-        h.learn(spec, worker, learners=["corrections"], configs=FEEDBACK, overrides=overrides, show_progress=False)
+        h.learn(spec, worker, learners=["corrections"], configs=FEEDBACK, overrides=overrides, **ungated)
     return h
 
 
@@ -54,7 +55,7 @@ def test_consolidation_stores_a_version_with_complete_lineage_and_releases_it(hi
 
 
 def test_a_refused_candidate_is_stored_but_not_released(hive):
-    config = ConsolidateConfig(method="linear", gate=GateConfig(max_retention_kl=-1.0))
+    config = ConsolidateConfig(method="linear", gate=GateConfig(max_retention_kl=0.0))  # any change to the core is refused
     result = hive.consolidate(config=config, show_progress=False)
     assert not result.passed and not result.released and result.current_core == 0
     assert result.reasons and "retention KL" in result.reasons[0]
@@ -85,7 +86,7 @@ def test_a_worker_that_trained_on_a_heldout_item_is_refused_for_contamination(hi
                                                      completion="7", score=0.0, answer=leaked.answer, origin="attempt",
                                                      worker="arith", adapter_version=2)])
     hive.feedback(episode_id, correction=leaked.answer)
-    hive.learn(job, "arith", learners=["corrections"], configs=FEEDBACK, show_progress=False)
+    hive.learn(job, "arith", learners=["corrections"], configs=FEEDBACK, show_progress=False, release="ungated")
     config = ConsolidateConfig(method="linear", gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
     result = hive.consolidate(config=config, show_progress=False)
     assert not result.passed and result.contamination == 1

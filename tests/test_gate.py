@@ -1,5 +1,7 @@
 """Gate decisions with controlled scores: pass, and each way to fail."""
 
+import pytest
+
 from apiary.evals.contamination import Hit
 import pytest
 
@@ -82,3 +84,9 @@ def test_every_decision_shows_the_floor_and_p_values():
                          flips=_flips(3), noise_floor=10.0))
     assert ok.passed and ok.evidence["flip_test"]["floor"] == 10.0 and ok.evidence["flip_test"]["p_floor"] > 0.5
     assert ok.config["alpha"] == 0.05 and ok.config["max_flip_rate"] == 0.02
+@pytest.mark.parametrize("bad", [{"tolerance": -0.01}, {"max_retention_kl": -1.0}, {"max_retention_kl": float("nan")},
+                                 {"max_flip_rate": -0.1}, {"max_flip_rate": 1.5}])
+def test_a_gate_with_a_negative_or_meaningless_bound_is_refused(bad):
+    with pytest.raises(ValueError, match=f"gate: {next(iter(bad))} must be"):
+        GateConfig(**bad)
+    assert GateConfig(tolerance=0.0, max_retention_kl=0.0, max_flip_rate=0.0).max_flip_rate == 0.0  # strict is fine

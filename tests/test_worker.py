@@ -34,11 +34,13 @@ def test_the_store_returns_typed_workers_with_live_and_latest_versions(tmp_path)
 
 @pytest.fixture
 def rolled_back(tmp_path, tiny_core_dir, monkeypatch):
-    """A worker that learned v1 and v2 (each released by its run), then was rolled back to v1."""
+    """A worker that learned v1 and v2 (each released by the user's override of the gate: these tests are about
+    live and latest, not the gate), then was rolled back to v1."""
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
     hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
     for _ in range(2):
-        hive.learn("rg:chain_sum", "arith", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False)
+        hive.learn("rg:chain_sum", "arith", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False,
+                   release="ungated")
     assert hive.rollback(1, worker="arith") == 1
     return hive
 
@@ -57,11 +59,12 @@ def test_after_a_rollback_status_and_eval_use_the_live_version(rolled_back):
 
 def test_after_a_rollback_learn_builds_on_the_live_version_unless_told_otherwise(rolled_back):
     hive = rolled_back
-    result = hive.learn("rg:chain_sum", "arith", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False)
-    assert (result.start_version, result.adapter_version) == (1, 3)
+    result = hive.learn("rg:chain_sum", "arith", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False,
+                        release="none")
+    assert (result.start_version, result.adapter_version, result.live_version) == (1, 3, 1)
     assert result.before == [e for e in hive.store.evals("arith") if e.adapter_version == 1][0].score
     result = hive.learn("rg:chain_sum", "arith", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False,
-                        start_version=2)
+                        start_version=2, release="ungated")
     assert [(v.version, v.parent) for v in hive.store.adapter_versions("arith")] == [(1, 0), (2, 1), (3, 1), (4, 2)]
     assert hive.worker("arith").live_version == 4
 
@@ -98,7 +101,7 @@ def test_cli_status_eval_and_learn_after_a_worker_rollback(tmp_path, tiny_core_d
 
     learn = ("learn", "rg:chain_sum", *ONE_DIGIT, "--worker", "arith", "--steps", "1", "--prompts", "2", "--samples", "2",
              "--max-new-tokens", "3", "--core", tiny_core_dir)
-    run(*learn), run(*learn)
+    run(*learn, "--release-ungated"), run(*learn, "--release-ungated")  # both go live: this test is not about the gate
     assert run("rollback", "1", "--worker", "arith") == {"live_version": 1, "worker": "arith"}
     [row] = run("status")["workers"]
     assert (row["live_version"], row["latest_version"]) == (1, 2)

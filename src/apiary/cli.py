@@ -29,6 +29,10 @@ CoreOpt = Annotated[Optional[str], typer.Option("--core", help="core model: a HF
 TemplateOpt = Annotated[Optional[str], typer.Option(
     "--template", help="prompt format of the core: 'chat' (its own chat template), 'plain' (User:/Assistant: lines) or a "
                        "Jinja file (default: chat if the core has a chat template, else plain)")]
+# The gate's bounds; each defaults to the one default gate (evals.gate.GateConfig).
+ToleranceOpt = Annotated[float, typer.Option(help="gate: allowed held-out drop per job")]
+MaxKlOpt = Annotated[float, typer.Option(help="gate: retention KL bound (nats/token)")]
+MaxFlipsOpt = Annotated[float, typer.Option(help="gate: right-to-wrong flip bound (share of retention items)")]
 
 
 def _fail(message: str, as_json: bool) -> None:
@@ -66,6 +70,10 @@ def _run(as_json: bool, fn):
         _fail(str(err).strip("'\""), as_json)
 
 
+def _gate(tolerance: float, max_kl: float, max_flips: float, as_json: bool) -> GateConfig:
+    return _run(as_json, lambda: GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips))
+
+
 @app.command()
 def learn(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
@@ -84,16 +92,27 @@ def learn(
         help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,
     from_version: Annotated[Optional[int], typer.Option("--from-version", help="adapter version to learn on from "
                                                          "(default: the live one; 0: the core alone)")] = None,
+    tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
+    max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
+    release_ungated: Annotated[bool, typer.Option("--release-ungated", help="release the new version without passing "
+                                                  "the gate (recorded as your override; retention not measured)")] = False,
+    no_release: Annotated[bool, typer.Option("--no-release", help="measure the new version and record the gate's "
+                                             "decision, release nothing")] = False,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
-    on from its live adapter version; prints held-out accuracy before and after."""
+    on from its live adapter version; prints held-out accuracy before and after, and the gate's decision:
+    the new version goes live only if it passed."""
     from apiary.hive.mix import OPEN_ENDED, configs_with
     from apiary.learners.grpo import GRPOConfig
 
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
+    if release_ungated and no_release:
+        _fail("--release-ungated and --no-release contradict each other: pick one", as_json)
+    gate = _gate(tolerance, max_kl, max_flips, as_json)
+    release = "ungated" if release_ungated else "none" if no_release else "gated"
     h = _hive(hive, core, template)
 
     def run():
@@ -101,7 +120,8 @@ def learn(
         rl = GRPOConfig(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples))
         configs = configs_with(names, rl, rates.pop(None, None), rates, batch, epochs)
         return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs,
-                       overrides=spec[1:], show_progress=not as_json, start_version=from_version)
+                       overrides=spec[1:], show_progress=not as_json, start_version=from_version,
+                       release=release, gate=gate)
 
     result = _run(as_json, run)
     if as_json:
@@ -249,9 +269,8 @@ def consolidate(
     steps: Annotated[Optional[int], typer.Option(help="distillation steps (default: the distillation config's)")] = None,
     anchor_weight: Annotated[Optional[float], typer.Option(
         help="distillation: weight of staying near the previous core (default: the distillation config's)")] = None,
-    tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop per job")] = GateConfig.tolerance,
-    max_kl: Annotated[float, typer.Option(help="gate: retention KL bound (nats/token)")] = GateConfig.max_retention_kl,
-    max_flips: Annotated[float, typer.Option(help="gate: right-to-wrong flip bound (share of items)")] = GateConfig.max_flip_rate,
+    tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
+    max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     release: Annotated[bool, typer.Option(help="release the candidate if it passes")] = True,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
@@ -261,7 +280,7 @@ def consolidate(
 
     distill = DistillConfig(**_given(steps=steps, anchor_weight=anchor_weight))
     config = ConsolidateConfig(method=method, distill=distill, release=release,
-                               gate=GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips))
+                               gate=_gate(tolerance, max_kl, max_flips, as_json))
     names = [w.strip() for w in workers.split(",")] if workers else None
     result = _run(as_json, lambda: _hive(hive, core, template).consolidate(config=config, workers=names, show_progress=not as_json))
     if as_json:
@@ -282,6 +301,8 @@ def consolidate(
 @app.command()
 def status(hive: HiveOpt = None, as_json: JsonOpt = False):
     """Core versions (released or refused, and why) and workers with their held-out scores."""
+    from apiary.hive.status import gate_verdict
+
     info = _hive(hive).status()
     if as_json:
         print(json.dumps(info, default=str))
@@ -299,11 +320,15 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
         cores.add_row(f"v{c['version']}", f"v{c['parent']}", c["method"],
                       ", ".join(f"{s['worker']} v{s['adapter_version']}" for s in c["sources"]),
                       f"{c['retention_kl']:.4f}", flips, gate)
-    workers = Table("worker", "job", "on core", "live adapter", "latest", "held-out (live)", "episodes", box=box.SIMPLE_HEAD)
+    workers = Table("worker", "job", "on core", "live", "released by", "latest", "held-out (live)", "episodes",
+                    box=box.SIMPLE_HEAD)
     for w in info["workers"]:
-        workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['live_version']}", f"v{w['latest_version']}",
-                        "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]))
+        workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['live_version']}", w["released_by"] or "-",
+                        f"v{w['latest_version']}", "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]))
     Console().print(cores, workers)
+    for w in info["workers"]:
+        if w["last_gate"] is not None:
+            console.print(f"{w['name']}: last gate on v{w['last_gate']['version']}: {gate_verdict(w['last_gate'])}")
 
 
 @app.command()
@@ -345,16 +370,15 @@ def serve(
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
-    tolerance: Annotated[float, typer.Option(help="gate: allowed held-out drop")] = GateConfig.tolerance,
-    max_kl: Annotated[float, typer.Option(help="gate: max retention KL")] = GateConfig.max_retention_kl,
-    max_flips: Annotated[float, typer.Option(help="gate: max share of retention items flipped")] = GateConfig.max_flip_rate,
+    tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
+    max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
 ):
     """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn. Needs `.[serve]`."""
     _need("serve", "fastapi", "uvicorn", "prometheus_client")
     from apiary.serve.run import run_server
 
-    gate = GateConfig(tolerance=tolerance, max_retention_kl=max_kl, max_flip_rate=max_flips)
+    gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
                                    **_given(min_feedback=min_feedback), gate=gate))
 
@@ -457,6 +481,7 @@ def _learn_table(results) -> None:
     for r in results:
         if r.stopped == "feedback used up":
             console.print(f"{r.worker}: stopped after {r.steps} step(s), the feedback is used up ({r.feedback} item(s) learned)")
+        _gate_lines(r)
     turns = [r for r in results if r.long_horizon]
     if turns:  # multi-turn jobs: "before" and "after" above are success rates
         table = Table("job", "worker", "", "success", "mean score", "invalid moves", "turns", "turns to success",
@@ -467,6 +492,24 @@ def _learn_table(results) -> None:
                 table.add_row(r.job, r.worker, when, f"{m['success_rate']:.3f}", f"{m['mean_score']:.3f}",
                               f"{m['invalid_rate']:.1%}", f"{m['mean_turns']:.1f}", to_success)
         Console().print(table)
+
+
+def _gate_lines(r) -> None:
+    """The worker gate's decision on the version a learn run made, with its numbers and what is live now."""
+    g = r.gate
+    if g is None:
+        console.print(f"{r.worker}: nothing new learned; live adapter v{r.live_version}")
+        return
+    kept = ("retention not measured" if g.retention_kl is None else
+            f"retention KL {g.retention_kl:.4f}, {g.flips['right_to_wrong']} of {g.flips['items']} retention items "
+            f"flipped right to wrong")
+    verdict = "[green]passed[/green]" if g.passed else ("[yellow]overridden[/yellow]" if g.override else "[red]refused[/red]")
+    console.print(f"{r.worker} v{g.version}: gate {verdict} (held-out {g.candidate:.3f} vs live v{g.live} {g.released:.3f}; "
+                  f"{kept}; {g.contamination} contaminated held-out item(s); {g.seconds:.0f} s)")
+    for reason in g.reasons:
+        console.print(f"  - {reason}")
+    state = "released" if g.released_now else "kept, not released"
+    console.print(f"  v{g.version} {state}; live adapter: v{r.live_version}")
 
 
 def main() -> None:

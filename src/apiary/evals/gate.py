@@ -21,6 +21,9 @@ McNemar's exact one-sided p on the discordant pairs, P(X >= b) for X ~ Binomial(
 shown beside them (whether the flips lean right to wrong); it does not decide, because with c = 0
 (the shipped suite: the base is right on every item) it would excuse up to 4 flips of any suite.
 Both p-values and the floor are in every decision's evidence (`flip_test`) and in a refusal's reason.
+
+`GateConfig()` is the one default gate: `apiary learn`, `consolidate`, a server's learning and the
+command line's gate options all start from it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ class GateConfig:
     """The margin of the flip test: right-to-wrong flips beyond the noise floor, as a share of the items."""
     alpha: float = 0.05
     """The flip test's significance level: flips fail only when the test against the floor gives p <= this."""
+
+    def __post_init__(self):
+        """A negative bound would refuse every candidate and a NaN would admit any: both are mistakes."""
+        for name, value, top in [("tolerance", self.tolerance, None), ("max_retention_kl", self.max_retention_kl, None),
+                                 ("max_flip_rate", self.max_flip_rate, 1.0)]:
+            if not value >= 0 or (top is not None and value > top):
+                bound = f"between 0 and {top:g} (a share of the items)" if top is not None else "0 or more"
+                raise ValueError(f"gate: {name} must be {bound}, not {value}")
 
 
 @dataclass

@@ -3,8 +3,9 @@
 When a worker has `min_feedback` pieces of feedback no adapter version has learned from yet (not
 counting those flagged as contradicting earlier feedback), a learning run uses them up with the
 matching feedback learners, from its live version, on a copy of the core of its own (the server's
-models are never touched), and the new adapter version goes through the worker gate. The gate releases it only if
-it passed; the server's watcher then makes it live. Every run, version and decision is in the store.
+models are never touched), and the new adapter version goes through the worker gate, as every
+`learn` does (hive/learning.py). The gate releases it only if it passed; the server's watcher then
+makes it live. Every run, version and decision is in the store.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from apiary.hive.evaluator import Evaluator
 from apiary.hive.learning import learn_worker
 from apiary.hive.training import Budget
 from apiary.hive.worker import WorkerHandle
-from apiary.hive.worker_gate import WorkerGateResult, gate_worker
-from apiary.models.core import MODEL_LOADS, Core
+from apiary.hive.worker_gate import WorkerGateResult
+from apiary.models.core import MODEL_LOADS
 from apiary.store.records import Worker
 from apiary.store.store import Store
 
@@ -82,8 +83,8 @@ class FeedbackLearning:
                     self.busy = True
                     try:
                         worker = hive.worker(record)  # its job and core, loaded now (see models.core.LoadGate)
-                        outcome = learn_and_gate(hive.store, hive.evaluator, hive.core_at(0), worker, learners,
-                                                 self.config.gate)
+                        hive.core_at(0)  # the base core, retention's reference: loaded now too
+                        outcome = learn_and_gate(hive.store, hive.evaluator, worker, learners, self.config.gate)
                         self.on_result(outcome)
                     except ValueError as err:  # e.g. a worker whose job was defined in Python code
                         unusable.add(record.name)
@@ -94,25 +95,18 @@ class FeedbackLearning:
                 self.busy = False
 
 
-def learn_and_gate(store: Store, evaluator: Evaluator, base: Core, worker: WorkerHandle, learners: list[str],
+def learn_and_gate(store: Store, evaluator: Evaluator, worker: WorkerHandle, learners: list[str],
                    gate: GateConfig) -> dict:
-    """One learning run on the worker's unlearned feedback from its live version, then the gate on the
-    version it made (retention measured against the `base` core). The worker's core and `base` are
-    loaded already, so no model is loaded while computing."""
+    """One learning run on the worker's unlearned feedback from its live version, with the gate on the
+    version it made (hive.learning.learn_worker: released only if it passed). The worker's core and the
+    base core (`evaluator.cores.at(0)`, retention's reference) are loaded already, so no model is loaded
+    while computing."""
     with MODEL_LOADS.compute():
-        return _learn_and_gate(store, evaluator, base, worker, learners, gate)
-
-
-def _learn_and_gate(store: Store, evaluator: Evaluator, base: Core, worker: WorkerHandle, learners: list[str],
-                    gate: GateConfig) -> dict:
-    live = worker.live_version
-    if not worker.record.has_release:
-        store.release_worker(worker.name, live, "serve")  # pin it: without releases, a worker's latest version is live
-    result = learn_worker(store, evaluator, worker, Budget(), learners=learners, release=False, show_progress=False)
-    if result.adapter_version == live:
-        return {"learn": result.model_dump(), "gate": None}  # nothing new was learned
-    decision: WorkerGateResult = gate_worker(store, evaluator, base, worker, result.adapter_version, gate)
+        result = learn_worker(store, evaluator, worker, Budget(), learners=learners, gate=gate, show_progress=False)
+    decision: WorkerGateResult | None = result.gate
+    if decision is None:
+        return {"learn": result.model_dump(exclude={"gate"}), "gate": None}  # nothing new was learned
     log.info("worker %s learned from %d feedback item(s) in %d step(s): v%d %s (held-out %.3f vs live %.3f)%s",
              worker.name, result.feedback, result.steps, result.adapter_version, "released" if decision.passed else "refused",
              decision.candidate, decision.released, "" if decision.passed else f": {'; '.join(decision.reasons)}")
-    return {"learn": result.model_dump(), "gate": decision.model_dump()}
+    return {"learn": result.model_dump(exclude={"gate"}), "gate": decision.model_dump()}

@@ -14,7 +14,7 @@ from apiary.hive.learning import LearnResult, learn_worker
 from apiary.hive.status import status
 from apiary.hive.training import Budget
 from apiary.hive.worker import WorkerHandle, new_worker
-from apiary.hive.worker_gate import WorkerGateResult, gate_worker
+from apiary.hive.worker_gate import Release, WorkerGateResult, gate_worker
 from apiary.jobs.base import Job
 from apiary.jobs.spec import load_job
 from apiary.learners.common import LearnerConfig
@@ -73,21 +73,23 @@ class Hive:
               learners: list[str] = ("rl",), config: GRPOConfig | None = None,
               configs: dict[str, LearnerConfig] | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
-              show_progress: bool = True, release: bool = True, start_version: int | None = None) -> LearnResult:
-        """Evaluate, learn within the budget, evaluate again. `learners`: any of rl, rewards,
-        corrections, critiques, preferences, practice; feedback learners alone need no budget
-        (they stop when the worker's unlearned feedback is used up). A new worker starts on the
-        current core. `configs`: settings by learner name (e.g. {"corrections":
-        CorrectionsConfig(learning_rate=1e-4)}); `config`: the rl learner's. `start_version`: learn on
-        from this adapter version rather than the live one (what a server serves). `release`: make the
-        version it ends with the live one; the server's own learning passes False and releases only
-        past the gate (see hive.feedback_learning)."""
+              show_progress: bool = True, release: Release | str = Release.GATED, gate: GateConfig | None = None,
+              start_version: int | None = None) -> LearnResult:
+        """Evaluate, learn within the budget, evaluate again, and put the new version through the worker
+        gate (`gate`: default, the default gate). `learners`: any of rl, rewards, corrections, critiques,
+        preferences, practice; feedback learners alone need no budget (they stop when the worker's
+        unlearned feedback is used up). A new worker starts on the current core. `configs`: settings by
+        learner name (e.g. {"corrections": CorrectionsConfig(learning_rate=1e-4)}); `config`: the rl
+        learner's. `start_version`: learn on from this adapter version rather than the live one (what a
+        server serves). `release`: "gated" (default: live only if it passed), "ungated" (live without
+        passing the gate: the user's override, recorded; retention is not measured) or "none" (measured
+        and recorded, not released)."""
         job = self.job(job, overrides)
         record = self.store.worker(worker) or new_worker(worker, job, self.core)
         handle = WorkerHandle(record, job, self.cores.at(record.core_version))
         return learn_worker(self.store, self.evaluator, handle, Budget(steps=steps, minutes=minutes), learners=learners,
                             config=config, configs=configs, lora=lora, checkpoint_every=checkpoint_every,
-                            show_progress=show_progress, release=release, start_version=start_version)
+                            show_progress=show_progress, release=release, gate=gate, start_version=start_version)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
                 start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:
@@ -180,9 +182,10 @@ class Hive:
         return consolidate(self.store, self.cores, self.evaluator, [handles[r.name] for r in sources],
                            {name: h.job for name, h in handles.items()}, config, show_progress)
 
-    def gate(self, worker: str, version: int, config: GateConfig | None = None, release: bool = True) -> WorkerGateResult:
-        """The worker gate, as a server runs it: adapter `version` of the worker against its live version;
-        the decision is stored, and the version released if it passed (and `release`)."""
+    def gate(self, worker: str, version: int, config: GateConfig | None = None,
+             release: Release | str = Release.GATED) -> WorkerGateResult:
+        """The worker gate, as `learn` and a server run it: adapter `version` of the worker against its live
+        version; the decision is stored, and the version released as `release` says (see Hive.learn)."""
         return gate_worker(self.store, self.evaluator, self.core_at(0), self.worker(worker), version, config or GateConfig(),
                            release)
 

@@ -1,6 +1,8 @@
 """A worker learns on its job: held-out eval of the version it starts from, the learning run
-(hive/training.py), held-out eval of the version it ends with, and (unless told not to) the release
-of that version, which makes it live."""
+(hive/training.py), held-out eval of the version it ends with, and the worker gate on that version
+(hive/worker_gate.py), which releases it (makes it live) only if it passed, unless the user
+overrides the gate or asks for no release. A refused version is kept but not live, and the next
+run learns on from the live version."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
+from apiary.evals.gate import GateConfig
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.training import Budget, learn
 from apiary.hive.worker import WorkerHandle
+from apiary.hive.worker_gate import Release, WorkerGateResult, gate_worker
 from apiary.learners.common import LearnerConfig
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
@@ -28,7 +32,7 @@ class LearnResult(BaseModel):
     episodes: int
     steps: int
     learn_seconds: float  # sampling + updates, evals excluded
-    wall_seconds: float  # everything, evals included
+    wall_seconds: float  # everything, evals and the gate included
     adapter_version: int
     run_id: int
     resumed: bool
@@ -39,25 +43,33 @@ class LearnResult(BaseModel):
     long_horizon: dict | None = None  # multi-turn jobs: {"before": metrics, "after": metrics} (evals.long_horizon)
     start_version: int = 0  # the adapter version it learned on from
     stopped: str = ""  # why learning ended: "budget" or "feedback used up"
+    gate: WorkerGateResult | None = None  # the gate's decision on the new version (None: nothing new was learned)
+    live_version: int = 0  # the worker's live adapter version after the run and the gate
 
 
 def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budget: Budget, *,
                  learners: list[str] = ("rl",), config: GRPOConfig | None = None,
                  configs: Mapping[str, LearnerConfig] | None = None,
-                 lora: LoraSpec | None = None, checkpoint_every: int = 5, show_progress: bool = True, release: bool = True,
+                 lora: LoraSpec | None = None, checkpoint_every: int = 5, show_progress: bool = True,
+                 release: Release | str = Release.GATED, gate: GateConfig | None = None,
                  start_version: int | None = None) -> LearnResult:
-    """Evaluate, learn within `budget` from `start_version` (default: the live version), evaluate again;
-    `release`: make the version it ends with the live one."""
-    started, job, core = time.perf_counter(), worker.job, worker.core
+    """Evaluate, learn within `budget` from `start_version` (default: the live version), evaluate again,
+    then put the new version through the worker gate (`gate`: default, the default gate), which
+    releases it as `release` says (see worker_gate.Release)."""
+    started, job, core, release = time.perf_counter(), worker.job, worker.core, Release(release)
     before = evaluator.worker(worker, worker.version(start_version))
+    if store.worker(worker.name) is not None:
+        _pin_live(store, worker)  # versions saved while it learns must not go live before the gate
     model, run = learn(store, worker, budget, config, lora, checkpoint_every=checkpoint_every, show_progress=show_progress,
                        learners=learners, configs=configs, start_version=start_version)
     try:
         after = evaluator.model(model, core, job, worker=worker.name, adapter_version=run.version)
     finally:
         adapters.detach(model)
-    if release and run.version != run.start_version:
-        store.release_worker(worker.name, run.version, "learn")
+    _pin_live(store, worker)  # a new worker, stored by its run
+    decision = None
+    if run.version != run.start_version:
+        decision = gate_worker(store, evaluator, evaluator.cores.at(0), worker, run.version, gate or GateConfig(), release)
     return LearnResult(
         worker=worker.name, job=job.name, before=before.score, after=after.score, heldout_items=after.n,
         episodes=run.episodes, steps=run.steps, learn_seconds=run.seconds,
@@ -67,5 +79,13 @@ def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budge
         if "long_horizon" in after.details else None,
         generate_tokens_per_s=run.generated_tokens / max(run.generate_seconds, 1e-9),
         train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
-        learners=run.learners, feedback=run.feedback, stopped=run.stopped,
+        learners=run.learners, feedback=run.feedback, stopped=run.stopped, gate=decision,
+        live_version=store.worker(worker.name).live_version,
     )
+
+
+def _pin_live(store: Store, worker: WorkerHandle) -> None:
+    """A worker never released has its latest version live; record a release of its live version (as
+    the handle read it) so that only the gate, the user's override or a rollback changes what is live."""
+    if not worker.record.has_release and not store.worker(worker.name).has_release:
+        store.release_worker(worker.name, worker.live_version, "pin")

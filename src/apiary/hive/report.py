@@ -9,7 +9,8 @@ plots them and writes the Markdown.
 - reward-hacking check: per worker, training reward against held-out score at each evaluated
   adapter version; a gap that widens by more than `gap_alarm` is flagged (jobs can score
   held-out answers with a different scorer than the training reward: `heldout_scorer`);
-- every gate decision with its reasons.
+- every gate decision (core versions and workers' adapter versions) with its reasons, and every
+  release a user made past the gate.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from apiary.evals.curves import learning_curves  # noqa: E402
 from apiary.evals.forgetting import forgetting_matrix  # noqa: E402
 from apiary.evals.reward_hacking import GAP_ALARM, reward_gaps  # noqa: E402
-from apiary.hive.status import status  # noqa: E402
+from apiary.hive.status import gate_verdict, status  # noqa: E402
 from apiary.store.store import Store  # noqa: E402
 
 
@@ -109,6 +110,10 @@ def _markdown(figures: dict) -> str:
         sources = ", ".join(f"{x['worker']} v{x['adapter_version']}" for x in c["sources"])
         lines.append(f"| v{c['version']} | v{c['parent']} | {c['method']} | {sources} | {c['retention_kl']:.4f} | {flips} | "
                      f"{gate} | {'yes' if c['released'] else 'no'} |")
+    lines += ["", "## Worker versions and their gate\n",
+              "| worker | version | held-out | live held-out | retention KL | flips | gate | released |", "|---" * 8 + "|"]
+    for g in s["worker_gates"]:
+        lines.append(_worker_gate_row(g))
     lines += ["", "## Reward hacking check\n", f"Training reward against held-out score; flagged when the gap widens by more "
               f"than {GAP_ALARM}.\n", "| worker | job | adapter version | training reward | held-out | gap | flag |",
               "|---" * 7 + "|"]
@@ -118,3 +123,11 @@ def _markdown(figures: dict) -> str:
             lines.append(f"| {w['worker']} | {w['job']} | {p['adapter_version']} | {reward} | "
                          f"{p['heldout']:.3f} | {gap} | {'**widening**' if w['flag'] else ''} |")
     return "\n".join(lines) + "\n"
+
+
+def _worker_gate_row(g: dict) -> str:
+    flips = f"{g['flips']['right_to_wrong']} of {g['flips']['items']}" if g["flips"] else "not measured"
+    kl = "not measured" if g["retention_kl"] is None else f"{g['retention_kl']:.4f}"
+    released = ("**yes, ungated by the user**" if g["override"] else "yes") if g["released"] else "no"
+    return (f"| {g['worker']} | v{g['version']} | {g['heldout']:.3f} | {g['live_heldout']:.3f} | {kl} | {flips} | "
+            f"{gate_verdict(g)} | {released} |")
