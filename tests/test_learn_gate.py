@@ -6,13 +6,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from apiary import FeedbackConfig, GateConfig, Hive
+from apiary import CorrectionsConfig, GateConfig, Hive
 from apiary.cli import app
 from apiary.hive.report import write_report
 from apiary.hive.worker_gate import OVERRIDE
 
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4"]
-ONE_PASS = FeedbackConfig(epochs=1, batch_size=4)
+ONE_PASS = {"corrections": CorrectionsConfig(epochs=1, batch_size=4)}
 STRICT = GateConfig(max_retention_kl=0.0)  # corrections change the model, so any retention KL above 0 refuses
 LENIENT = GateConfig(tolerance=1.0, max_retention_kl=1e9, max_flip_rate=1.0)
 
@@ -33,7 +33,7 @@ def learn_corrections(hive: Hive, **kwargs):
     """The worker answers 4 tasks, each answer is corrected, and it learns from the corrections."""
     for episode in hive.attempt("rg:chain_sum", "arith", n=4, overrides=ONE_DIGIT):
         hive.feedback(episode.id, correction=episode.answer)
-    return hive.learn("rg:chain_sum", "arith", learners=["corrections"], feedback=ONE_PASS, overrides=ONE_DIGIT,
+    return hive.learn("rg:chain_sum", "arith", learners=["corrections"], configs=ONE_PASS, overrides=ONE_DIGIT,
                       show_progress=False, **kwargs)
 
 
