@@ -36,6 +36,14 @@ def status(store: Store) -> dict:
                         "last_gate": next((g for g in reversed(worker_gates) if g["worker"] == w.name), None)})
     releases = [{"core_version": r["core_version"], "reason": r["reason"], "at": r["created_at"].isoformat()}
                 for r in sorted(store.table_rows("releases"), key=lambda r: r["id"])]
+    return {"hive": str(store.root), "current_core": store.current_core(), "base_core": _base_core(store),
+            "core_versions": cores, "workers": workers, "releases": releases, "worker_gates": worker_gates}
+
+
+def _base_core(store: Store) -> dict:
+    """Core v0, the base model: its name and prompt format as the first worker recorded them (none yet: unknown)."""
+    first = next(iter(sorted(store.workers(), key=lambda w: w.created_at)), None)
+    return {"version": 0, "name": first.core if first else None, "prompt_format": first.prompt_format if first else None}
 
 
 def _worker_gate(decision: GateDecision, by_gate: set[tuple[str, int]]) -> dict:
