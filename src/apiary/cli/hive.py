@@ -1,0 +1,210 @@
+"""Commands of the hive: consolidate, status, rollback, deploy, serve, report, export, bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
+                              _hive, _need, _run, app, console)
+from apiary.evals.gate import GateConfig
+
+@app.command()
+def consolidate(
+    method: Annotated[str, typer.Option(help="distill, linear, ties or dare_linear")] = "distill",
+    workers: Annotated[Optional[str], typer.Option(help="comma-separated workers (default: all on the current core)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="distillation steps (default: the distillation config's)")] = None,
+    anchor_weight: Annotated[Optional[float], typer.Option(
+        help="distillation: weight of staying near the previous core (default: the distillation config's)")] = None,
+    tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
+    max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
+    release: Annotated[bool, typer.Option(help="release the candidate if it passes")] = True,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
+):
+    """Build a new core version from the workers, measure it, and release it only if it passes the gate."""
+    from apiary.hive.consolidate import ConsolidateConfig
+    from apiary.hive.distill import DistillConfig
+
+    distill = DistillConfig(**_given(steps=steps, anchor_weight=anchor_weight))
+    config = ConsolidateConfig(method=method, distill=distill, release=release,
+                               gate=_gate(tolerance, max_kl, max_flips, as_json))
+    names = [w.strip() for w in workers.split(",")] if workers else None
+    result = _run(as_json, lambda: _hive(hive, core, template).consolidate(config=config, workers=names, show_progress=not as_json))
+    if as_json:
+        print(result.model_dump_json())
+        return
+    table = Table("job", "worker", "released core", "worker", "candidate", "gain kept", box=box.SIMPLE_HEAD,
+                  title=f"core v{result.version} ({result.method}) from v{result.parent}")
+    for j in result.jobs:
+        table.add_row(j.job, j.worker or "-", f"{j.released:.3f}", "-" if j.worker_score is None else f"{j.worker_score:.3f}",
+                      f"[bold]{j.candidate:.3f}[/bold]", "-" if j.gain_kept is None else f"{j.gain_kept:.2f}")
+    Console().print(table)
+    console.print(f"retention KL {result.retention_kl:.4f}; {result.flips['right_to_wrong']} of {result.flips['items']} "
+                  f"retention items flipped right to wrong; {result.contamination} contaminated held-out item(s)")
+    verdict = "[green]passed[/green]" if result.passed else "[red]refused[/red]: " + "; ".join(result.reasons)
+    console.print(f"gate {verdict}; current core: v{result.current_core}")
+
+
+@app.command()
+def status(hive: HiveOpt = None, as_json: JsonOpt = False):
+    """Core versions (released or refused, and why) and workers with their held-out scores."""
+    from apiary.hive.status import gate_verdict
+
+    info = _hive(hive).status()
+    if as_json:
+        print(json.dumps(info, default=str))
+        return
+    console.print(f"hive {info['hive']}: current core [bold]v{info['current_core']}[/bold]")
+    cores = Table("core", "parent", "method", "sources", "retention KL", "flips", "gate", box=box.SIMPLE_HEAD)
+    base = info["base_core"]
+    what = f"{base['name'] or 'the base model'} ({base['prompt_format'] or 'prompt format: on first load'})"
+    cores.add_row("v0", "-", "base", escape(what),
+                  "-", "-", "[green]released[/green]")
+    for c in info["core_versions"]:
+        gate = "[green]released[/green]" if c["released"] else ("passed" if c["passed"] else "[red]refused[/red]: "
+                                                                 + "; ".join(c["reasons"]))
+        flips = f"{c['flips']['right_to_wrong']}/{c['flips']['items']}" if c["flips"] else "-"
+        cores.add_row(f"v{c['version']}", f"v{c['parent']}", c["method"],
+                      ", ".join(f"{s['worker']} v{s['adapter_version']}" for s in c["sources"]),
+                      f"{c['retention_kl']:.4f}", flips, gate)
+    workers = Table("worker", "job", "on core", "live", "released by", "latest", "held-out (live)", "episodes",
+                    box=box.SIMPLE_HEAD)
+    for w in info["workers"]:
+        workers.add_row(w["name"], w["job"], f"v{w['core_version']}", f"v{w['live_version']}", w["released_by"] or "-",
+                        f"v{w['latest_version']}", "-" if w["heldout"] is None else f"{w['heldout']:.3f}", str(w["episodes"]))
+    Console().print(cores, workers)
+    for w in info["workers"]:
+        if w["last_gate"] is not None:
+            console.print(f"{w['name']}: last gate on v{w['last_gate']['version']}: {gate_verdict(w['last_gate'])}")
+
+
+@app.command()
+def rollback(
+    version: Annotated[int, typer.Argument(help="a core version that was released before (0: the base core)")],
+    worker: Annotated[Optional[str], typer.Option("--worker", "-w", help="roll back this worker's live adapter")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Make an earlier released core version current again, or a worker's earlier live adapter
+    version (history is kept; a running server follows within a second)."""
+    current = _run(as_json, lambda: _hive(hive).rollback(version, worker))
+    if as_json:
+        print(json.dumps({"live_version": current, "worker": worker} if worker else {"current_core": current}))
+    else:
+        console.print(f"{worker}: live adapter v{current}" if worker else f"current core: v{current}")
+
+
+@app.command()
+def deploy(
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
+    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    tenant: Annotated[Optional[str], typer.Option(help="the tenant (API key owner) it serves; default: local")] = None,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
+):
+    """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
+    made = _run(as_json, lambda: _hive(hive, core, template).deploy(spec[0], worker, tenant, spec[1:]))
+    if as_json:
+        print(json.dumps({"worker": made.name, "job": made.job, "tenant": made.tenant, "core_version": made.core_version}))
+    else:
+        console.print(f"worker {made.name} on {made.job} (core v{made.core_version}, tenant {made.tenant or 'local'})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (anything but localhost needs --keys)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    keys: Annotated[Optional[Path], typer.Option(help=escape('TOML file with a [keys] table of "KEY" = "TENANT"'))] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="requests decoded together (default: ServeConfig's)")] = None,
+    learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
+    min_feedback: Annotated[Optional[int], typer.Option(
+        help="new feedback items that start a learning run (default: the learning config's)")] = None,
+    tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
+    max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
+):
+    """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn. Needs `.[serve]`."""
+    _need("serve", "fastapi", "uvicorn", "prometheus_client")
+    from apiary.serve.run import run_server
+
+    gate = _gate(tolerance, max_kl, max_flips, False)
+    _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
+                                   **_given(min_feedback=min_feedback), gate=gate))
+
+
+@app.command()
+def report(
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default HIVE/report)")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Write report.md with plots: learning curves, forgetting matrix, retention over core versions,
+    the reward-hacking check and every gate decision."""
+    from apiary.hive.report import write_report
+
+    h = _hive(hive)
+    figures = _run(as_json, lambda: write_report(h.store, out or h.path / "report"))
+    if as_json:
+        print(json.dumps(figures, default=str))
+        return
+    for path in figures["files"]:
+        console.print(path)
+    for w in figures["hacking"]:
+        if w["flag"]:
+            console.print(f"[yellow]flag[/yellow] {w['worker']}: training reward and held-out score are drifting apart")
+
+
+@app.command()
+def export(
+    out: Annotated[Optional[Path], typer.Option(help="output directory (default HIVE/export)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or jsonl")] = "parquet",
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Write every table of the store (episodes, runs, adapters, evals, provenance) to open formats."""
+    written = _run(as_json, lambda: _hive(hive).export(out, fmt))
+    if as_json:
+        print(json.dumps(written))
+    else:
+        for name, info in written.items():
+            console.print(f"{name:18s} {info['rows']:7d} rows  {info['path']}")
+
+
+@app.command()
+def bench(
+    parts: Annotated[Optional[str], typer.Option(help="comma-separated: trl, continual, generation (default: all)")] = None,
+    docs: Annotated[Optional[Path], typer.Option(help="where benchmarks.md, peers.json and the plots go (default: docs/)")] = None,
+    quick: Annotated[bool, typer.Option(help="tiny budgets: checks the suite runs; the figures mean nothing")] = False,
+    minutes: Annotated[Optional[float], typer.Option(help="continual: RL minutes per job (default: the setup's)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
+    distill_steps: Annotated[Optional[int], typer.Option(help="continual: distillation steps (default: the setup's)")] = None,
+    race_steps: Annotated[Optional[int], typer.Option(help="trl: optimizer steps for each side (default: the race's)")] = None,
+    render: Annotated[bool, typer.Option(help="rewrite the docs from docs/peers.json; run nothing")] = False,
+    core: CoreOpt = None, as_json: JsonOpt = False,
+):
+    """apiary side by side with its peers (TRL, PEFT merges, naive fine-tuning, transformers generate),
+    each comparison in one run; writes docs/benchmarks.md, docs/peers.json and plots. Needs `.[bench]`."""
+    if not render:
+        _need("bench", "trl", "datasets")
+    from apiary.bench.continual import ContinualSetup
+    from apiary.bench.report import DOCS
+    from apiary.bench.suite import PARTS, BenchPlan
+    from apiary.bench.suite import render as render_bench
+    from apiary.bench.suite import run as run_bench
+    from apiary.bench.trl_race import Race
+
+    docs = docs or DOCS
+    names = tuple(p.strip() for p in parts.split(",") if p.strip()) if parts else PARTS
+    plan = _run(as_json, lambda: BenchPlan(
+        parts=names, docs=docs, core=core, quick=quick,
+        race=Race(**_given(steps=race_steps)),
+        continual=ContinualSetup(**_given(minutes=minutes, steps=steps, distill_steps=distill_steps))))
+    figures = _run(as_json, lambda: (render_bench if render else run_bench)(plan))
+    if as_json:
+        print(json.dumps({part: figures.get(part) for part in plan.parts} | {"time_ratio_vs_trl": figures.get("time_ratio_vs_trl")}))
+    else:
+        console.print(f"figures in {docs / 'peers.json'}, tables in {docs / 'benchmarks.md'}")
+

@@ -1,0 +1,224 @@
+"""Commands of a worker's learning: learn, attempt, feedback, simulate-feedback, eval, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _fail, _gate,
+                              _given, _hive, _learn_table, _run, app, console)
+from apiary.evals.gate import GateConfig
+
+@app.command()
+def learn(
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
+    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
+    lr: Annotated[Optional[list[str]], typer.Option(
+        help="learning rate of every learner (default 1e-3), or NAME=RATE for one learner; repeatable")] = None,
+    prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
+    learners: Annotated[str, typer.Option(
+        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice")] = "rl",
+    epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
+    batch: Annotated[Optional[int], typer.Option(
+        help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,
+    from_version: Annotated[Optional[int], typer.Option("--from-version", help="adapter version to learn on from "
+                                                         "(default: the live one; 0: the core alone)")] = None,
+    tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
+    max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
+    release_ungated: Annotated[bool, typer.Option("--release-ungated", help="release the new version without passing "
+                                                  "the gate (recorded as your override; retention not measured)")] = False,
+    no_release: Annotated[bool, typer.Option("--no-release", help="measure the new version and record the gate's "
+                                             "decision, release nothing")] = False,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
+):
+    """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
+    on from its live adapter version; prints held-out accuracy before and after, and the gate's decision:
+    the new version goes live only if it passed."""
+    from apiary.hive.mix import OPEN_ENDED, configs_with
+    from apiary.learners.grpo import GRPOConfig
+
+    names = [n.strip() for n in learners.split(",") if n.strip()]
+    if minutes is None and steps is None and OPEN_ENDED & set(names):
+        _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
+    if release_ungated and no_release:
+        _fail("--release-ungated and --no-release contradict each other: pick one", as_json)
+    gate = _gate(tolerance, max_kl, max_flips, as_json)
+    release = "ungated" if release_ungated else "none" if no_release else "gated"
+    h = _hive(hive, core, template)
+
+    def run():
+        rates = _learning_rates(lr or [])
+        rl = GRPOConfig(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples))
+        configs = configs_with(names, rl, rates.pop(None, None), rates, batch, epochs)
+        return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs,
+                       overrides=spec[1:], show_progress=not as_json, start_version=from_version,
+                       release=release, gate=gate)
+
+    result = _run(as_json, run)
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        _learn_table([result])
+
+
+def _learning_rates(values: list[str]) -> dict[str | None, float]:
+    """`--lr` values: "1e-4" for every learner (key None), "corrections=1e-4" for one."""
+    rates: dict[str | None, float] = {}
+    for value in values:
+        name, _, rate = value.rpartition("=")
+        try:
+            rates[name.strip() or None] = float(rate)
+        except ValueError:
+            raise ValueError(f"--lr {value}: give a number, or NAME=NUMBER for one learner") from None
+    return rates
+
+
+@app.command()
+def attempt(
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
+    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    n: Annotated[int, typer.Option("--n", help="how many training tasks")] = 8,
+    samples: Annotated[int, typer.Option(help="answers per task (more than one: sampled at temperature 0.7)")] = 1,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
+):
+    """The worker answers training tasks of its job; answers are stored as episodes for feedback."""
+    h = _hive(hive, core, template)
+    episodes = _run(as_json, lambda: h.attempt(spec[0], worker, n, samples=samples, overrides=spec[1:]))
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json", include={"id", "task_id", "messages", "completion", "score", "answer"})
+                          for e in episodes]))
+        return
+    table = Table("episode", "task", "expected", "answer given", "score", box=box.SIMPLE_HEAD)
+    tasks = task_parts([e.messages[-1]["content"] for e in episodes])
+    for e, task in zip(episodes, tasks):
+        table.add_row(str(e.id), escape(task), escape(e.answer or "-"), escape(e.completion.strip()[:40]), f"{e.score:.2f}")
+    Console().print(table)
+
+
+def task_parts(questions: list[str], width: int = 60) -> list[str]:
+    """What tells the questions apart, for a person deciding what to correct: the start and end they
+    share (a reasoning-gym job's preamble and instruction) are cut, whole words only, and a part longer
+    than `width` keeps its end, where a task's specifics usually are."""
+    if len(set(questions)) > 1:
+        head = os.path.commonprefix(questions)
+        head = head[:head.rfind(" ") + 1]
+        tail = os.path.commonprefix([q[len(head):][::-1] for q in questions])[::-1]
+        tail = tail[tail.find(" "):] if " " in tail else ""
+        questions = [q[len(head):len(q) - len(tail)].strip() for q in questions]
+    return [q if len(q) <= width else "..." + q[-width:] for q in questions]
+
+
+@app.command()
+def feedback(
+    episode: Annotated[Optional[int], typer.Argument(help="the episode (response) id the feedback is about")] = None,
+    reward: Annotated[Optional[float], typer.Option(help="a number in [0, 1]")] = None,
+    correction: Annotated[Optional[str], typer.Option(help="the right output")] = None,
+    critique: Annotated[Optional[str], typer.Option(help="what was wrong, in words")] = None,
+    prefer: Annotated[Optional[int], typer.Option(help="this episode is better than episode OTHER (same prompt)")] = None,
+    by: Annotated[str, typer.Option(help="who gives it")] = "user",
+    file: Annotated[Optional[Path], typer.Option("--file", help="JSONL, one object per line: all or nothing")] = None,
+    list_worker: Annotated[Optional[str], typer.Option("--list", help="show a worker's feedback and what learned from it")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Give feedback on an episode (one of --reward, --correction, --critique, --prefer), load a file
+    of it, or --list a worker's feedback with the adapter version that learned from each."""
+    h = _hive(hive)
+    if list_worker is not None:
+        return _feedback_log(h, list_worker, as_json)
+    if file is not None:
+        records = _run(as_json, lambda: h.add_feedback(file))
+    elif episode is None:
+        return _fail("give an EPISODE id (or --file, or --list WORKER)", as_json)
+    else:
+        records = _run(as_json, lambda: [h.feedback(episode, reward=reward, correction=correction, critique=critique,
+                                                    prefer=prefer, by=by)])
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records]))
+        return
+    flagged = [r for r in records if r.conflict]
+    console.print(f"recorded {len(records)} piece(s) of feedback, ids {records[0].id}..{records[-1].id}"
+                  if len(records) > 1 else f"recorded feedback {records[0].id} ({records[0].kind})")
+    for r in flagged:
+        console.print(f"[yellow]flagged[/yellow] feedback {r.id} on episode {r.episode_id}: {r.conflict}")
+
+
+@app.command(name="simulate-feedback")
+def simulate_feedback(
+    worker: Annotated[str, typer.Option("--worker", "-w")],
+    kind: Annotated[str, typer.Option(help="reward, correction, critique, hint (a critique that hides the answer), preference")],
+    n: Annotated[int, typer.Option("--n")] = 64,
+    seed: int = 0,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """For experiments: a simulated person gives feedback on the worker's attempts (known answers)."""
+    records = _run(as_json, lambda: _hive(hive).simulate_feedback(worker, kind, n, seed))
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records]))
+    else:
+        console.print(f"recorded {len(records)} piece(s) of simulated {kind} feedback for {worker}")
+
+
+def _feedback_log(h, worker: str, as_json: bool) -> None:
+    rows = _run(as_json, lambda: h.feedback_log(worker))
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table("id", "episode", "kind", "feedback", "by", "learned by version", "conflict", box=box.SIMPLE_HEAD)
+    for r in rows:
+        said = f"{r['reward']:g}" if r["kind"] == "reward" else (f"over {r['other_episode_id']}" if r["kind"] == "preference"
+                                                                  else r["text"][:50])
+        table.add_row(str(r["id"]), str(r["episode_id"]), r["kind"], said, r["by"], str(r["learned_by_version"] or "-"),
+                      r["conflict"] or "")
+    Console().print(table)
+
+
+@app.command(name="eval")
+def eval_cmd(
+    spec: Annotated[Optional[list[str]], typer.Argument(help="a job file or rg:TASK key=value ... (default: workers' jobs)")] = None,
+    worker: Annotated[Optional[str], typer.Option("--worker", "-w")] = None,
+    version: Annotated[Optional[int], typer.Option("--version", help="the worker's adapter version (default: the live one)")] = None,
+    hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
+):
+    """Held-out scores per job: a worker's live adapter version (or --version), or the core."""
+    h = _hive(hive, core, template)
+    jobs = [h.job(spec[0], spec[1:])] if spec else None
+    results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs, version=version))
+    if as_json:
+        print(json.dumps([{"job": r.job, "worker": r.worker, "adapter_version": r.adapter_version, "score": r.score, "n": r.n}
+                          for r in results]))
+        return
+    table = Table("job", "worker", "adapter", "held-out score", "items")
+    for r in results:
+        table.add_row(r.job, r.worker or "core", str(r.adapter_version), f"{r.score:.3f}", str(r.n))
+    Console().print(table)
+
+
+
+
+@app.command()
+def demo(
+    minutes: Annotated[Optional[float], typer.Option(help="learning minutes per job (default: the demo recipe's)")] = None,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """The bundled core learns two reasoning-gym jobs where it starts weak; before/after table."""
+    from apiary.hive.demo import run_demo
+
+    results = _run(as_json, lambda: run_demo(_hive(hive or Path("hive-demo")), **_given(minutes=minutes),
+                                             show_progress=not as_json))
+    if as_json:
+        print(json.dumps([r.model_dump() for r in results]))
+    else:
+        _learn_table(results)
+
