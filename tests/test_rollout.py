@@ -13,6 +13,7 @@ from sqlalchemy import select
 from apiary.evals.heldout import evaluate
 from apiary.hive.mix import LEARNERS, build_learners, configs_with, run_configs
 from apiary.hive.training import Budget, learn
+from apiary.hive.worker import worker_on
 from apiary.jobs.base import Job, OneReply
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.scoring import Scorer
@@ -140,7 +141,7 @@ def _rl_run(tmp_path, core_dir, learners, configs=None):
                                       completion="?", score=0.0, answer="a", worker="w", origin="attempt") for i in range(4)])
     store.add_feedback([make_feedback(i, correction="a long correction") for i in ids])
     torch.manual_seed(0)
-    model, run = learn(store, tiny_core, job, "w", Budget(steps=2), GRPOConfig(prompts_per_step=2, samples_per_prompt=4,
+    model, run = learn(store, worker_on(store, "w", job, tiny_core), Budget(steps=2), GRPOConfig(prompts_per_step=2, samples_per_prompt=4,
                                                                                 learning_rate=5e-2),
                        LoraSpec(rank=2, alpha=4), learners=learners, configs=configs, show_progress=False)
     weights = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}

@@ -248,7 +248,8 @@ def test_feedback_trains_the_worker_in_the_background_behind_the_gate(hive, tiny
         deadline, worker = time.time() + 240, None
         while time.time() < deadline:
             worker = httpx.get(server.url + "/v1/workers").json()["data"][0]
-            if worker["last_gate"] is not None and worker["served_version"] == worker["live_version"]:
+            gate = worker["last_gate"]  # the decision is stored just before the release: wait for the release too
+            if gate is not None and worker["served_version"] == worker["live_version"] == (1 if gate["passed"] else 0):
                 break
             time.sleep(0.5)
         assert worker["last_gate"]["candidate"] == "worker:arith:1" and worker["latest_version"] == 1
