@@ -66,7 +66,7 @@ def retention_of(hive: Hive, worker: str) -> dict:
 def seed_from(hive: Hive, job, name: str, previous: str) -> None:
     """Start worker `name` (on `job`) from `previous`'s live adapter: the next stage of one adapter."""
     store, core = hive.store, hive.core_at(0)
-    store.ensure_worker(name, job.name, core.name, job.describe(), 0)
+    store.ensure_worker(name, job.name, core.name, job.describe(), 0, prompt_format=core.prompt_format.name)
     source = store.adapter_dir(previous, store.worker(previous).live_version)
     shutil.copytree(source, store.adapter_dir(name, 1))
     store.add_adapter_version(AdapterVersion(worker=name, version=1, parent=0, path=str(store.adapter_dir(name, 1)),

@@ -79,7 +79,7 @@ def run_job(hive: Hive, worker_prefix: str, spec: str, overrides: list[str], arg
 def _copy(hive: Hive, job, episodes, worker: str):
     """The same attempts, recorded as the given worker's (feedback is per worker)."""
     copies = [e.model_copy(update={"id": None, "worker": worker}) for e in episodes]
-    hive.store.ensure_worker(worker, job.name, hive.core.name, job.describe())
+    hive.store.ensure_worker(worker, job.name, hive.core.name, job.describe(), prompt_format=hive.core.prompt_format.name)
     for copy, episode_id in zip(copies, hive.store.add_episodes(copies)):
         copy.id = episode_id
     return copies
