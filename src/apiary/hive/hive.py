@@ -74,7 +74,7 @@ class Hive:
               configs: dict[str, LearnerConfig] | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
               show_progress: bool = True, release: Release | str = Release.GATED, gate: GateConfig | None = None,
-              start_version: int | None = None) -> LearnResult:
+              start_version: int | None = None, seed: int = 0) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again, and put the new version through the worker
         gate (`gate`: default, the default gate). `learners`: any of rl, rewards, corrections, critiques,
         preferences, practice; feedback learners alone need no budget (they stop when the worker's
@@ -89,7 +89,8 @@ class Hive:
         handle = WorkerHandle(record, job, self.cores.at(record.core_version))
         return learn_worker(self.store, self.evaluator, handle, Budget(steps=steps, minutes=minutes), learners=learners,
                             config=config, configs=configs, lora=lora, checkpoint_every=checkpoint_every,
-                            show_progress=show_progress, release=release, gate=gate, start_version=start_version)
+                            show_progress=show_progress, release=release, gate=gate, start_version=start_version,
+                            seed=seed)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
                 start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:

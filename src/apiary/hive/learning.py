@@ -52,16 +52,16 @@ def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budge
                  configs: Mapping[str, LearnerConfig] | None = None,
                  lora: LoraSpec | None = None, checkpoint_every: int = 5, show_progress: bool = True,
                  release: Release | str = Release.GATED, gate: GateConfig | None = None,
-                 start_version: int | None = None) -> LearnResult:
+                 start_version: int | None = None, seed: int = 0) -> LearnResult:
     """Evaluate, learn within `budget` from `start_version` (default: the live version), evaluate again,
     then put the new version through the worker gate (`gate`: default, the default gate), which
-    releases it as `release` says (see worker_gate.Release)."""
+    releases it as `release` says (see worker_gate.Release). `seed`: the run's sampling and shuffling."""
     started, job, core, release = time.perf_counter(), worker.job, worker.core, Release(release)
     before = evaluator.worker(worker, worker.version(start_version))
     if store.worker(worker.name) is not None:
         _pin_live(store, worker)  # versions saved while it learns must not go live before the gate
     model, run = learn(store, worker, budget, config, lora, checkpoint_every=checkpoint_every, show_progress=show_progress,
-                       learners=learners, configs=configs, start_version=start_version)
+                       learners=learners, configs=configs, start_version=start_version, seed=seed)
     try:
         after = evaluator.model(model, core, job, worker=worker.name, adapter_version=run.version)
     finally:

@@ -1,0 +1,154 @@
+"""The learning/forgetting frontier: every RL setting on the same job and budget, what it gains and what it flips.
+
+Each method is one RL setting (learning rate, LoRA rank, KL to the core, anchor distillation). Each
+(job, method, seed) is a fresh worker on the bundled core that learns the same number of steps, then
+goes through the default worker gate without being released (`Release.NONE`): its held-out gain,
+its right-to-wrong flips on the retention suite, its retention KL, the noise floor at that KL and
+the gate's decision are what one point of the frontier is.
+
+    python -m apiary.bench.frontier [--jobs chain_sum products] [--methods default lr2e-4 kl0.05]
+                                    [--seeds 0 1] [--steps 20]
+
+Writes docs/frontier.json (merged by (job, method, seed), so runs can add points), docs/frontier.png
+and the frontier section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
+from apiary.evals import noise_floor, retention  # noqa: E402
+from apiary.evals.gate import GateConfig  # noqa: E402
+from apiary.hive.hive import Hive  # noqa: E402
+from apiary.hive.recipes import ARITH, DEMO, GCD, TIMES  # noqa: E402
+from apiary.learners.grpo import GRPOConfig  # noqa: E402
+from apiary.models.adapters import LoraSpec  # noqa: E402
+
+JOBS = {"chain_sum": ARITH, "products": TIMES, "gcd": GCD}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RL setting: the demo's GRPO settings with these changed, on a LoRA of this rank."""
+
+    name: str
+    learning_rate: float = DEMO.rl.learning_rate
+    rank: int = 16
+    kl_coef: float = 0.0
+    anchor_weight: float = 0.0
+
+    def config(self) -> GRPOConfig:
+        changes = {"learning_rate": self.learning_rate, "kl_coef": self.kl_coef}
+        if self.anchor_weight:
+            changes["anchor_weight"] = self.anchor_weight
+        return replace(DEMO.rl, **changes)
+
+
+METHODS = {m.name: m for m in [
+    Method("default"),  # today's default: rank 16, lr 1e-3
+    Method("lr2e-4", learning_rate=2e-4),
+    Method("lr5e-4", learning_rate=5e-4),
+    Method("rank1", rank=1),  # "LoRA Without Regret": rank 1 is enough for RL
+    Method("rank4", rank=4),
+    Method("kl0.05", kl_coef=0.05),
+    Method("kl0.2", kl_coef=0.2),
+    Method("anchor1", anchor_weight=1.0),
+    Method("anchor4", anchor_weight=4.0),
+    Method("lr5e-4+anchor1", learning_rate=5e-4, anchor_weight=1.0),
+]}
+
+
+def run_point(hive: Hive, job: str, method: Method, seed: int, steps: int) -> dict:
+    """One worker learns `steps` steps with `method`, then the default gate decides (nothing released)."""
+    plan = JOBS[job]
+    started = time.perf_counter()
+    result = hive.learn(plan.spec, f"{job}-{method.name}-s{seed}", steps=steps, config=method.config(),
+                        lora=LoraSpec(rank=method.rank, alpha=2 * method.rank), overrides=plan.overrides,
+                        release="none", seed=seed, show_progress=False)
+    gate = result.gate
+    floor = noise_floor.expected_flips(gate.retention_kl, retention.items()) if gate else None
+    point = {"job": job, "method": method.name, "seed": seed, "steps": result.steps, "settings": asdict(method),
+             "before": result.before, "after": result.after, "gain": result.after - result.before,
+             "learn_seconds": result.learn_seconds, "wall_seconds": time.perf_counter() - started,
+             "retention_kl": gate.retention_kl if gate else None, "flips": gate.flips if gate else None,
+             "floor": floor, "allowed": (floor or 0.0) + GateConfig().max_flip_rate * gate.flips["items"] if gate else None,
+             "passed": gate.passed if gate else False, "reasons": gate.reasons if gate else ["nothing learned"]}
+    flips = point["flips"] or {}
+    print(f"{job} {method.name} seed {seed}: {result.before:.2f} -> {result.after:.2f} in {result.steps} steps "
+          f"({result.learn_seconds:.0f} s); KL {point['retention_kl'] or 0:.4f}, {flips.get('right_to_wrong')} of "
+          f"{flips.get('items')} flipped (floor {point['floor'] or 0:.1f}); gate {'passed' if point['passed'] else 'refused'}",
+          flush=True)
+    return point
+
+
+def plot(points: list[dict], path: Path) -> None:
+    jobs = sorted({p["job"] for p in points})
+    fig, axes = plt.subplots(1, len(jobs), figsize=(6 * len(jobs), 4.5), squeeze=False)
+    for ax, job in zip(axes[0], jobs):
+        mine = [p for p in points if p["job"] == job and p["flips"]]
+        for i, name in enumerate(dict.fromkeys(p["method"] for p in mine)):
+            at = [p for p in mine if p["method"] == name]
+            ax.scatter([100 * p["flips"]["right_to_wrong"] / p["flips"]["items"] for p in at], [p["gain"] for p in at],
+                       label=name, color=f"C{i % 10}", marker="o" if all(p["passed"] for p in at) else "x")
+        ax.axhline(0.30, color="grey", linestyle=":", linewidth=1)
+        ax.set(title=f"{job}: gain against forgetting (o: gate passed, x: refused)",
+               xlabel="retention items flipped right to wrong (%)", ylabel="held-out gain")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def markdown(points: list[dict], command: str) -> str:
+    lines = ["## The learning/forgetting frontier", "",
+             f"Each row is one worker on the bundled core ({machine()}), learning the same number of RL steps "
+             "(demo settings otherwise: 16 prompts x 8 samples, 16 tokens), then judged by the default worker gate "
+             "(not released). Flips: right-to-wrong on the retention suite; floor: the flips a random change of the "
+             "same retention KL gives (evals/noise_floor.py); allowed = floor + 2% of the items.", "",
+             "| job | method | seed | steps | learn s | before | after | gain | retention KL | flipped (of items) | floor | allowed | gate |",
+             "|" + " --- |" * 13]
+    for p in sorted(points, key=lambda p: (p["job"], p["method"], p["seed"])):
+        f = p["flips"] or {}
+        lines.append(f"| {p['job']} | {p['method']} | {p['seed']} | {p['steps']} | {p['learn_seconds']:.0f} | {p['before']:.2f} | "
+                     f"{p['after']:.2f} | {p['gain']:+.2f} | {p['retention_kl'] or 0:.4f} | {f.get('right_to_wrong', '-')} "
+                     f"({f.get('items', '-')}) | {p['floor'] or 0:.1f} | {p['allowed'] or 0:.1f} | "
+                     f"{'passed' if p['passed'] else 'refused'} |")
+    return "\n".join(lines + ["", "![gain against flips](frontier.png)", "", f"Command: `{command}`"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", nargs="+", default=["chain_sum"], choices=sorted(JOBS))
+    parser.add_argument("--methods", nargs="+", default=["default", "lr2e-4", "kl0.05", "anchor1"], choices=sorted(METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--hive", type=Path, default=None, help="hive directory (default: a temporary one)")
+    args = parser.parse_args()
+    path = DOCS / "frontier.json"
+    saved = {(p["job"], p["method"], p["seed"]): p for p in (json.loads(path.read_text()) if path.exists() else [])}
+    with tempfile.TemporaryDirectory() as tmp:
+        hive = Hive(args.hive or Path(tmp) / "hive")
+        for job in args.jobs:
+            for name in args.methods:
+                for seed in args.seeds:
+                    point = run_point(hive, job, METHODS[name], seed, args.steps)
+                    saved[(job, name, seed)] = point
+                    path.write_text(json.dumps(list(saved.values()), indent=1) + "\n")
+    points = list(saved.values())
+    plot(points, DOCS / "frontier.png")
+    write_section("The learning/forgetting frontier", markdown(points, "python -m apiary.bench.frontier " + " ".join(
+        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None and k != "hive")))
+
+
+if __name__ == "__main__":
+    main()
