@@ -22,6 +22,7 @@ from apiary.learners.self_distill import (DistillRow, SelfDistillConfig, SelfDis
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.generate import prompt_ids
+from apiary.models.logprobs import completion_logits
 from apiary.store.feedback import make_feedback
 from apiary.store.records import Episode, Feedback
 from apiary.store.store import Store
@@ -65,22 +66,27 @@ def test_the_teacher_sees_the_correction_as_an_example_or_its_answer_and_the_cri
 
 
 def test_learning_moves_the_student_toward_the_teacher_with_the_feedback_in_context(model, tiny_core):
-    """On fixed student samples, KL(worker without the context || worker with it) falls over a few updates."""
+    """On fixed student samples, at the default learning rate, the worker without the context comes closer to
+    the worker with it as it was before learning, and to the worker with it now. (At 1e-2 the second gap closes
+    too, but by the whole model drifting away from both: the reason for the small default.)"""
     tok = tiny_core.tokenizer
-    learner = SelfDistillLearner(model, tok, JOB, CONFIG, tiny_core.stop_token_ids, torch.Generator().manual_seed(0))
+    learner = SelfDistillLearner(model, tok, JOB, SelfDistillConfig(samples=4), tiny_core.stop_token_ids,
+                                 torch.Generator().manual_seed(0))
     fixed = [DistillRow(prompt_ids(tok, it.episode.messages), learner._teacher_prompt(it), completion)
              for it, completions in zip(items(), learner._sample([prompt_ids(tok, ASK)] * 2)) for completion in completions]
 
-    def gap() -> float:
+    def logits(prompt) -> torch.Tensor:
         with torch.no_grad():
-            return float(context_kl(model, fixed, tok.pad_token_id))
+            return completion_logits(model, [(getattr(r, prompt), r.completion) for r in fixed], tok.pad_token_id)
 
-    before = gap()
-    losses = [learner.learn(items()).stats.loss for _ in range(4)]
-    after = gap()
-    print(f"KL on fixed samples {before:.6f} -> {after:.6f}; step losses {[round(x, 6) for x in losses]}")
-    assert before > 0 and after < 0.5 * before
-    assert losses[-1] < losses[0]
+    teacher_before = logits("teacher_prompt")
+    before = float(reverse_kl(logits("student_prompt"), teacher_before))
+    losses = [learner.learn(items()).stats.loss for _ in range(6)]
+    after = float(reverse_kl(logits("student_prompt"), logits("teacher_prompt")))
+    after_to_first_teacher = float(reverse_kl(logits("student_prompt"), teacher_before))
+    print(f"KL on fixed samples {before:.6f} -> {after:.6f} (to the teacher as it was: {after_to_first_teacher:.6f}); "
+          f"step losses {[round(x, 6) for x in losses]}")
+    assert before > 0 and after_to_first_teacher < 0.8 * before and after < before
 
 
 def test_a_context_that_says_nothing_new_gives_zero_loss_and_leaves_the_adapter_as_it_was(model, tiny_core):
