@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from apiary import ConsolidateConfig, CorrectionsConfig, DistillConfig, GateConfig, Hive
-from apiary.hive.distill import reverse_kl
+from apiary.learners.common import reverse_kl
 from apiary.learners.grpo import GRPOConfig
 from apiary.store.records import Episode
 

@@ -17,7 +17,7 @@ _PUBLIC = {
     "GRPOConfig": "apiary.learners.grpo", "FeedbackConfig": "apiary.learners.common",
     "RewardsConfig": "apiary.learners.rewards", "CorrectionsConfig": "apiary.learners.corrections",
     "CritiquesConfig": "apiary.learners.critiques", "PreferencesConfig": "apiary.learners.preferences",
-    "PracticeConfig": "apiary.learners.practice",
+    "PracticeConfig": "apiary.learners.practice", "SelfDistillConfig": "apiary.learners.self_distill",
     "FeedbackError": "apiary.store.feedback", "ConsolidateConfig": "apiary.hive.consolidate",
     "ConsolidateResult": "apiary.hive.consolidate", "DistillConfig": "apiary.hive.distill", "GateConfig": "apiary.evals.gate",
 }
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from apiary.learners.practice import PracticeConfig
     from apiary.learners.preferences import PreferencesConfig
     from apiary.learners.rewards import RewardsConfig
+    from apiary.learners.self_distill import SelfDistillConfig
     from apiary.store.feedback import FeedbackError
 
 

@@ -29,7 +29,7 @@ def learn(
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
     learners: Annotated[str, typer.Option(
-        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice")] = "rl",
+        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill")] = "rl",
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
         help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,

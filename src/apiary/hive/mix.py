@@ -5,9 +5,10 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
 
 - rl: the next tasks of the job's training stream (the RL learner plays and scores them: one reply
   each for a single-turn job, whole episodes for a game or tool task);
-- rewards, corrections, critiques, preferences: a queue of the worker's feedback of that kind
-  not yet learned from by any adapter version, `epochs` passes, each pass shuffled; the queue is
-  saved in the run's checkpoint, so a resumed run continues it;
+- rewards, corrections, critiques, preferences, self_distill: a queue of the worker's feedback of the
+  kinds the learner consumes (`FEEDBACK_KINDS`: self_distill takes corrections and critiques) not yet
+  learned from by any adapter version, `epochs` passes, each pass shuffled; the queue is saved in the
+  run's checkpoint, so a resumed run continues it;
 - practice: the worker's failed attempts at its job's tasks, oldest first, cycling.
 """
 
@@ -27,6 +28,7 @@ from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.learners.practice import PracticeConfig, PracticeLearner
 from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
 from apiary.learners.rewards import RewardLearner, RewardsConfig
+from apiary.learners.self_distill import SelfDistillConfig, SelfDistillLearner
 from apiary.models.core import Core
 from apiary.store.store import Store
 
@@ -37,8 +39,12 @@ LEARNERS: dict[str, tuple[type, type]] = {
     "critiques": (CritiqueLearner, CritiquesConfig),
     "preferences": (PreferenceLearner, PreferencesConfig),
     "practice": (PracticeLearner, PracticeConfig),
+    "self_distill": (SelfDistillLearner, SelfDistillConfig),
 }
-FEEDBACK_KINDS = {"rewards": "reward", "corrections": "correction", "critiques": "critique", "preferences": "preference"}
+FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds of feedback it learns from
+    "rewards": ("reward",), "corrections": ("correction",), "critiques": ("critique",), "preferences": ("preference",),
+    "self_distill": ("correction", "critique"),
+}
 OPEN_ENDED = {"rl", "practice"}  # learners that never run out of material: they need a step or time budget
 
 
@@ -104,8 +110,8 @@ def fill_queues(store: Store, worker: str, configs: Mapping[str, LearnerConfig],
     batches = Batches()
     for name, config in configs.items():
         if name in FEEDBACK_KINDS:
-            ids = [f.id for f in store.feedback(worker, FEEDBACK_KINDS[name], unconsumed=True)
-                   if not (config.skip_conflicts and f.conflict)]
+            ids = sorted(f.id for kind in FEEDBACK_KINDS[name] for f in store.feedback(worker, kind, unconsumed=True)
+                         if not (config.skip_conflicts and f.conflict))
             order: list[int] = []
             for epoch in range(config.epochs):
                 shuffled = list(ids)

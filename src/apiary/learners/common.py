@@ -94,6 +94,13 @@ def check_settings(learner: str, learning_rate: float, **counts: int) -> None:
             raise ValueError(f"{learner}: {name} must be at least 1, not {value}")
 
 
+def check_nonnegative(learner: str, **values: float) -> None:
+    """A clear error for a setting that must be a finite number >= 0 (a temperature, a weight) and is not."""
+    for name, value in values.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{learner}: {name} must be a number >= 0, not {value}")
+
+
 def refuse_multi_turn(job: Job, learner: str) -> None:
     """Critiques and practice write one reply to one question: a game or tool task is not that."""
     if job.multi_turn:
@@ -145,6 +152,16 @@ def dpo_loss(chosen_C: torch.Tensor, rejected_C: torch.Tensor, ref_chosen_C: tor
     the policy's log-ratio of chosen over rejected, relative to the reference's)."""
     margin_C = (chosen_C - ref_chosen_C) - (rejected_C - ref_rejected_C)
     return -F.logsigmoid(beta * margin_C).mean()
+
+
+def reverse_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of KL(student || teacher) = sum_v p_s(v) (log p_s(v) - log p_t(v)), from logits;
+    gradients reach the student only through p_s. The term through log p_s is left out: it is
+    sum_v p_s(v) d log p_s(v) = d sum_v p_s(v) = 0, exactly in theory but not in float arithmetic, where
+    its rounding leftovers would move a student that already matches its teacher (Adam scales them up)."""
+    log_s = torch.log_softmax(student_N_V.float(), dim=-1)
+    log_t = torch.log_softmax(teacher_N_V.float(), dim=-1)
+    return (log_s.exp() * (log_s.detach() - log_t)).sum(-1).mean()
 
 
 def apply_update(model, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> float:

@@ -65,3 +65,20 @@ def completion_logprobs(
         rest = torch.zeros((n, width - 1), dtype=first_C.dtype, device=device)
         columns.append(rest.masked_scatter(real, _token_logprobs(logits_N_V, tokens_C_L[:, 1:][real])))
     return torch.cat(columns, dim=1) * mask_C_L, mask_C_L
+
+
+def completion_logits(model: PreTrainedModel, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
+    """Logits predicting each completion token, every row's concatenated (logits_N_V, N = all completion
+    tokens), from one right-padded forward over each full prompt + completion: what a loss over the whole
+    vocabulary at every sampled token needs (distillation). Runs with whatever grad mode the caller chose."""
+    device = model.device
+    width = max(len(p) + len(c) for p, c in pairs)
+    ids_B_T = torch.full((len(pairs), width), pad_id, dtype=torch.long, device=device)
+    mask_B_T = torch.zeros((len(pairs), width), dtype=torch.long, device=device)
+    where_B_T = torch.zeros((len(pairs), width), dtype=torch.bool, device=device)
+    for row, (prompt, completion) in enumerate(pairs):
+        ids_B_T[row, :len(prompt) + len(completion)] = torch.tensor(prompt + completion, device=device)
+        mask_B_T[row, :len(prompt) + len(completion)] = 1
+        where_B_T[row, len(prompt) - 1:len(prompt) + len(completion) - 1] = True  # positions that predict the completion
+    hidden_B_T_H = model.get_decoder()(input_ids=ids_B_T, attention_mask=mask_B_T).last_hidden_state
+    return model.get_output_embeddings()(hidden_B_T_H[where_B_T])
