@@ -26,7 +26,8 @@ from transformers import PreTrainedModel
 
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.generate import SamplingParams, generate
+from apiary.models.decoder import Request, decode
+from apiary.models.logprobs import completion_logits
 
 STUDENT = "default"
 
@@ -75,12 +76,10 @@ def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teacher
     with Progress(disable=not show_progress, transient=False) as bar:
         task = bar.add_task("distilling the workers into a core", total=config.steps)
         for step in range(config.steps):
-            losses = {}
             optimizer.zero_grad(set_to_none=True)
-            for teacher in teachers:
-                prompts = rng.sample(teacher.prompts, min(len(teacher.prompts), teacher.batch))
-                kl = _teacher_step(model, tokenizer, stop_ids, teacher, prompts, config, generator)
-                losses[teacher.name] = kl
+            chosen = [rng.sample(t.prompts, min(len(t.prompts), t.batch)) for t in teachers]
+            samples = _sample(model, tokenizer, stop_ids, teachers, chosen, config.temperature, generator)
+            losses = {t.name: _teacher_step(model, tokenizer.pad_token_id, t, pairs) for t, pairs in zip(teachers, samples)}
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
             optimizer.step()
             history.append({"step": step + 1, **losses})
@@ -93,27 +92,33 @@ def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teacher
     return model, {"seconds": time.perf_counter() - started, "history": history, "config": config.__dict__}
 
 
-def _teacher_step(model, tokenizer, stop_ids, teacher: Teacher, prompts: list[list[int]], config: DistillConfig,
-                  generator) -> float:
-    """Sample from the candidate, score every sampled token against the teacher, accumulate gradients."""
+def _sample(model, tokenizer, stop_ids, teachers: list[Teacher], prompts: list[list[list[int]]], temperature: float,
+            generator) -> list[list[tuple[list[int], list[int]]]]:
+    """The candidate's replies to every teacher's prompts of this step, sampled together in one batch with the
+    candidate's adapter merged; per teacher, the (prompt, completion) pairs with a non-empty completion."""
+    requests = [[Request(prompt=p, max_new_tokens=t.max_new_tokens, temperature=temperature, stop_ids=tuple(stop_ids))
+                 for p in mine] for t, mine in zip(teachers, prompts)]
     model.eval()
-    params = SamplingParams(max_new_tokens=teacher.max_new_tokens, temperature=config.temperature)
-    with adapters.merged(model):
-        completions = generate(model, prompts, 1, params, stop_ids, tokenizer.pad_token_id, generator)
-    pairs = [(p, c) for p, c in zip(prompts, completions) if c]
+    with adapters.merged(model), torch.inference_mode():
+        decode(model, [r for rows in requests for r in rows], tokenizer.pad_token_id, generator)
+    return [[(r.prompt, r.tokens) for r in rows if r.tokens] for rows in requests]
+
+
+def _teacher_step(model, pad_id: int, teacher: Teacher, pairs: list[tuple[list[int], list[int]]]) -> float:
+    """Score every sampled token against the teacher, accumulate the gradients of the weighted reverse KL."""
     if not pairs:
         return 0.0
+    prompts, completions, index = [p for p, _ in pairs], [c for _, c in pairs], list(range(len(pairs)))
     with torch.no_grad():
         if teacher.adapter is None:
             with model.disable_adapter():
-                target = _completion_logits(model, pairs, tokenizer.pad_token_id)
+                target = completion_logits(model, prompts, completions, index, pad_id)
         else:
             model.set_adapter(teacher.name)
-            target = _completion_logits(model, pairs, tokenizer.pad_token_id)
+            target = completion_logits(model, prompts, completions, index, pad_id)
             model.set_adapter(STUDENT)
     model.train()
-    student = _completion_logits(model, pairs, tokenizer.pad_token_id)
-    kl = reverse_kl(student, target)
+    kl = reverse_kl(completion_logits(model, prompts, completions, index, pad_id), target)
     (teacher.weight * kl).backward()
     model.eval()
     return float(kl.detach())
@@ -124,17 +129,3 @@ def reverse_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Te
     log_s = torch.log_softmax(student_N_V.float(), dim=-1)
     log_t = torch.log_softmax(teacher_N_V.float(), dim=-1)
     return (log_s.exp() * (log_s - log_t)).sum(-1).mean()
-
-
-def _completion_logits(model, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
-    """Logits predicting each completion token (all rows concatenated: N x V), one right-padded forward."""
-    width = max(len(p) + len(c) for p, c in pairs)
-    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    where = torch.zeros((len(pairs), width), dtype=torch.bool)
-    for row, (prompt, completion) in enumerate(pairs):
-        ids[row, :len(prompt) + len(completion)] = torch.tensor(prompt + completion)
-        mask[row, :len(prompt) + len(completion)] = 1
-        where[row, len(prompt) - 1:len(prompt) + len(completion) - 1] = True  # positions that predict the completion
-    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    return model.get_output_embeddings()(hidden[where])
