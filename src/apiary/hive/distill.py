@@ -11,6 +11,13 @@ by `anchor_weight`, so that what no job asked for stays as it was.
 
 Workers are loaded as extra, frozen adapters on the same model, so the teacher of each job is
 the worker exactly as it was served, and the previous core is the model with the adapter off.
+
+Where the time goes, per step: one sampling batch for every teacher's prompts (the candidate's
+adapter merged), then per teacher a no-grad forward under the teacher and a forward + backward
+under the candidate over the sampled replies. A job's prompts share most of their tokens (system
+prompt, instructions), so both forwards read that common prefix once and each prompt's own
+suffix once (models/logprobs.completion_logits), as the learners do; a plain forward over every
+prompt + reply read each ~55-token job prompt in full for 16 reply tokens or fewer.
 """
 
 from __future__ import annotations
