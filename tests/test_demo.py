@@ -3,6 +3,7 @@
 import json
 
 from apiary import ConsolidateConfig, DistillConfig, Hive
+from apiary.cli.shell import _consolidation_lines
 from apiary.hive.demo import DemoResult, consolidation_sources, nothing_to_consolidate, run_demo
 from apiary.hive.recipes import DEMO, Recipe
 from apiary.learners.grpo import GRPOConfig
@@ -17,7 +18,7 @@ QUICK = ConsolidateConfig(distill=DistillConfig(steps=2, prompts_per_job=2, anch
 
 
 def test_the_demo_learns_two_workers_then_consolidates_them_and_reports_the_gate_decision(tmp_path, tiny_core_dir,
-                                                                                         monkeypatch):
+                                                                                         monkeypatch, capsys):
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
     hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
     result = run_demo(hive, TINY, consolidation=QUICK, show_progress=False)
@@ -31,6 +32,8 @@ def test_the_demo_learns_two_workers_then_consolidates_them_and_reports_the_gate
     assert decision.passed == core.passed and decision.reasons == core.reasons and core.passed == (not core.reasons)
     assert core.flip_test is not None and core.gate["max_retention_kl"] == 0.05  # the default gate, with its numbers
     assert core.released == core.passed and hive.store.current_core() == (core.version if core.passed else 0)
+    _consolidation_lines(core)  # the table and the decision, as `apiary demo` prints them
+    assert f"core v{core.version}" in capsys.readouterr().err
     shown = json.loads(result.model_dump_json())  # what `apiary demo --json` prints
     assert shown["consolidation"]["version"] == core.version and len(shown["workers"]) == 2
     assert DemoResult.model_validate(shown).consolidation.passed == core.passed
