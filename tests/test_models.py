@@ -3,7 +3,7 @@ import torch
 
 from apiary.models.core import CoreNotFoundError, load_core
 from apiary.models.generate import SamplingParams, generate
-from apiary.models.logprobs import completion_logprobs
+from apiary.models.logprobs import completion_logits, completion_logprobs
 from apiary.models.prefix import shared_prefix_length
 
 
@@ -35,6 +35,21 @@ def test_completion_logprobs_match_plain_forward(tiny_core):
         want = plain_logprobs(tiny_core.model, prompts[p], completion)
         torch.testing.assert_close(got[row, : len(completion)], want, atol=1e-4, rtol=1e-4)
     assert torch.all(got[mask == 0] == 0)
+
+
+def test_completion_logits_match_plain_forward_token_by_token(tiny_core):
+    prompts = [encode(tiny_core, "What is 2 + 2?"), encode(tiny_core, "Name a colour, please, in one word.")]
+    completions = [[10, 20, 30], [40], [50, 60, 70, 80, 90]]
+    index = [0, 1, 0]
+    got = completion_logits(tiny_core.model, prompts, completions, index, tiny_core.tokenizer.pad_token_id)
+    want = []
+    with torch.no_grad():
+        for completion, p in zip(completions, index):
+            logits = tiny_core.model(torch.tensor([prompts[p] + completion])).logits[0]
+            want.append(logits[len(prompts[p]) - 1:len(prompts[p]) + len(completion) - 1])
+    torch.testing.assert_close(got, torch.cat(want), atol=1e-4, rtol=1e-4)
+    one_token = completion_logits(tiny_core.model, prompts, [[40]], [1], tiny_core.tokenizer.pad_token_id)
+    torch.testing.assert_close(one_token, want[1], atol=1e-4, rtol=1e-4)
 
 
 def test_greedy_generation_matches_transformers(tiny_core):

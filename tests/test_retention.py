@@ -123,3 +123,24 @@ def test_the_bundled_core_answers_the_shipped_items_right():
     suite = retention.items()[:retention.BATCH]
     scores = retention.item_scores(core.model, core.tokenizer, core.stop_token_ids, suite)
     assert sum(scores) >= 0.95 * len(suite)
+
+
+def test_a_candidate_answers_the_items_the_same_with_its_adapter_merged(tiny_core):
+    """measure_retention scores a candidate's items with its adapter merged: same greedy replies and scores."""
+    suite = retention.items()[:24]
+    model = adapters.attach(tiny_core.model, LoraSpec(rank=4, alpha=8))
+    try:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)  # a candidate that answers unlike the core
+        plain = retention.item_replies(model, tiny_core.tokenizer, tiny_core.stop_token_ids, suite)
+        with adapters.merged(model):
+            fused = retention.item_replies(model, tiny_core.tokenizer, tiny_core.stop_token_ids, suite)
+        with model.disable_adapter():
+            core_only = retention.item_replies(model, tiny_core.tokenizer, tiny_core.stop_token_ids, suite)
+        assert fused == plain and plain != core_only
+        assert retention.score_replies(suite, fused) == retention.score_replies(suite, plain)
+    finally:
+        adapters.detach(model)

@@ -17,11 +17,10 @@ from apiary.jobs.scoring import Scorer
 from apiary.learners.common import FeedbackItem, reverse_kl
 from apiary.learners.critiques import revision_messages
 from apiary.learners.grpo import GRPOConfig
-from apiary.learners.self_distill import DistillRow, SelfDistillConfig, SelfDistillLearner, teacher_messages
+from apiary.learners.self_distill import DistillRow, SelfDistillConfig, SelfDistillLearner, pair_logits, teacher_messages
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.generate import prompt_ids
-from apiary.models.logprobs import completion_logits
 from apiary.store.feedback import make_feedback
 from apiary.store.records import Episode, Feedback
 from apiary.store.store import Store
@@ -76,7 +75,7 @@ def test_learning_moves_the_student_toward_the_teacher_with_the_feedback_in_cont
 
     def logits(prompt) -> torch.Tensor:
         with torch.no_grad():
-            return completion_logits(model, [(getattr(r, prompt), r.completion) for r in fixed], tok.pad_token_id)
+            return pair_logits(model, [(getattr(r, prompt), r.completion) for r in fixed], tok.pad_token_id)
 
     teacher_before = logits("teacher_prompt")
     before = float(reverse_kl(logits("student_prompt"), teacher_before))

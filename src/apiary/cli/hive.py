@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _hive, _need, _run, app, console)
+                              _consolidation_lines, _hive, _need, _run, app, console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -40,16 +40,7 @@ def consolidate(
     if as_json:
         print(result.model_dump_json())
         return
-    table = Table("job", "worker", "released core", "worker", "candidate", "gain kept", box=box.SIMPLE_HEAD,
-                  title=f"core v{result.version} ({result.method}) from v{result.parent}")
-    for j in result.jobs:
-        table.add_row(j.job, j.worker or "-", f"{j.released:.3f}", "-" if j.worker_score is None else f"{j.worker_score:.3f}",
-                      f"[bold]{j.candidate:.3f}[/bold]", "-" if j.gain_kept is None else f"{j.gain_kept:.2f}")
-    Console().print(table)
-    console.print(f"retention KL {result.retention_kl:.4f}; {result.flips['right_to_wrong']} of {result.flips['items']} "
-                  f"retention items flipped right to wrong; {result.contamination} contaminated held-out item(s)")
-    verdict = "[green]passed[/green]" if result.passed else "[red]refused[/red]: " + "; ".join(result.reasons)
-    console.print(f"gate {verdict}; current core: v{result.current_core}")
+    _consolidation_lines(result)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _fail, _gate,
-                              _given, _hive, _learn_table, _run, app, console)
+                              _consolidation_lines, _given, _hive, _learn_table, _run, app, console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -212,13 +212,19 @@ def demo(
     minutes: Annotated[Optional[float], typer.Option(help="learning minutes per job (default: the demo recipe's)")] = None,
     hive: HiveOpt = None, as_json: JsonOpt = False,
 ):
-    """The bundled core learns two reasoning-gym jobs where it starts weak; before/after table."""
+    """The whole loop on the bundled core: two workers learn reasoning-gym jobs where it starts weak (before/after
+    table, each worker gate's decision), the hive consolidates the workers that passed into a new core, and the
+    core gate releases it or refuses it with its reasons."""
     from apiary.hive.demo import run_demo
 
-    results = _run(as_json, lambda: run_demo(_hive(hive or Path("hive-demo")), **_given(minutes=minutes),
-                                             show_progress=not as_json))
+    result = _run(as_json, lambda: run_demo(_hive(hive or Path("hive-demo")), **_given(minutes=minutes),
+                                            show_progress=not as_json))
     if as_json:
-        print(json.dumps([r.model_dump() for r in results]))
+        print(result.model_dump_json())
+        return
+    _learn_table(result.workers)
+    if result.consolidation is not None:
+        _consolidation_lines(result.consolidation)
     else:
-        _learn_table(results)
-
+        console.print(f"[yellow]{escape(result.skipped)}[/yellow]")
+    console.print(f"demo: {result.seconds / 60:.1f} min")

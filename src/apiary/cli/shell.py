@@ -110,3 +110,24 @@ def _gate_lines(r) -> None:
     state = "released" if g.released_now else "kept, not released"
     console.print(f"  v{g.version} {state}; live adapter: v{r.live_version}")
 
+
+def _consolidation_lines(result) -> None:
+    """A consolidation's table (held-out per job: released core, worker, candidate, gain kept) and the
+    core gate's decision with its numbers and reasons."""
+    table = Table("job", "worker", "released core", "worker", "candidate", "gain kept", box=box.SIMPLE_HEAD,
+                  title=f"core v{result.version} ({result.method}) from v{result.parent}")
+    for j in result.jobs:
+        table.add_row(j.job, j.worker or "-", f"{j.released:.3f}", "-" if j.worker_score is None else f"{j.worker_score:.3f}",
+                      f"[bold]{j.candidate:.3f}[/bold]", "-" if j.gain_kept is None else f"{j.gain_kept:.2f}")
+    Console().print(table)
+    test, bounds = result.flip_test, result.gate
+    floor = (f" (noise floor {test['floor']:.1f} at this KL, {test['allowed']:.1f} allowed)" if test else "")
+    kl_bound = f" (bound {bounds['max_retention_kl']:g})" if bounds else ""
+    console.print(f"retention KL {result.retention_kl:.4f}{kl_bound}; {result.flips['right_to_wrong']} of "
+                  f"{result.flips['items']} retention items flipped right to wrong{floor}; {result.contamination} "
+                  f"contaminated held-out item(s); {result.seconds:.0f} s")
+    verdict = "[green]passed[/green]" if result.passed else "[red]refused[/red]"
+    state = "released" if result.released else "kept, not released"
+    console.print(f"core gate {verdict}: core v{result.version} {state}; current core: v{result.current_core}")
+    for reason in result.reasons:
+        console.print(f"  - {escape(reason)}")

@@ -17,6 +17,7 @@ from apiary.evals import contamination, noise_floor, retention
 from apiary.evals.forgetting import flips
 from apiary.evals.gate import Evidence
 from apiary.jobs.base import Job
+from apiary.models import adapters
 from apiary.models.core import Core
 from apiary.store.artifacts import atomic_write_json
 
@@ -38,10 +39,13 @@ def measure_retention(model, base: Core, cache_dir: Path, adapter_over_base: boo
     """KL(base || model) on the retention prompts and flips on the retention items, against the base.
 
     `adapter_over_base`: `model` is a PEFT model directly over `base.model` (its disabled adapter is
-    the base), so the base is not run as a separate model (it would include the adapter)."""
+    the base), so the base is not run as a separate model (it would include the adapter). The
+    candidate answers the items with its adapter merged into the weights (it is not trained here, and
+    PEFT's extra matmuls on every decoded token cost more than the merge)."""
     replies = retention.references(base, cache_dir)
     kl = retention.retention_kl(model, None if adapter_over_base else base.model, base.tokenizer, replies)
-    scores = retention.item_scores(model, base.tokenizer, base.stop_token_ids)
+    with adapters.merged(model):
+        scores = retention.item_scores(model, base.tokenizer, base.stop_token_ids)
     base_scores = base_item_scores(base, cache_dir, model if adapter_over_base else None)
     return Retention(kl=kl, item_scores=scores, flips=flips(base_scores, scores))
 

@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate, prompt_ids
+from apiary.models.logprobs import completion_logits
 from apiary.store.artifacts import atomic_write_json
 
 MAX_REPLY_TOKENS = 48
@@ -160,28 +162,32 @@ def references(core, cache_dir: Path) -> list[list[int]]:
     return replies
 
 
-def _reply_logprobs(model, prompt: list[int], reply: list[int]) -> torch.Tensor:
-    """Log-softmax over the vocabulary at each reply position (L x V)."""
-    ids = torch.tensor([prompt + reply])
-    logits = model(input_ids=ids).logits[0, len(prompt) - 1:len(prompt) + len(reply) - 1]
-    return F.log_softmax(logits.float(), dim=-1)
+KL_BATCH = 8  # retention prompts read together for the KL (32 x 48 reply tokens x the vocabulary: chunked)
+
+
+def _reply_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad: int) -> torch.Tensor:
+    """Log-softmax over the vocabulary at each reply position, replies one after another (N x V)."""
+    prompts, replies = [p for p, _ in pairs], [r for _, r in pairs]
+    return F.log_softmax(completion_logits(model, prompts, replies, list(range(len(pairs))), pad).float(), dim=-1)
 
 
 def retention_kl(model, base, tokenizer, replies: list[list[int]]) -> float:
     """Mean over prompts of the per-token KL(base || model) along the base's replies.
 
-    `base` is the base model, or None when `model` is a PEFT model whose adapter, disabled, gives it."""
-    total = 0.0
+    `base` is the base model, or None when `model` is a PEFT model whose adapter, disabled, gives it.
+    The prompts are read `KL_BATCH` at a time, the model's adapter merged (it is not trained here)."""
+    pairs = [(prompt_ids(tokenizer, [{"role": "user", "content": q}]), list(r)) for q, r in zip(prompts(), replies) if r]
+    per_prompt: list[float] = []
     with torch.no_grad():
-        for question, reply in zip(prompts(), replies):
-            if not reply:
-                continue
-            prompt = prompt_ids(tokenizer, [{"role": "user", "content": question}])
-            mine = _reply_logprobs(model, prompt, reply)
+        for start in range(0, len(pairs), KL_BATCH):
+            chunk = pairs[start:start + KL_BATCH]
+            with adapters.merged(model):
+                mine = _reply_logprobs(model, chunk, tokenizer.pad_token_id)
             if base is None:
                 with model.disable_adapter():
-                    theirs = _reply_logprobs(model, prompt, reply)
+                    theirs = _reply_logprobs(model, chunk, tokenizer.pad_token_id)
             else:
-                theirs = _reply_logprobs(base, prompt, reply)
-            total += float((theirs.exp() * (theirs - mine)).sum(-1).mean())
-    return total / max(1, sum(1 for r in replies if r))
+                theirs = _reply_logprobs(base, chunk, tokenizer.pad_token_id)
+            kl_N = (theirs.exp() * (theirs - mine)).sum(-1)
+            per_prompt += [float(k.mean()) for k in kl_N.split([len(r) for _, r in chunk])]
+    return sum(per_prompt) / max(1, len(per_prompt))

@@ -72,6 +72,8 @@ class ConsolidateResult(BaseModel):
     released: bool
     current_core: int
     seconds: float
+    flip_test: dict | None = None  # the gate's flip test: noise floor, flips allowed, p-values (evals.gate.FlipTest)
+    gate: dict = {}  # the gate's bounds (evals.gate.GateConfig)
 
 
 def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[WorkerHandle], jobs: dict[str, Job],
@@ -108,7 +110,8 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
     return ConsolidateResult(version=version, parent=parent, method=config.method, sources=sources, jobs=scores,
                              retention_kl=kept.kl, flips=kept.flips, contamination=len(found.hits), passed=decision.passed,
                              reasons=decision.reasons, released=decision.passed and config.release,
-                             current_core=store.current_core(), seconds=time.perf_counter() - started)
+                             current_core=store.current_core(), seconds=time.perf_counter() - started,
+                             flip_test=decision.evidence["flip_test"], gate=decision.config)
 
 
 def choose_sources(workers: list[Worker], parent: int, names: list[str] | None) -> list[Worker]:

@@ -133,6 +133,13 @@ def context_kl(model, rows: list[DistillRow], pad_id: int) -> torch.Tensor:
     """Mean over every sampled token of KL(model on the student's prompt || model on the teacher's prompt),
     over the whole vocabulary; gradients flow through the student's side only. Runs in the caller's grad mode."""
     with torch.no_grad():
-        teacher_N_V = completion_logits(model, [(r.teacher_prompt, r.completion) for r in rows], pad_id)
-    student_N_V = completion_logits(model, [(r.student_prompt, r.completion) for r in rows], pad_id)
+        teacher_N_V = pair_logits(model, [(r.teacher_prompt, r.completion) for r in rows], pad_id)
+    student_N_V = pair_logits(model, [(r.student_prompt, r.completion) for r in rows], pad_id)
     return reverse_kl(student_N_V, teacher_N_V)
+
+
+def pair_logits(model, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
+    """Logits predicting every completion token of (prompt, completion) pairs, each distinct prompt read once."""
+    prompts: dict[tuple[int, ...], int] = {}
+    index = [prompts.setdefault(tuple(p), len(prompts)) for p, _ in pairs]
+    return completion_logits(model, [list(p) for p in prompts], [c for _, c in pairs], index, pad_id)
