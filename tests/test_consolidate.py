@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from apiary import ConsolidateConfig, CorrectionsConfig, DistillConfig, GateConfig, Hive
-from apiary.hive.distill import reverse_kl
 from apiary.learners.grpo import GRPOConfig
+from apiary.models.logprobs import reverse_kl
 from apiary.store.records import Episode
 
 CONFIG = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, learning_rate=1e-2)

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.generate import SamplingParams, generate
+from apiary.models.logprobs import completion_logits, reverse_kl
 
 STUDENT = "default"
 
@@ -106,35 +107,15 @@ def _teacher_step(model, tokenizer, stop_ids, teacher: Teacher, prompts: list[li
     with torch.no_grad():
         if teacher.adapter is None:
             with model.disable_adapter():
-                target = _completion_logits(model, pairs, tokenizer.pad_token_id)
+                target = completion_logits(model, pairs, tokenizer.pad_token_id)
         else:
             model.set_adapter(teacher.name)
-            target = _completion_logits(model, pairs, tokenizer.pad_token_id)
+            target = completion_logits(model, pairs, tokenizer.pad_token_id)
             model.set_adapter(STUDENT)
     model.train()
-    student = _completion_logits(model, pairs, tokenizer.pad_token_id)
+    student = completion_logits(model, pairs, tokenizer.pad_token_id)
     kl = reverse_kl(student, target)
     (teacher.weight * kl).backward()
     model.eval()
     return float(kl.detach())
 
-
-def reverse_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Tensor:
-    """Mean over positions of KL(student || teacher) = sum_v p_s(v) (log p_s(v) - log p_t(v))."""
-    log_s = torch.log_softmax(student_N_V.float(), dim=-1)
-    log_t = torch.log_softmax(teacher_N_V.float(), dim=-1)
-    return (log_s.exp() * (log_s - log_t)).sum(-1).mean()
-
-
-def _completion_logits(model, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
-    """Logits predicting each completion token (all rows concatenated: N x V), one right-padded forward."""
-    width = max(len(p) + len(c) for p, c in pairs)
-    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    where = torch.zeros((len(pairs), width), dtype=torch.bool)
-    for row, (prompt, completion) in enumerate(pairs):
-        ids[row, :len(prompt) + len(completion)] = torch.tensor(prompt + completion)
-        mask[row, :len(prompt) + len(completion)] = 1
-        where[row, len(prompt) - 1:len(prompt) + len(completion) - 1] = True  # positions that predict the completion
-    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    return model.get_output_embeddings()(hidden[where])

@@ -94,6 +94,13 @@ def check_settings(learner: str, learning_rate: float, **counts: int) -> None:
             raise ValueError(f"{learner}: {name} must be at least 1, not {value}")
 
 
+def check_weights(learner: str, **weights: float) -> None:
+    """A clear error for a loss weight that is negative or not a number (NaN would silently switch a term off)."""
+    for name, value in weights.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{learner}: {name} must be a number >= 0 (0: off), not {value}")
+
+
 def refuse_multi_turn(job: Job, learner: str) -> None:
     """Critiques and practice write one reply to one question: a game or tool task is not that."""
     if job.multi_turn:

@@ -1,6 +1,7 @@
-"""Teacher-forced log-probabilities of completions, reading each prompt only once.
+"""Teacher-forced log-probabilities of completions, reading each prompt only once; and the
+per-token reverse KL that on-policy distillation minimises.
 
-Used by every learner: completions that share a prompt share its (differentiable) KV cache,
+`completion_logprobs` is used by every learner: completions that share a prompt share its (differentiable) KV cache,
 and the prefix common to all prompts is run once. The vocabulary projection runs only on real
 (unpadded) positions, since on a CPU it and its softmax cost as much as the rest of the model.
 Tests check the result against the plain forward over each full prompt+completion sequence.
@@ -65,3 +66,24 @@ def completion_logprobs(
         rest = torch.zeros((n, width - 1), dtype=first_C.dtype, device=device)
         columns.append(rest.masked_scatter(real, _token_logprobs(logits_N_V, tokens_C_L[:, 1:][real])))
     return torch.cat(columns, dim=1) * mask_C_L, mask_C_L
+
+
+def completion_logits(model, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
+    """Logits predicting each completion token (all rows concatenated: N x V), one right-padded forward."""
+    width = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    where = torch.zeros((len(pairs), width), dtype=torch.bool)
+    for row, (prompt, completion) in enumerate(pairs):
+        ids[row, :len(prompt) + len(completion)] = torch.tensor(prompt + completion)
+        mask[row, :len(prompt) + len(completion)] = 1
+        where[row, len(prompt) - 1:len(prompt) + len(completion) - 1] = True  # positions that predict the completion
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    return model.get_output_embeddings()(hidden[where])
+
+
+def reverse_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of KL(student || teacher) = sum_v p_s(v) (log p_s(v) - log p_t(v))."""
+    log_s = torch.log_softmax(student_N_V.float(), dim=-1)
+    log_t = torch.log_softmax(teacher_N_V.float(), dim=-1)
+    return (log_s.exp() * (log_s - log_t)).sum(-1).mean()
