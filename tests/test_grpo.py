@@ -11,7 +11,7 @@ from apiary.learners.anchor import anchor_prompts
 from apiary.learners.grpo import GRPOConfig, GRPOLearner, group_advantages, policy_loss
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.core import load_core
+from apiary.models.core import load_core, with_core_adapters
 from apiary.models.generate import SamplingParams, generate
 from apiary.models.logprobs import completion_logits, completion_logprobs, reverse_kl
 from apiary.models.prompt_format import prompt_ids
@@ -174,3 +174,23 @@ def test_anchor_toward_the_core_on_general_prompts_keeps_the_worker_closer_to_it
     assert anchored["general"] < 0.5 * min(without_terms["general"], negligible["general"])
     assert anchored["stats"].extra["anchor_tokens"] > 0 and anchored["stats"].extra["anchor_kl"] > 0
     assert "anchor_kl" not in without_terms["stats"].extra
+
+
+def test_a_worker_on_a_released_core_version_is_held_to_that_core_not_the_base(tiny_core_dir, random_adapter, tmp_path):
+    """Core version 1 = base + a core adapter merged into the weights, so the worker's adapter disabled
+    (what kl_coef and anchor_weight compare with) is core v1."""
+    random_adapter(tmp_path / "core-v1", seed=3)
+    base, v1 = load_core(tiny_core_dir), with_core_adapters(load_core(tiny_core_dir), [tmp_path / "core-v1"], 1)
+    ids = torch.tensor([prompt_ids(v1.tokenizer, [{"role": "user", "content": "hello"}])])
+    with torch.no_grad():
+        base_logits, core_logits = base.model(input_ids=ids).logits, v1.model(input_ids=ids).logits
+        worker = adapters.attach(v1.model, LoraSpec(rank=4, alpha=8))
+        for name, p in worker.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+        with worker.disable_adapter():
+            disabled_logits = worker(input_ids=ids).logits
+        worker_logits = worker(input_ids=ids).logits
+    assert not torch.allclose(base_logits, core_logits, atol=1e-3)
+    assert not torch.allclose(worker_logits, core_logits, atol=1e-3)
+    torch.testing.assert_close(disabled_logits, core_logits)
