@@ -169,3 +169,33 @@ def test_deploy_learn_release_and_worker_rollback(tmp_path, tiny_core_dir):
         "live_version": 1, "worker": "sums"}
     result = invoke("rollback", "5", "--worker", "sums", "--hive", hive, "--json")
     assert result.exit_code == 2 and "no adapter version 5" in json.loads(result.stdout)["error"]
+
+
+def test_learn_kl_anchor_and_rank_options_reach_the_run(tmp_path, tiny_core_dir):
+    from sqlalchemy import select
+
+    from apiary.store import schema
+
+    hive = tmp_path / "hive"
+    result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", "--prompts", "2", "--samples", "2",
+                    "--max-new-tokens", "3", "--kl", "0.5", "--anchor", "2", "--rank", "2", "--release-ungated",
+                    "--hive", hive, "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 0, result.output
+    store = Store(hive)
+    with store.engine.connect() as db:
+        config = db.execute(select(schema.runs.c.config)).scalar_one()["learners"]["rl"]
+    assert config["kl_coef"] == 0.5 and config["anchor_weight"] == 2.0
+    assert json.loads((store.adapter_dir("w", 1) / "adapter_config.json").read_text())["r"] == 2
+    result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", "--rank", "4", "--hive", hive, "--core", tiny_core_dir,
+                    "--json")
+    assert result.exit_code == 2 and "of LoRA rank 2, not 4" in json.loads(result.stdout)["error"]
+
+
+def test_bad_kl_anchor_or_rank_exits_2_with_the_setting_named(tmp_path, tiny_core_dir):
+    for option, value, message in [("--kl", "-1", "kl_coef must be a number >= 0"), ("--kl", "nan", "kl_coef must be"),
+                                   ("--anchor", "-0.5", "anchor_weight must be a number >= 0"),
+                                   ("--rank", "0", "rank >= 1")]:
+        result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", option, value, "--hive", tmp_path / "hive",
+                        "--core", tiny_core_dir, "--json")
+        assert result.exit_code == 2 and message in json.loads(result.stdout)["error"], (option, value, result.output)
+    assert not Store(tmp_path / "hive").worker("w")  # nothing learned, no worker made

@@ -17,7 +17,8 @@ from apiary.jobs.scoring import Scorer
 from apiary.learners.common import FeedbackItem, reverse_kl
 from apiary.learners.critiques import revision_messages
 from apiary.learners.grpo import GRPOConfig
-from apiary.learners.self_distill import DistillRow, SelfDistillConfig, SelfDistillLearner, pair_logits, teacher_messages
+from apiary.learners.self_distill import DistillRow, SelfDistillConfig, SelfDistillLearner, teacher_messages
+from apiary.models.logprobs import pair_logits
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.generate import prompt_ids

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from apiary.evals.retention import anchor_prompts
+from apiary.learners.anchor import anchor_prompts
 from apiary.models.core import Core, bundled_gguf_path
 from apiary.models.generate import SamplingParams, generate, prompt_ids
 

@@ -37,8 +37,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 
 from apiary import Hive  # noqa: E402
-from apiary.evals.retention import anchor_prompts  # noqa: E402
 from apiary.hive.recipes import ARITH  # noqa: E402
+from apiary.learners.anchor import anchor_prompts  # noqa: E402
 
 TITLE = "Serving: load, and learning from feedback over HTTP"
 APIARY = str(Path(sys.executable).parent / "apiary")

@@ -28,6 +28,13 @@ def learn(
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
+    kl: Annotated[Optional[float], typer.Option(
+        "--kl", help="rl: weight of the KL to the worker's core on its own samples of the job (kl_coef; default 0: off)")] = None,
+    anchor: Annotated[Optional[float], typer.Option(
+        "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
+                         "(anchor_weight; default 0: off)")] = None,
+    rank: Annotated[Optional[int], typer.Option(
+        help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(
         help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill")] = "rl",
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
@@ -48,6 +55,7 @@ def learn(
     the new version goes live only if it passed."""
     from apiary.hive.mix import OPEN_ENDED, configs_with
     from apiary.learners.grpo import GRPOConfig
+    from apiary.models.adapters import LoraSpec
 
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
@@ -60,9 +68,11 @@ def learn(
 
     def run():
         rates = _learning_rates(lr or [])
-        rl = GRPOConfig(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples))
+        rl = GRPOConfig(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
+                                                                kl_coef=kl, anchor_weight=anchor))
         configs = configs_with(names, rl, rates.pop(None, None), rates, batch, epochs)
-        return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs,
+        lora = LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None
+        return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs, lora=lora,
                        overrides=spec[1:], show_progress=not as_json, start_version=from_version,
                        release=release, gate=gate)
 

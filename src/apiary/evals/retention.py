@@ -41,11 +41,6 @@ def prompts() -> list[str]:
     return [row["prompt"] for row in _lines("prompts.jsonl")]
 
 
-def anchor_prompts() -> list[str]:
-    """General prompts, disjoint from `prompts()`, that consolidation may train on to stay near the core."""
-    return [row["prompt"] for row in _lines("anchor_prompts.jsonl")]
-
-
 def items(name: str = "items.jsonl") -> list[dict]:
     return _lines(name)
 

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 
 from pydantic import BaseModel
 
-from apiary.evals import retention
 from apiary.evals.candidate import evidence, find_contamination, measure_retention
 from apiary.evals.gate import GateConfig, decide
 from apiary.hive.cores import Cores
@@ -28,6 +27,7 @@ from apiary.hive.distill import DistillConfig, Teacher, distill
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.worker import WorkerHandle
 from apiary.jobs.base import Job
+from apiary.learners.anchor import anchor_prompts
 from apiary.models import adapters
 from apiary.models.core import cache_dir
 from apiary.models.generate import prompt_ids
@@ -147,7 +147,7 @@ def _build(store: Store, core, sources: list[dict], jobs: dict[str, Job], config
                         max_new_tokens=min(config.distill.max_new_tokens, jobs[s["worker"]].max_tokens),
                         batch=config.distill.prompts_per_job)
                 for i, (s, path) in enumerate(zip(sources, paths))]
-    anchors = [prompt_ids(core.tokenizer, [{"role": "user", "content": p}]) for p in retention.anchor_prompts()]
+    anchors = [prompt_ids(core.tokenizer, [{"role": "user", "content": p}]) for p in anchor_prompts()]
     teachers.append(Teacher(name="previous_core", adapter=None, prompts=anchors, weight=config.distill.anchor_weight,
                             max_new_tokens=config.distill.anchor_new_tokens, batch=config.distill.anchor_prompts))
     model, details = distill(core.model, core.tokenizer, core.stop_token_ids, teachers, config.distill, show_progress)
@@ -206,4 +206,4 @@ def training_texts(store, versions: list[tuple[str, int]], with_anchors: bool = 
         episodes, feedback = _learned(store, worker, version)
         texts += list({e.task_id: e.messages[-1]["content"] for e in episodes}.values())
         texts += [f.text for f in feedback if f.text]
-    return texts + (retention.anchor_prompts() if with_anchors else [])
+    return texts + (anchor_prompts() if with_anchors else [])

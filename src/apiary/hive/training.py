@@ -86,7 +86,8 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     learner's. A new run starts from the worker's live adapter version, or from `start_version`; a resumed
     run continues from its last checkpoint. A new worker is stored once the run's settings are checked."""
     core, job, name = worker.core, worker.job, worker.name
-    lora, names = lora or LoraSpec(), check_learners(list(learners))
+    asked, names = lora, check_learners(list(learners))
+    lora = lora or LoraSpec()
     if config is not None and configs and "rl" in configs:
         raise ValueError("give the rl learner's settings once: as `config` or as configs['rl']")
     settings = run_configs(names, {**({"rl": config} if config is not None else {}), **(configs or {})})
@@ -98,6 +99,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     model = adapters.attach(core.model, lora, path=store.adapter_dir(name, state.version) if state.version else None)
     generator = torch.Generator().manual_seed(seed)
     try:
+        _check_rank(model, asked, name, state.version)
         mix = build_learners(settings, model, core, job, generator)
     except BaseException:
         adapters.detach(model)
@@ -131,6 +133,14 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
         raise
     summary.version = state.version
     return model, summary
+
+
+def _check_rank(model, asked: LoraSpec | None, worker: str, version: int) -> None:
+    """A rank asked for must be the rank of the adapter the run learns on: a saved adapter keeps its rank."""
+    rank = model.peft_config["default"].r
+    if asked is not None and rank != asked.rank:
+        raise ValueError(f"worker {worker!r} learns on from adapter version {version}, of LoRA rank {rank}, not "
+                         f"{asked.rank}: an adapter keeps its rank (start from version 0, or a new worker, for another)")
 
 
 def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, LearnerConfig], checkpoint_every: int,

@@ -16,6 +16,12 @@ Why it is fast on a CPU:
 - the update is split into micro-batches only when it would not fit: a micro-batch's episodes x
   length is at most TOKEN_BUDGET and episodes x length^2 at most ATTENTION_BUDGET (attention's saved
   weights grow with the square of the length); their gradients add up before the one optimiser step.
+Staying near the core (both off by default; DESIGN.md, "Keeping what is learned"):
+- `kl_coef`: a per-token KL(worker || core) on the worker's own tokens of the job's episodes (the k3
+  estimator, exp(d) - d - 1 with d = log p_core - log p_worker: non-negative and unbiased on samples);
+- `anchor_weight`: each step the worker also samples replies to a few general prompts and is pulled
+  toward the core there by the exact per-token reverse KL (learners.anchor): on-policy distillation
+  toward the core, where no job asks for anything.
 Optionally (`stop_when_decided`), a reply ends as soon as the job's scorer has decided (numeric:
 the first number is complete), since later tokens cannot change its reward. Measured on chain_sum it
 saved little (the model writes its number last) and is off by default; see docs/benchmarks.md.
@@ -30,7 +36,8 @@ import torch
 from peft import PeftModel
 
 from apiary.jobs.base import Job, Task
-from apiary.learners.common import LearnStep, StepStats, check_settings, new_optimizer
+from apiary.learners.anchor import AnchorFigures, CoreAnchor
+from apiary.learners.common import LearnStep, StepStats, check_nonnegative, check_settings, new_optimizer
 from apiary.learners.play import Transcript, play, transcript_episode
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams
@@ -49,13 +56,18 @@ class GRPOConfig:
     learning_rate: float = 1e-3  # the setting the demo and benchmark measured on the 135M core
     temperature: float = 1.0
     max_new_tokens: int | None = None  # default: the job's max_tokens
-    kl_coef: float = 0.0  # optional KL to the core (k3 estimator), 0 = off
+    kl_coef: float = 0.0  # KL to the worker's core on its tokens of the job's episodes (k3 estimator), 0 = off
     max_grad_norm: float = 1.0
     stop_when_decided: bool = False  # end a reply once the job's scorer can no longer change its mind
+    anchor_weight: float = 0.0  # weight of the reverse KL to the core on general prompts (learners.anchor), 0 = off
+    anchor_prompts_per_step: int = 8
+    anchor_new_tokens: int = 24  # reply length sampled on each anchor prompt
 
     def __post_init__(self):
         check_settings("rl", self.learning_rate, prompts_per_step=self.prompts_per_step,
-                       samples_per_prompt=self.samples_per_prompt)
+                       samples_per_prompt=self.samples_per_prompt, anchor_prompts_per_step=self.anchor_prompts_per_step,
+                       anchor_new_tokens=self.anchor_new_tokens)
+        check_nonnegative("rl", kl_coef=self.kl_coef, anchor_weight=self.anchor_weight)
 
 
 def group_advantages(rewards_P_G: torch.Tensor) -> torch.Tensor:
@@ -70,10 +82,15 @@ def policy_loss(
     """-(advantage x sequence log-prob), averaged over completions; optional per-token KL to the core."""
     loss = -(advantages_C * (logprobs_C_L * mask_C_L).sum(1)).mean()
     if ref_logprobs_C_L is not None and kl_coef > 0:
-        delta = (ref_logprobs_C_L - logprobs_C_L) * mask_C_L
-        kl_C = ((torch.exp(delta) - delta - 1) * mask_C_L).sum(1)
-        loss = loss + kl_coef * kl_C.mean()
+        loss = loss + kl_coef * k3_kl(logprobs_C_L, ref_logprobs_C_L, mask_C_L).sum(1).mean()
     return loss
+
+
+def k3_kl(logprobs_C_L: torch.Tensor, ref_logprobs_C_L: torch.Tensor, mask_C_L: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(worker || core) from tokens the worker sampled: exp(d) - d - 1 with
+    d = log p_core - log p_worker ("k3": never negative, unbiased, lower variance than -d); 0 off the mask."""
+    delta_C_L = (ref_logprobs_C_L - logprobs_C_L) * mask_C_L
+    return (torch.exp(delta_C_L) - delta_C_L - 1) * mask_C_L
 
 
 def masked_logprobs(model, transcripts: list[Transcript], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +129,8 @@ class GRPOLearner:
         self.model, self.tokenizer, self.job, self.config, self.stop_ids = model, tokenizer, job, config, stop_ids
         self.optimizer = new_optimizer(model, config.learning_rate)
         self.generator = generator or torch.Generator().manual_seed(0)
+        self.anchor = CoreAnchor(tokenizer, stop_ids, config.anchor_weight, config.anchor_prompts_per_step,
+                                 config.anchor_new_tokens, config.temperature) if config.anchor_weight > 0 else None
 
     def learn(self, tasks: list[Task]) -> LearnStep:
         """One step, with its episodes for the store."""
@@ -143,21 +162,37 @@ class GRPOLearner:
                           generate_seconds=generated - started, train_seconds=0.0,
                           extra={"invalid_rate": sum(t.invalid for t in transcripts) / max(1, turns),
                                  "success_rate": sum(t.success for t in transcripts) / n})
-        if chosen:
-            stats.loss, stats.trained_tokens = self._update(chosen)
-        stats.train_seconds = time.perf_counter() - generated
+        anchored = AnchorFigures()
+        if chosen or self.anchor is not None:  # the anchor pulls toward the core even when no group had a signal
+            stats.loss, stats.trained_tokens, anchored = self._update(chosen)
+        if self.anchor is not None:
+            stats.extra |= {"anchor_kl": anchored.kl, "anchor_tokens": anchored.tokens}
+        stats.generate_seconds += anchored.sample_seconds
+        stats.train_seconds = time.perf_counter() - generated - anchored.sample_seconds
         return transcripts, stats
 
-    def _update(self, chosen: list[tuple[Transcript, float]]) -> tuple[float, int]:
-        """One optimiser step; the loss is the mean over `chosen` of `policy_loss`, in micro-batches when needed."""
+    def _update(self, chosen: list[tuple[Transcript, float]]) -> tuple[float, int, AnchorFigures]:
+        """One optimiser step on the RL loss of `chosen` (`_policy_backward`) plus, when on, the anchor
+        term (`CoreAnchor`); returns the RL loss, the tokens it was taken on, and the anchor's figures."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total, tokens = self._policy_backward(chosen) if chosen else (0.0, 0)
+        anchored = self.anchor.backward(self.model, self.generator) if self.anchor is not None else AnchorFigures()
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm)
+        self.optimizer.step()
+        self.model.eval()
+        return total, tokens, anchored
+
+    def _policy_backward(self, chosen: list[tuple[Transcript, float]]) -> tuple[float, int]:
+        """Gradients of the mean over `chosen` of `policy_loss`, in micro-batches when needed."""
         parts = micro_batches(chosen, TOKEN_BUDGET, ATTENTION_BUDGET)
         pad = self.tokenizer.pad_token_id
         refs = [None] * len(parts)
         if self.config.kl_coef > 0:
+            # The worker's core: a worker on core version N has N's core adapters merged into the base
+            # weights (models.core.with_core_adapters), so its adapter disabled is exactly that core.
             with torch.no_grad(), self.model.disable_adapter():
                 refs = [masked_logprobs(self.model, [t for t, _ in part], pad)[0] for part in parts]
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
         total, tokens = 0.0, 0
         for part, ref_C_L in zip(parts, refs):
             logprobs_C_L, mask_C_L = masked_logprobs(self.model, [t for t, _ in part], pad)
@@ -165,7 +200,4 @@ class GRPOLearner:
             loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref_C_L, self.config.kl_coef) * (len(part) / len(chosen))
             loss.backward()
             total, tokens = total + float(loss.detach()), tokens + int(mask_C_L.sum())
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm)
-        self.optimizer.step()
-        self.model.eval()
         return total, tokens

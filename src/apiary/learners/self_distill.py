@@ -27,7 +27,7 @@ from apiary.learners.common import (FeedbackConfig, FeedbackItem, LearnStep, Ste
 from apiary.learners.critiques import revision_messages
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams, generate, prompt_ids
-from apiary.models.logprobs import completion_logits
+from apiary.models.logprobs import pair_logits
 from apiary.store.records import Episode
 
 DEMONSTRATION = "{question}\n\nThis is an example of a good answer: {correction}\nNow answer with a response of your own."
@@ -137,9 +137,3 @@ def context_kl(model, rows: list[DistillRow], pad_id: int) -> torch.Tensor:
     student_N_V = pair_logits(model, [(r.student_prompt, r.completion) for r in rows], pad_id)
     return reverse_kl(student_N_V, teacher_N_V)
 
-
-def pair_logits(model, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
-    """Logits predicting every completion token of (prompt, completion) pairs, each distinct prompt read once."""
-    prompts: dict[tuple[int, ...], int] = {}
-    index = [prompts.setdefault(tuple(p), len(prompts)) for p, _ in pairs]
-    return completion_logits(model, [list(p) for p in prompts], [c for _, c in pairs], index, pad_id)

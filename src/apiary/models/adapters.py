@@ -18,6 +18,11 @@ class LoraSpec:
     alpha: int = 32
     dropout: float = 0.0
 
+    def __post_init__(self):
+        if self.rank < 1 or not self.alpha > 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"a LoRA adapter needs rank >= 1, alpha > 0 and dropout in [0, 1), not rank {self.rank}, "
+                             f"alpha {self.alpha}, dropout {self.dropout}")
+
 
 def attach(core: PreTrainedModel, spec: LoraSpec, path: Path | None = None) -> PeftModel:
     """The core with a trainable LoRA adapter: fresh (B = 0, so it starts as the core) or loaded."""

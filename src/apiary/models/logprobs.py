@@ -91,3 +91,10 @@ def completion_logits(model: PreTrainedModel, prompts: list[list[int]], completi
     slot_C_L[:, 0] = torch.arange(n, device=mask_C_L.device)
     slot_C_L[:, 1:][real] = n + torch.arange(int(real.sum()), device=mask_C_L.device)
     return logits_N_V[slot_C_L[mask_C_L.bool()]]
+
+
+def pair_logits(model: PreTrainedModel, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
+    """`completion_logits` of (prompt, completion) pairs, each distinct prompt read once."""
+    prompts: dict[tuple[int, ...], int] = {}
+    index = [prompts.setdefault(tuple(p), len(prompts)) for p, _ in pairs]
+    return completion_logits(model, [list(p) for p in prompts], [c for _, c in pairs], index, pad_id)
