@@ -43,20 +43,17 @@ class Method:
     """One RL setting: the demo's GRPO settings with these changed, on a LoRA of this rank."""
 
     name: str
-    learning_rate: float = DEMO.rl.learning_rate
+    learning_rate: float = 1e-3
     rank: int = 16
     kl_coef: float = 0.0
     anchor_weight: float = 0.0
 
     def config(self) -> GRPOConfig:
-        changes = {"learning_rate": self.learning_rate, "kl_coef": self.kl_coef}
-        if self.anchor_weight:
-            changes["anchor_weight"] = self.anchor_weight
-        return replace(DEMO.rl, **changes)
+        return replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight)
 
 
 METHODS = {m.name: m for m in [
-    Method("default"),  # today's default: rank 16, lr 1e-3
+    Method("default"),  # the settings before the anchor: rank 16, lr 1e-3, no KL, no anchor
     Method("lr2e-4", learning_rate=2e-4),
     Method("lr5e-4", learning_rate=5e-4),
     Method("rank1", rank=1),  # "LoRA Without Regret": rank 1 is enough for RL
