@@ -71,7 +71,8 @@ class BenchPlan:
 def run_trl(plan: BenchPlan, core) -> dict:
     _, spec, overrides = DEMO.workers[0]
     job = load_job(spec, overrides + ([QUICK_HELDOUT] if plan.quick else []))
-    config = replace(DEMO.rl, prompts_per_step=2, samples_per_prompt=4, max_new_tokens=4) if plan.quick else DEMO.rl
+    plain = replace(DEMO.rl, anchor_weight=0.0)  # the race is plain GRPO on both sides: TRL has no anchor term
+    config = replace(plain, prompts_per_step=2, samples_per_prompt=4, max_new_tokens=4) if plan.quick else plain
     return write_trl(plan, trl_race.run(core, job, config, plan.race) | {"machine": machine(), "versions": versions()},
                      plan.command("trl"))
 

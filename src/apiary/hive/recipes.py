@@ -6,7 +6,7 @@ the settings a figure was made with are named, not copied from the demo's code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from apiary.learners.grpo import GRPOConfig
@@ -58,4 +58,6 @@ DEMO = Recipe(name="demo", workers=(ARITH, TIMES), minutes=3.0,
 # of 878 items flipped, against +0.29 / +0.42 at KL 0.21 / 0.28 and 293 / 66 flipped without it.
 
 # `apiary bench`'s continual part: three jobs, the demo's RL settings, 3 minutes per job.
-CONTINUAL = Recipe(name="continual", workers=(ARITH, TIMES, GCD), rl=DEMO.rl, minutes=3.0)
+# The continual bench keeps the RL settings its figures were measured with (no anchor): its naive full
+# fine-tuning peer trains a plain model, which has no adapter to switch off for the anchor's core.
+CONTINUAL = Recipe(name="continual", workers=(ARITH, TIMES, GCD), rl=replace(DEMO.rl, anchor_weight=0.0), minutes=3.0)
