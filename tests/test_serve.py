@@ -12,7 +12,7 @@ import pytest
 from apiary import Hive
 from apiary.serve.app import ServerThread, check_host, create_app
 from apiary.evals.gate import GateConfig
-from apiary.hive.feedback_learning import LearningConfig, learn_and_gate
+from apiary.hive.feedback_learning import LearningConfig, learn_and_gate, ready_workers
 from apiary.serve.service import ServeConfig, Service
 from apiary.serve.tenants import Tenants, load_tenants
 from apiary.store.records import AdapterVersion, CoreVersion
@@ -272,3 +272,14 @@ def test_learning_after_a_refusal_starts_from_the_live_version(hive):
     versions = hive.store.adapter_versions("arith")
     assert [(v.version, v.parent) for v in versions] == [(1, 0), (2, 0)]  # v2 was not built on the refused v1
     assert [d.candidate for d in hive.store.decisions()] == ["worker:arith:1", "worker:arith:2"]
+
+
+def test_the_server_learns_corrections_and_critiques_by_self_distillation_when_told(hive):
+    first, second = hive.attempt("rg:chain_sum", "arith", n=2, overrides=ONE_DIGIT)
+    hive.feedback(first.id, correction=first.answer)
+    hive.feedback(second.id, critique="Give only the number.")
+    assert ready_workers(hive.store, 2) == [(hive.store.worker("arith"), ["corrections", "critiques"])]
+    assert ready_workers(hive.store, 2, "self_distill") == [(hive.store.worker("arith"), ["self_distill"])]
+    assert ready_workers(hive.store, 3, "self_distill") == []
+    with pytest.raises(ValueError, match="text learner must be one of separate, self_distill"):
+        LearningConfig(text_learner="sft")

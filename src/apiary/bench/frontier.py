@@ -63,6 +63,8 @@ METHODS = {m.name: m for m in [
     Method("anchor1", anchor_weight=1.0),
     Method("anchor4", anchor_weight=4.0),
     Method("lr5e-4+anchor1", learning_rate=5e-4, anchor_weight=1.0),
+    Method("lr2e-4+anchor1", learning_rate=2e-4, anchor_weight=1.0),
+    Method("rank4+anchor4", rank=4, anchor_weight=4.0),
 ]}
 
 

@@ -218,6 +218,9 @@ the held-out score is read back from `/v1/workers`.
 
 {_feedback("Default gate", fig["feedback"])}
 
+{_feedback("Default gate, corrections learned by self-distillation from context (`--text-learner self_distill`: "
+           "12 steps of on-policy reverse KL toward the worker shown the correction, lr 1e-4)", fig.get("self_distill"))}
+
 {_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job)",
            fig.get("specialist"))}
 """
@@ -261,9 +264,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--corrections", type=int, default=64)
-    parser.add_argument("--parts", default="load,steady,feedback,specialist",
+    parser.add_argument("--parts", default="load,steady,feedback,self_distill,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
-                             "(default gate), specialist (the gate on the worker's job only: retention checks off)")
+                             "(default gate), self_distill (default gate, corrections learned by self-distillation), "
+                             "specialist (the gate on the worker's job only: retention checks off)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     path = DOCS / "serve_load.json"
@@ -278,6 +282,9 @@ def main() -> None:
         fig["steady"] = steady_suite(work, 16, 10, args.max_tokens)
     if "feedback" in parts:
         fig["feedback"] = feedback_suite(work / "default-gate", args.corrections, args.corrections, 3600, [])
+    if "self_distill" in parts:
+        fig["self_distill"] = feedback_suite(work / "self-distill", args.corrections, args.corrections, 3600,
+                                             ["--text-learner", "self_distill"])
     if "specialist" in parts:
         fig["specialist"] = feedback_suite(work / "specialist", args.corrections, args.corrections, 3600,
                                            ["--max-kl", "1000", "--max-flips", "1"])

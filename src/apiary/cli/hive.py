@@ -115,6 +115,9 @@ def serve(
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
+    text_learner: Annotated[str, typer.Option(
+        help="how corrections and critiques are learned: separate (SFT on corrections, revisions from critiques) "
+             "or self_distill (on-policy self-distillation from context, both)")] = "separate",
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
@@ -125,7 +128,8 @@ def serve(
 
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
-                                   **_given(min_feedback=min_feedback), gate=gate))
+                                   **_given(min_feedback=min_feedback), gate=gate,
+                                   text_learner=text_learner))
 
 
 @app.command()

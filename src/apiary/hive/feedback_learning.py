@@ -28,6 +28,7 @@ from apiary.store.store import Store
 log = logging.getLogger("apiary.serve")
 
 LEARNER_OF = {"reward": "rewards", "correction": "corrections", "critique": "critiques", "preference": "preferences"}
+TEXT_LEARNERS = ("separate", "self_distill")  # how corrections and critiques are learned (LearningConfig.text_learner)
 
 
 @dataclass
@@ -35,15 +36,29 @@ class LearningConfig:
     min_feedback: int = 8  # unlearned pieces of feedback that start a learning run for a worker
     poll_seconds: float = 5.0  # how often workers are checked even when no feedback arrives
     gate: GateConfig = field(default_factory=GateConfig)
+    text_learner: str = "separate"
+    """"separate": corrections by SFT (learners.corrections), critiques by revision (learners.critiques);
+    "self_distill": both by on-policy self-distillation from context (learners.self_distill)."""
+
+    def __post_init__(self):
+        if self.text_learner not in TEXT_LEARNERS:
+            raise ValueError(f"text learner must be one of {', '.join(TEXT_LEARNERS)}, not {self.text_learner!r}")
 
 
-def ready_workers(store: Store, min_feedback: int) -> list[tuple[Worker, list[str]]]:
+def learner_of(kind: str, text_learner: str = "separate") -> str:
+    """The learner that learns from feedback of this kind."""
+    if text_learner == "self_distill" and kind in ("correction", "critique"):
+        return "self_distill"
+    return LEARNER_OF[kind]
+
+
+def ready_workers(store: Store, min_feedback: int, text_learner: str = "separate") -> list[tuple[Worker, list[str]]]:
     """Workers with enough unlearned, unflagged feedback, and the learners that feedback needs."""
     ready = []
     for worker in store.workers():
         pending = [f for f in store.feedback(worker.name, unconsumed=True) if not f.conflict]
         if len(pending) >= min_feedback:
-            ready.append((worker, sorted({LEARNER_OF[f.kind] for f in pending})))
+            ready.append((worker, sorted({learner_of(f.kind, text_learner) for f in pending})))
     return ready
 
 
@@ -77,7 +92,7 @@ class FeedbackLearning:
                 break
             try:
                 hive = hive or self.make_hive()  # loaded on first use: its own copy of the core
-                for record, learners in ready_workers(hive.store, self.config.min_feedback):
+                for record, learners in ready_workers(hive.store, self.config.min_feedback, self.config.text_learner):
                     if record.name in unusable:
                         continue
                     self.busy = True
