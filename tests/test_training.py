@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from apiary.hive.training import Budget, learn
+from apiary.hive.training import Budget, _combine, _step_figures, learn
 from apiary.hive.worker import worker_on
+from apiary.learners.common import LearnStep, StepStats
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -120,3 +121,13 @@ def test_interrupted_feedback_run_resumes_its_queue(tmp_path, tiny_core, chain_s
     adapters.detach(model)
     assert run.resumed and run.steps == 4  # steps 3..6 of the saved queue, not a new queue
     assert len(first | set(store.feedback_learned("w", run.version))) == 6
+
+
+def test_a_steps_figures_keep_each_learners_own_and_show_the_anchors_kl():
+    def step(extra):
+        return LearnStep(stats=StepStats(reward_mean=0.5, trained_samples=1, generated_tokens=2, trained_tokens=2,
+                                         generate_seconds=0.1, train_seconds=0.1, loss=0.25, extra=extra), episodes=[])
+
+    combined = _combine([step({"anchor_kl": 0.0123, "invalid_rate": 0.0}), step({"verified": 3})])
+    assert combined.extra == {"anchor_kl": 0.0123, "invalid_rate": 0.0, "verified": 3, "episodes": 0, "feedback": 0}
+    assert _step_figures(4, combined) == "step 4  anchor KL 0.0123  loss 0.250"

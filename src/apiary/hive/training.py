@@ -193,25 +193,29 @@ def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState) -> Ste
 
 
 def _combine(steps: list[LearnStep]) -> StepStats:
-    """One step's figures over its learners; the reward shown is the first learner's."""
+    """One step's figures over its learners; the reward shown is the first learner's. Each learner's own
+    figures (`extra`: e.g. rl's anchor_kl, practice's verified) are kept, later learners' winning a clash."""
     first = steps[0].stats
     combined = StepStats(reward_mean=first.reward_mean, trained_samples=0, generated_tokens=0, trained_tokens=0,
                          generate_seconds=0.0, train_seconds=0.0, loss=first.loss)
     for step in steps:
         for key in ("trained_samples", "generated_tokens", "trained_tokens", "generate_seconds", "train_seconds"):
             setattr(combined, key, getattr(combined, key) + getattr(step.stats, key))
-    combined.extra = {"episodes": sum(len(s.episodes) for s in steps), "feedback": sum(len(s.feedback_ids) for s in steps)}
+    own = {key: value for step in steps for key, value in step.stats.extra.items()}
+    combined.extra = own | {"episodes": sum(len(s.episodes) for s in steps), "feedback": sum(len(s.feedback_ids) for s in steps)}
     return combined
 
 
 def _step_figures(step: int, stats: StepStats) -> str:
     """What a step did, for the progress bar: the reward of its rollouts (if it sampled any), the
-    feedback items it learned from, and its loss."""
+    feedback items it learned from, the anchor's KL to the core (if rl has one), and its loss."""
     figures = [f"step {step}"]
     if stats.extra["episodes"]:
         figures.append(f"reward {stats.reward_mean:.2f}")
     if stats.extra["feedback"]:
         figures.append(f"feedback {stats.extra['feedback']}")
+    if "anchor_kl" in stats.extra:  # rl's distance from its core on general prompts (GRPOConfig.anchor_weight)
+        figures.append(f"anchor KL {stats.extra['anchor_kl']:.4f}")
     return "  ".join(figures + [f"loss {stats.loss:.3f}"])
 
 
