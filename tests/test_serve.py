@@ -185,6 +185,16 @@ def test_keys_file_env_and_localhost_rule(tmp_path):
     check_host("0.0.0.0", Tenants({"k": "t"}))
 
 
+def test_a_tenant_name_outside_the_name_rule_is_refused_without_echoing_the_key(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text('[keys]\n"sk-1" = "acme"\n"sk-secret" = "../bravo"\n')
+    with pytest.raises(ValueError, match=r"keys.toml: entry 2: tenant name '../bravo' is not allowed") as refused:
+        load_tenants(path)
+    assert "sk-secret" not in str(refused.value)
+    with pytest.raises(ValueError, match="APIARY_KEYS: entry 1: tenant name 'a b'"):
+        load_tenants(None, env={"APIARY_KEYS": "sk-2=a b"})
+
+
 def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, tiny_core_dir, random_adapter):
     add_adapter(hive, random_adapter, "arith", 1, seed=1)
     hive.store.release_worker("arith", 1, "learn")

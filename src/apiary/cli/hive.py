@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _consolidation_lines, _hive, _need, _run, app, console)
+                              _consolidation_lines, _hive, _named, _need, _run, app, console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -99,6 +99,8 @@ def deploy(
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
+    _named("--worker", worker, "worker", as_json)
+    _named("--tenant", tenant, "tenant", as_json)
     made = _run(as_json, lambda: _hive(hive, core, template).deploy(spec[0], worker, tenant, spec[1:]))
     if as_json:
         print(json.dumps({"worker": made.name, "job": made.job, "tenant": made.tenant, "core_version": made.core_version}))
