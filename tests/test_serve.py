@@ -134,6 +134,25 @@ def test_an_unknown_route_or_method_answers_in_openais_error_shape(hive, tiny_co
         assert raised.value.body["type"] == "not_found_error"
 
 
+def test_no_route_takes_a_job_so_python_named_in_one_is_never_imported(hive, tiny_core_dir, tmp_path):
+    """The trust model (README, "Limits and trust"): a job that imports Python (make = "pkg.mod:function") comes
+    only from the machine's own user, through the CLI or the Python API; the HTTP API has no route that takes a job."""
+    marker = tmp_path / "imported"
+    spec = {"source": "python", "make": "os:system", "check": f"os:system touch {marker}", "name": "evil"}
+    with serve(hive, tiny_core_dir) as server:
+        routes = {(path, method) for path, methods in httpx.get(server.url + "/openapi.json").json()["paths"].items()
+                  for method in methods}
+        assert routes == {("/health", "get"), ("/metrics", "get"), ("/v1/models", "get"), ("/v1/workers", "get"),
+                          ("/v1/feedback", "post"), ("/v1/chat/completions", "post")}
+        for path in ("/v1/jobs", "/v1/deploy", "/v1/workers", "/v1/workers/evil"):
+            answer = post(server, path, json={"worker": "evil", "job": spec} | spec)
+            assert answer.status_code in (404, 405) and answer.json()["error"]["code"] == answer.status_code
+        reply = ask(client(server), max_tokens=2)
+        answer = post(server, "/v1/feedback", json={"id": reply.id, "reward": 1, "job": spec})
+        assert answer.status_code == 400 and "unknown field(s) job" in answer.json()["error"]["message"]
+    assert hive.store.worker("evil") is None and not marker.exists()
+
+
 def test_a_too_long_prompt_is_refused_with_its_length(hive, tiny_core_dir):
     with serve(hive, tiny_core_dir, max_prompt_tokens=40) as server:
         c = client(server)
