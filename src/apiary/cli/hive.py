@@ -117,6 +117,8 @@ def serve(
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
+    rate_limit: Annotated[Optional[int], typer.Option(
+        help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
@@ -127,7 +129,7 @@ def serve(
 
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
-                                   **_given(min_feedback=min_feedback), gate=gate))
+                                   **_given(min_feedback=min_feedback, requests_per_minute=rate_limit), gate=gate))
 
 
 @app.command()
