@@ -199,3 +199,27 @@ def test_bad_kl_anchor_or_rank_exits_2_with_the_setting_named(tmp_path, tiny_cor
                         "--core", tiny_core_dir, "--json")
         assert result.exit_code == 2 and message in json.loads(result.stdout)["error"], (option, value, result.output)
     assert not Store(tmp_path / "hive").worker("w")  # nothing learned, no worker made
+
+
+def test_a_worker_or_tenant_name_that_could_leave_the_hive_exits_2_naming_the_option_and_writes_nothing(tmp_path, tiny_core_dir):
+    """`deploy --worker ../../escaped` then `learn` once wrote the adapter, state.json and optimizer.pt two levels above
+    the hive's adapters folder."""
+    hive = tmp_path / "a" / "b" / "hive"
+    for command, option, value in [("deploy", "--worker", "../../escaped"), ("deploy", "--tenant", "../acme"),
+                                   ("learn", "--worker", "../../escaped"), ("attempt", "--worker", "a/b")]:
+        budget = ["--steps", "1"] if command == "learn" else []
+        worker = [] if option == "--worker" else ["--worker", "sums"]
+        result = invoke(command, *CHAIN, option, value, *worker, *budget, "--hive", hive, "--core", tiny_core_dir, "--json")
+        assert result.exit_code == 2, result.output
+        assert json.loads(result.stdout)["error"].startswith(f"{option}: ")
+        assert f"name {value!r} is not allowed" in json.loads(result.stdout)["error"]
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_learning_a_jsonl_job_whose_lines_share_one_prompt_exits_2_before_any_eval(tmp_path, tiny_core_dir):
+    (tmp_path / "data.jsonl").write_text('{"prompt": "2+2?", "answer": "4"}\n' * 5)
+    (tmp_path / "job.toml").write_text('source = "jsonl"\npath = "data.jsonl"\n')
+    result = invoke("learn", tmp_path / "job.toml", "--worker", "w", "--steps", "1", "--hive", tmp_path / "hive",
+                    "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 2 and "all 5 records share one prompt" in json.loads(result.stdout)["error"]
+    assert Store(tmp_path / "hive").evals(None) == []

@@ -111,6 +111,14 @@ def test_jsonl_job_splits_by_prompt(tmp_path):
     assert job.score(Task("q", "city 3"), "It is City 3.") == 1.0
 
 
+def test_jsonl_job_whose_records_share_one_prompt_is_refused_when_loaded(tmp_path):
+    """It once loaded, ran the "before" eval, then crashed with ZeroDivisionError: nothing was left to train on."""
+    write_jsonl(tmp_path / "data.jsonl", [{"prompt": "capital of France?", "answer": a} for a in ("Paris", "paris", "PARIS")])
+    (tmp_path / "job.toml").write_text('source = "jsonl"\npath = "data.jsonl"\n')
+    with pytest.raises(JobFileError, match=r"data.jsonl: all 3 records share one prompt; a job needs at least 2 different"):
+        load_job(tmp_path / "job.toml")
+
+
 def test_malformed_jsonl_names_the_line(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": "2"}\n{"prompt": "c", answer: 3}\n')

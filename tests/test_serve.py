@@ -13,6 +13,7 @@ from apiary import Hive
 from apiary.serve.app import ServerThread, check_host, create_app
 from apiary.evals.gate import GateConfig
 from apiary.hive.feedback_learning import LearningConfig, learn_and_gate, ready_workers
+from apiary.serve.limits import RateLimiter
 from apiary.serve.service import ServeConfig, Service
 from apiary.serve.tenants import Tenants, load_tenants
 from apiary.store.records import AdapterVersion, CoreVersion
@@ -134,6 +135,54 @@ def test_an_unknown_route_or_method_answers_in_openais_error_shape(hive, tiny_co
         assert raised.value.body["type"] == "not_found_error"
 
 
+def test_no_route_takes_a_job_so_python_named_in_one_is_never_imported(hive, tiny_core_dir, tmp_path):
+    """The trust model (README, "Limits and trust"): a job that imports Python (make = "pkg.mod:function") comes
+    only from the machine's own user, through the CLI or the Python API; the HTTP API has no route that takes a job."""
+    marker = tmp_path / "imported"
+    spec = {"source": "python", "make": "os:system", "check": f"os:system touch {marker}", "name": "evil"}
+    with serve(hive, tiny_core_dir) as server:
+        routes = {(path, method) for path, methods in httpx.get(server.url + "/openapi.json").json()["paths"].items()
+                  for method in methods}
+        assert routes == {("/health", "get"), ("/metrics", "get"), ("/v1/models", "get"), ("/v1/workers", "get"),
+                          ("/v1/feedback", "post"), ("/v1/chat/completions", "post")}
+        for path in ("/v1/jobs", "/v1/deploy", "/v1/workers", "/v1/workers/evil"):
+            answer = post(server, path, json={"worker": "evil", "job": spec} | spec)
+            assert answer.status_code in (404, 405) and answer.json()["error"]["code"] == answer.status_code
+        reply = ask(client(server), max_tokens=2)
+        answer = post(server, "/v1/feedback", json={"id": reply.id, "reward": 1, "job": spec})
+        assert answer.status_code == 400 and "unknown field(s) job" in answer.json()["error"]["message"]
+    assert hive.store.worker("evil") is None and not marker.exists()
+
+
+def test_a_tenant_past_its_rate_limit_gets_429_with_retry_after_and_other_tenants_do_not(hive, tiny_core_dir):
+    with serve(hive, tiny_core_dir, tenants=Tenants(KEYS), requests_per_minute=2) as server:
+        models = lambda key: httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {key}"})  # noqa: E731
+        assert [models("key-acme").status_code for _ in range(2)] == [200, 200]
+        refused = models("key-acme")
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+        assert refused.json()["error"] == {"message": "too many requests: this server takes 2 a minute from each tenant; "
+                                                      "retry after 30 s", "type": "rate_limit_error", "code": 429}
+        with pytest.raises(openai.RateLimitError):
+            ask(client(server, "key-acme"))
+        assert models("key-bravo").status_code == 200 and httpx.get(server.url + "/health").status_code == 200
+        assert models("key-nobody").status_code == 401  # a wrong key is refused before it can use anyone's budget
+        assert 'apiary_requests_total{endpoint="/v1/models",status="429"} 1.0' in httpx.get(server.url + "/metrics").text
+
+
+def test_a_rate_limit_refills_evenly_and_is_off_by_default():
+    now = [0.0]
+    limiter = RateLimiter(60, clock=lambda: now[0])
+    assert [limiter.retry_after("acme") for _ in range(60)] == [None] * 60
+    assert limiter.retry_after("acme") == 1 and limiter.retry_after("bravo") is None
+    now[0] = 2.5  # 2.5 requests' worth refilled
+    assert [limiter.retry_after("acme") for _ in range(3)] == [None, None, 1]
+    assert all(RateLimiter(0).retry_after("acme") is None for _ in range(1000))
+    assert ServeConfig().requests_per_minute == 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="rate limit"):
+            ServeConfig(requests_per_minute=bad)
+
+
 def test_a_too_long_prompt_is_refused_with_its_length(hive, tiny_core_dir):
     with serve(hive, tiny_core_dir, max_prompt_tokens=40) as server:
         c = client(server)
@@ -183,6 +232,16 @@ def test_keys_file_env_and_localhost_rule(tmp_path):
     with pytest.raises(ValueError, match="without API keys"):
         check_host("0.0.0.0", Tenants())
     check_host("0.0.0.0", Tenants({"k": "t"}))
+
+
+def test_a_tenant_name_outside_the_name_rule_is_refused_without_echoing_the_key(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text('[keys]\n"sk-1" = "acme"\n"sk-secret" = "../bravo"\n')
+    with pytest.raises(ValueError, match=r"keys.toml: entry 2: tenant name '../bravo' is not allowed") as refused:
+        load_tenants(path)
+    assert "sk-secret" not in str(refused.value)
+    with pytest.raises(ValueError, match="APIARY_KEYS: entry 1: tenant name 'a b'"):
+        load_tenants(None, env={"APIARY_KEYS": "sk-2=a b"})
 
 
 def test_hot_swap_serves_the_new_version_and_no_request_fails_during_it(hive, tiny_core_dir, random_adapter):

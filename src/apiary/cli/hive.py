@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _consolidation_lines, _hive, _need, _run, app, console)
+                              _consolidation_lines, _hive, _named, _need, _run, app, console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -99,6 +99,8 @@ def deploy(
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """Create a worker on a job without training it, so a server can serve it as worker:NAME."""
+    _named("--worker", worker, "worker", as_json)
+    _named("--tenant", tenant, "tenant", as_json)
     made = _run(as_json, lambda: _hive(hive, core, template).deploy(spec[0], worker, tenant, spec[1:]))
     if as_json:
         print(json.dumps({"worker": made.name, "job": made.job, "tenant": made.tenant, "core_version": made.core_version}))
@@ -118,6 +120,8 @@ def serve(
     text_learner: Annotated[str, typer.Option(
         help="how corrections and critiques are learned: separate (SFT on corrections, revisions from critiques) "
              "or self_distill (on-policy self-distillation from context, both)")] = "separate",
+    rate_limit: Annotated[Optional[int], typer.Option(
+        help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
@@ -128,7 +132,7 @@ def serve(
 
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
-                                   **_given(min_feedback=min_feedback), gate=gate,
+                                   **_given(min_feedback=min_feedback, requests_per_minute=rate_limit), gate=gate,
                                    text_learner=text_learner))
 
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _fail, _gate,
-                              _consolidation_lines, _given, _hive, _learn_table, _run, app, console)
+                              _consolidation_lines, _given, _hive, _learn_table, _named, _run, app, console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -57,6 +57,7 @@ def learn(
     from apiary.learners.grpo import GRPOConfig
     from apiary.models.adapters import LoraSpec
 
+    _named("--worker", worker, "worker", as_json)
     names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
@@ -104,6 +105,7 @@ def attempt(
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """The worker answers training tasks of its job; answers are stored as episodes for feedback."""
+    _named("--worker", worker, "worker", as_json)
     h = _hive(hive, core, template)
     episodes = _run(as_json, lambda: h.attempt(spec[0], worker, n, samples=samples, overrides=spec[1:]))
     if as_json:

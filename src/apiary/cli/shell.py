@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.evals.gate import GateConfig  # a plain dataclass: cheap to import
+from apiary.store.names import BadName, check_name  # a regular expression: cheap to import
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="apiary: models that learn on the job.")
 console = Console(stderr=True)
@@ -35,6 +36,16 @@ def _fail(message: str, as_json: bool) -> None:
         print(json.dumps({"error": message}))
     console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(2)
+
+
+def _named(option: str, value: str | None, what: str, as_json: bool) -> None:
+    """Stop (exit 2, naming the option) before anything is loaded or written if a worker or tenant
+    name breaks the name rule (store.names)."""
+    if value is not None:
+        try:
+            check_name(value, what)
+        except BadName as err:
+            _fail(f"{option}: {err}", as_json)
 
 
 def _need(extra: str, *modules: str) -> None:

@@ -12,7 +12,6 @@ adapter version, because no saved adapter learned from them.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -26,7 +25,7 @@ from apiary.learners.common import LearnerConfig, LearnStep, StepStats
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.store.artifacts import atomic_write_bytes, atomic_write_json, read_json, write_dir
+from apiary.store.artifacts import atomic_write_json, read_json, read_tensors, write_dir, write_tensors
 from apiary.store.records import AdapterVersion, Run, now
 from apiary.store.store import Store
 
@@ -237,10 +236,8 @@ def _checkpoint(store: Store, worker: str, model, mix, generator, state: _RunSta
     version = state.latest + 1
     write_dir(store.adapter_dir(worker, version), lambda staging: adapters.save(model, staging))
     directory = store.checkpoint_dir(worker)
-    buffer = io.BytesIO()
-    torch.save({"optimizers": {name: learner.optimizer.state_dict() for name, learner in mix},
-                "generator": generator.get_state()}, buffer)
-    atomic_write_bytes(directory / "optimizer.pt", buffer.getvalue())
+    write_tensors(directory / "optimizer.pt", {"optimizers": {name: learner.optimizer.state_dict() for name, learner in mix},
+                                              "generator": generator.get_state()})
     record = AdapterVersion(worker=worker, version=version, parent=state.version, path=str(store.adapter_dir(worker, version)),
                             run_id=state.run_id, step=state.step, final=final)
     store.add_adapter_version(record, state.pending, state.pending_feedback)
@@ -256,7 +253,7 @@ def _load_checkpoint(store: Store, worker: str, mix, generator) -> None:
     one optimizer they shared: each learner continues from it."""
     path = store.checkpoint_dir(worker) / "optimizer.pt"
     if path.is_file():
-        saved = torch.load(path, weights_only=False)
+        saved = read_tensors(path)  # weights_only: a planted file is refused, never run
         states = saved.get("optimizers") or {name: saved["optimizer"] for name, _ in mix}
         for name, learner in mix:
             if name in states:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from apiary.jobs.base import Job
 from apiary.models.core import Core
+from apiary.store.names import check_name
 from apiary.store.records import Worker
 from apiary.store.store import Store
 
@@ -40,7 +41,11 @@ class WorkerHandle:
 
 
 def new_worker(name: str, job: Job, core: Core, tenant: str | None = None) -> Worker:
-    """The record of a worker not yet in the store: on `core`, with no adapter version."""
+    """The record of a worker not yet in the store: on `core`, with no adapter version. Its name (and
+    tenant) must follow the name rule: BadName before anything is measured or written."""
+    check_name(name, "worker")
+    if tenant is not None:
+        check_name(tenant, "tenant")
     return Worker(name=name, job=job.name, core=core.name, job_spec=job.describe(), core_version=core.version,
                   tenant=tenant)
 

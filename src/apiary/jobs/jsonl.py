@@ -48,6 +48,9 @@ class JsonlSource:
     def __post_init__(self) -> None:
         tasks = read_jsonl_tasks(self.path)
         distinct = len({t.question for t in tasks})
+        if distinct < 2:  # records with one prompt all land on one side: nothing would be left to train on
+            raise JobFileError(f"{self.path}: all {len(tasks)} records share one prompt; a job needs at least 2 "
+                               "different prompts (one to learn from, one held out to measure it)")
         cap = max(1, min(self.heldout_size, distinct // 2))
         self._train, self._heldout = split_distinct(tasks, cap, salt=self.path.name)
 

@@ -18,7 +18,8 @@ heldout_size, max_turns, max_tokens and name.
 For source = "python", `make = "package.module:function"` names a function index -> (question, answer).
 `check = "arithmetic"` (or "package.module:function", question -> answer or None) lets the job
 verify questions nobody wrote an answer for, which the practice learner needs; reasoning-gym's
-arithmetic tasks have it built in.
+arithmetic tasks have it built in. Both import and run the named function: a job file is trusted
+code, taken only from the machine's user (CLI, Python API), never from the HTTP API (README, "Limits and trust").
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from apiary.serve.limits import RateLimiter
 from apiary.serve.service import Chat, Reply, ServeError, Service, kind
 from apiary.serve.tenants import Tenants, Unauthorized
 
@@ -32,7 +33,8 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     app = FastAPI(title="apiary", lifespan=lifespan)
     metrics = service.metrics
 
-    app.middleware("http")(_guard(tenants, metrics, max_body))
+    limiter = RateLimiter(service.config.requests_per_minute)
+    app.middleware("http")(_guard(tenants, limiter, metrics, max_body))
 
     @app.exception_handler(ServeError)
     async def refused(_request, err: ServeError):
@@ -73,8 +75,9 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     return app
 
 
-def _guard(tenants: Tenants, metrics, max_body: int):
-    """Middleware: body size and API key before anything else; every answer counted by endpoint and status."""
+def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int):
+    """Middleware: body size, API key and the tenant's rate limit before anything else; every answer counted
+    by endpoint and status."""
 
     async def guard(request: Request, call_next):
         endpoint = request.url.path
@@ -86,12 +89,13 @@ def _guard(tenants: Tenants, metrics, max_body: int):
                 raise ServeError(413, f"the body is larger than {max_body} bytes")
             request.state.tenant = None if endpoint in ("/health", "/metrics") else tenants.tenant(
                 request.headers.get("authorization"))
+            wait = None if request.state.tenant is None else limiter.retry_after(request.state.tenant)
         except ServeError as err:
             response = _error(err.status, err.message)
         except Unauthorized as err:
             response = _error(401, str(err))
         else:
-            response = await call_next(request)
+            response = await call_next(request) if wait is None else _too_many(limiter.capacity, wait)
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         return response
 
@@ -169,9 +173,17 @@ async def _json(request: Request, max_body: int):
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large"}
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+            429: "rate_limit_error"}
     return JSONResponse({"error": {"message": message, "type": kind.get(status, "invalid_request_error"), "code": status}},
                         status_code=status)
+
+
+def _too_many(per_minute: int, wait: int) -> JSONResponse:
+    response = _error(429, f"too many requests: this server takes {per_minute} a minute from each tenant; "
+                           f"retry after {wait} s")
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _usage(reply: Reply) -> dict:

@@ -47,7 +47,13 @@ class ServeConfig:
     default_max_tokens: int = 256
     watch_seconds: float = 1.0  # how often the store is checked for releases and rollbacks
     learn: bool = True  # workers learn from feedback in the background
+    requests_per_minute: int = 0  # per tenant, answered 429 past it (serve.limits); 0: no limit
     learning: LearningConfig = field(default_factory=LearningConfig)
+
+    def __post_init__(self) -> None:
+        rate = self.requests_per_minute
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
+            raise ValueError(f"the rate limit is a whole number of requests a minute >= 0 (0: none), got {rate!r}")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 
+from apiary.store.names import BadName, check_name
 from apiary.store.store import LOCAL_TENANT
 
 KEYS_ENV = "APIARY_KEYS"
@@ -68,7 +69,12 @@ def load_tenants(path: str | Path | None = None, env: dict | None = None) -> Ten
 
 
 def _checked(keys: dict, where: str) -> dict[str, str]:
+    """Every entry has a key and a tenant name that follows the name rule (store.names)."""
     for n, (key, tenant) in enumerate(keys.items(), start=1):
         if not isinstance(tenant, str) or not tenant.strip() or not str(key).strip():
             raise ValueError(f"{where}: entry {n} needs a non-empty key and a tenant name")
+        try:
+            check_name(tenant.strip(), "tenant")
+        except BadName as err:
+            raise ValueError(f"{where}: entry {n}: {err}") from None
     return {str(k).strip(): v.strip() for k, v in keys.items()}

@@ -1,13 +1,18 @@
-"""All file I/O of the hive goes through here: adapters, checkpoints, exports. Writes are atomic."""
+"""All file I/O of the hive goes through here: adapters, checkpoints, exports. Writes are atomic.
+Checkpoints are read without unpickling arbitrary objects: a planted file cannot run code."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+import torch
 
 # The process's umask, read once at import (reading it means setting it, which is not thread-safe).
 # mkstemp and mkdtemp make private files (0600) and directories (0700); what the hive writes gets the
@@ -37,6 +42,30 @@ def atomic_write_json(path: Path, value) -> None:
 
 def read_json(path: Path):
     return json.loads(path.read_text())
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint file holds something other than tensors, numbers, strings and containers of them."""
+
+
+def write_tensors(path: Path, value) -> None:
+    """Save tensors, numbers and strings in dicts, lists and tuples (an optimizer's state, a generator's)."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_tensors(path: Path):
+    """What `write_tensors` saved, read with `weights_only=True`: torch's unpickler then builds only tensors,
+    numbers, strings and containers, so a file that would build any other object (and so could run
+    code) is refused with UnsafeCheckpoint instead of being executed."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = next((line.strip() for line in str(err).splitlines() if "global" in line.lower()), "not a torch checkpoint")
+        raise UnsafeCheckpoint(f"refusing to read the checkpoint {path}: it is not one apiary wrote (only tensors and "
+                               f"numbers are read, never objects that could run code; {detail}). Delete it to start "
+                               "that worker's optimizer afresh") from None
 
 
 def replace_dir(staging: Path, target: Path) -> None:

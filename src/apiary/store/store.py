@@ -9,6 +9,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from apiary.store import schema
 from apiary.store.feedback import FeedbackError, check, conflict
+from apiary.store.names import check_name, inside
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, Worker, now
 
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
@@ -28,23 +29,27 @@ class Store:
         _add_missing_columns(self.engine)
         _allow_unscored_episodes(self.engine)
 
-    # -- paths -------------------------------------------------------------------------------
+    # -- paths (each checked to stay inside the hive) ---------------------------------------
     def adapter_dir(self, worker: str, version: int) -> Path:
-        return self.root / "adapters" / worker / f"v{version}"
+        return inside(self.root, self.root / "adapters" / worker / f"v{int(version)}")
 
     def checkpoint_dir(self, worker: str) -> Path:
-        return self.root / "checkpoints" / worker
+        return inside(self.root, self.root / "checkpoints" / worker)
 
     def core_dir(self, version: int) -> Path:
-        return self.root / "cores" / f"v{version}"
+        return inside(self.root, self.root / "cores" / f"v{int(version)}")
 
     # -- workers -----------------------------------------------------------------------------
     def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0,
                       tenant: str | None = None, prompt_format: str = "chat") -> None:
-        """Create a worker (once): its job, the core it stands on and the core's prompt format."""
+        """Create a worker (once): its job, the core it stands on and the core's prompt format. A new
+        worker's name and tenant must follow the name rule (store.names); BadName, nothing written, if not."""
         with self.engine.begin() as db:
             row = db.execute(select(schema.workers).where(schema.workers.c.name == name)).first()
             if row is None:
+                check_name(name, "worker")
+                if tenant is not None:
+                    check_name(tenant, "tenant")
                 db.execute(insert(schema.workers).values(name=name, job=job, core=core, job_spec=job_spec, created_at=now(),
                                                          core_version=core_version, tenant=tenant, prompt_format=prompt_format))
             elif row.job != job:
