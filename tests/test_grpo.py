@@ -103,6 +103,13 @@ def test_anchor_prompts_ship_with_the_learners_and_are_not_the_retention_prompts
     assert len(anchors) >= 50 and not set(anchors) & set(retention_prompts())
 
 
+def test_anchor_prompts_come_in_two_kinds_and_an_unknown_kind_is_refused():
+    requests, short = anchor_prompts(("request",)), anchor_prompts(("short",))
+    assert len(requests) >= 50 and len(short) >= 50 and anchor_prompts() == requests + short
+    with pytest.raises(ValueError, match="anchor prompt kinds must be some of request, short, not chat"):
+        GRPOConfig(anchor_weight=1.0, anchor_kinds=("chat",))
+
+
 def test_anchor_prompts_share_no_retention_item_so_training_on_them_is_no_leak():
     """Two anchor prompts once equalled retention items: every consolidation by distillation was then refused
     as contaminated (the gate's near-duplicate rule, evals.contamination)."""

@@ -32,6 +32,7 @@ from apiary.evals import noise_floor, retention  # noqa: E402
 from apiary.evals.gate import GateConfig  # noqa: E402
 from apiary.hive.hive import Hive  # noqa: E402
 from apiary.hive.recipes import ARITH, DEMO, GCD, TIMES  # noqa: E402
+from apiary.learners.anchor import ANCHOR_KINDS  # noqa: E402
 from apiary.learners.grpo import GRPOConfig  # noqa: E402
 from apiary.models.adapters import LoraSpec  # noqa: E402
 
@@ -47,9 +48,11 @@ class Method:
     rank: int = 16
     kl_coef: float = 0.0
     anchor_weight: float = 0.0
+    anchor_kinds: tuple[str, ...] = ("request",)  # the first anchor set; "+short" methods add the short questions
 
     def config(self) -> GRPOConfig:
-        return replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight)
+        return replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
+                       anchor_kinds=self.anchor_kinds)
 
 
 METHODS = {m.name: m for m in [
@@ -65,6 +68,8 @@ METHODS = {m.name: m for m in [
     Method("lr5e-4+anchor1", learning_rate=5e-4, anchor_weight=1.0),
     Method("lr2e-4+anchor1", learning_rate=2e-4, anchor_weight=1.0),
     Method("rank4+anchor4", rank=4, anchor_weight=4.0),
+    Method("anchor1+short", anchor_weight=1.0, anchor_kinds=ANCHOR_KINDS),
+    Method("lr2e-4+anchor1+short", learning_rate=2e-4, anchor_weight=1.0, anchor_kinds=ANCHOR_KINDS),
 ]}
 
 

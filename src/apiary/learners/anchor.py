@@ -30,12 +30,21 @@ from apiary.models.logprobs import pair_logits
 from apiary.models.prompt_format import prompt_ids
 
 ANCHOR_FILE = "anchor_prompts.jsonl"
+ANCHOR_KINDS = ("request", "short")
+"""request: writing, explaining, advice (80 prompts, long replies); short: questions with a short answer and
+small instructions (64 prompts, written unlike any retention item's template). An RL worker anchored on
+requests alone still lost the core's short-answer habit: on the retention items it stopped answering
+"The capital of Italy is Rome." and began "Il Coriobergiano is the capital of Italy." (docs/benchmarks.md)."""
 
 
-def anchor_prompts() -> list[str]:
-    """General prompts (writing, explaining, advice, ...) that learners may train on to stay near the core."""
+def anchor_prompts(kinds: tuple[str, ...] = ANCHOR_KINDS) -> list[str]:
+    """General prompts of these kinds (see ANCHOR_KINDS) that learners may train on to stay near the core."""
+    unknown = set(kinds) - set(ANCHOR_KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"anchor prompt kinds must be some of {', '.join(ANCHOR_KINDS)}, not {', '.join(kinds) or 'none'}")
     text = resources.files("apiary.learners").joinpath(ANCHOR_FILE).read_text()
-    return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [row["prompt"] for row in rows if row["kind"] in kinds]
 
 
 @dataclass
@@ -53,11 +62,11 @@ class CoreAnchor:
     `per_step` anchor prompts (drawn afresh each step), replies of at most `new_tokens` tokens."""
 
     def __init__(self, tokenizer, stop_ids: list[int], weight: float, per_step: int, new_tokens: int,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, kinds: tuple[str, ...] = ANCHOR_KINDS):
         self.tokenizer, self.stop_ids = tokenizer, stop_ids
         self.weight, self.per_step = weight, per_step
         self.params = SamplingParams(max_new_tokens=new_tokens, temperature=temperature)
-        self.prompts = [prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in anchor_prompts()]
+        self.prompts = [prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in anchor_prompts(kinds)]
 
     def backward(self, model, generator: torch.Generator) -> AnchorFigures:
         """Sample, then add the gradient of weight x KL(worker || core) to the adapter's gradients

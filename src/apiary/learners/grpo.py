@@ -36,7 +36,7 @@ import torch
 from peft import PeftModel
 
 from apiary.jobs.base import Job, Task
-from apiary.learners.anchor import AnchorFigures, CoreAnchor
+from apiary.learners.anchor import ANCHOR_KINDS, AnchorFigures, CoreAnchor, anchor_prompts
 from apiary.learners.common import LearnStep, StepStats, check_nonnegative, check_settings, new_optimizer
 from apiary.learners.play import Transcript, play, transcript_episode
 from apiary.models import adapters
@@ -62,12 +62,14 @@ class GRPOConfig:
     anchor_weight: float = 0.0  # weight of the reverse KL to the core on general prompts (learners.anchor), 0 = off
     anchor_prompts_per_step: int = 8
     anchor_new_tokens: int = 24  # reply length sampled on each anchor prompt
+    anchor_kinds: tuple[str, ...] = ANCHOR_KINDS  # which anchor prompts (learners.anchor.ANCHOR_KINDS)
 
     def __post_init__(self):
         check_settings("rl", self.learning_rate, prompts_per_step=self.prompts_per_step,
                        samples_per_prompt=self.samples_per_prompt, anchor_prompts_per_step=self.anchor_prompts_per_step,
                        anchor_new_tokens=self.anchor_new_tokens)
         check_nonnegative("rl", kl_coef=self.kl_coef, anchor_weight=self.anchor_weight)
+        anchor_prompts(self.anchor_kinds)  # a clear error now for an unknown kind, not at the first step
 
 
 def group_advantages(rewards_P_G: torch.Tensor) -> torch.Tensor:
@@ -130,7 +132,8 @@ class GRPOLearner:
         self.optimizer = new_optimizer(model, config.learning_rate)
         self.generator = generator or torch.Generator().manual_seed(0)
         self.anchor = CoreAnchor(tokenizer, stop_ids, config.anchor_weight, config.anchor_prompts_per_step,
-                                 config.anchor_new_tokens, config.temperature) if config.anchor_weight > 0 else None
+                                 config.anchor_new_tokens, config.temperature,
+                                 tuple(config.anchor_kinds)) if config.anchor_weight > 0 else None
 
     def learn(self, tasks: list[Task]) -> LearnStep:
         """One step, with its episodes for the store."""
