@@ -1,9 +1,8 @@
 """Learning from text by on-policy self-distillation from context: corrections and critiques alike.
 
 The teacher is the worker itself (its current adapter, no gradient) with the feedback in its
-context: for a correction, the question with the corrected answer shown as an example of a good
-answer; for a critique, the worker's own earlier answer and the critique (learners.critiques).
-The student is the same worker without that context, on the episode's own prompt. The student
+context: for a correction, the question followed by the corrected answer as a hint; for a
+critique, the worker's own earlier answer and the critique (learners.critiques). The student is the same worker without that context, on the episode's own prompt. The student
 samples its own replies (on-policy), and on every token it sampled it is moved toward the
 teacher's next-token distribution by the exact reverse KL, KL(student || teacher), summed over the
 whole vocabulary (the idea of SDFT, Shenfeld, Damani, Hübotter & Agrawal 2026: a demonstration
@@ -30,7 +29,13 @@ from apiary.models.generate import SamplingParams, generate, prompt_ids
 from apiary.models.logprobs import pair_logits
 from apiary.store.records import Episode
 
-DEMONSTRATION = "{question}\n\nThis is an example of a good answer: {correction}\nNow answer with a response of your own."
+# The correction as a hint after the question. SDFT's wording ("This is an example of a good answer: ... Now
+# answer with a response of your own.") made the 135M core echo the hint ("This is an example of a good answer:
+# 9") on 12 of 12 chain_sum questions, and 12 steps of distilling that teacher took a served worker from 0.20 to
+# 0.00 held-out (docs/benchmarks.md). With this hint its greedy reply was right, in its own words ("The correct
+# answer is 9." / "The answer to the given arithmetic problem is 5"), on 12 of 12; with the correction in the
+# system prompt it echoed that instead, on 12 of 12.
+DEMONSTRATION = "{question}\nThe correct result is {correction}."
 
 
 def teacher_messages(item: FeedbackItem) -> list[dict]:
