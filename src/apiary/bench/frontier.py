@@ -77,7 +77,7 @@ def run_point(hive: Hive, job: str, method: Method, seed: int, steps: int) -> di
     """One worker learns `steps` steps with `method`, then the default gate decides (nothing released)."""
     plan = JOBS[job]
     started = time.perf_counter()
-    result = hive.learn(plan.spec, f"{job}-{method.name}-s{seed}", steps=steps, config=method.config(),
+    result = hive.learn(plan.spec, f"{job}-{method.name.replace('+', '_')}-s{seed}", steps=steps, config=method.config(),
                         lora=LoraSpec(rank=method.rank, alpha=2 * method.rank), overrides=plan.overrides,
                         release="none", seed=seed, show_progress=False)
     gate = result.gate
