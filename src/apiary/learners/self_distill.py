@@ -3,15 +3,16 @@
 The teacher is the worker itself (its current adapter, no gradient) with the feedback in its
 context: for a correction, the question followed by the corrected answer as a hint; for a critique,
 the worker's own earlier answer and the critique (learners.critiques). The student is the same
-worker without that context, on the episode's own prompt. The student samples its own replies (on-
-policy), and on every token it sampled it is moved toward the teacher's next-token distribution by
+worker without that context, on the episode's own prompt. The student samples its own replies
+(on-policy), and on every token it sampled it is moved toward the teacher's next-token distribution by
 the exact reverse KL, KL(student || teacher), summed over the whole vocabulary (the idea of SDFT,
 Shenfeld, Damani, Hübotter & Agrawal 2026: a demonstration in context makes the model its own
 teacher, and learning on its own samples forgets less than SFT on the demonstration). Unlike the
 corrections learner, the demonstration itself is never teacher-forced: the student only learns what
 the teacher, shown it, would say where the student actually goes. The student's samples are kept as
 episodes (origin "self_distill"), scored where the episode's reference answer is known: they are
-what the update trained on."""
+what the update trained on.
+"""
 
 from __future__ import annotations
 
