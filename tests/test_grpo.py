@@ -8,7 +8,7 @@ from apiary.evals.retention import prompts as retention_prompts
 from apiary.jobs.base import Job, Task
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.scoring import Scorer
-from apiary.learners.anchor import anchor_prompts
+from apiary.learners.anchor import ANCHOR_KINDS, anchor_prompts
 from apiary.learners.grpo import GRPOConfig, GRPOLearner, group_advantages, policy_loss
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -105,7 +105,8 @@ def test_anchor_prompts_ship_with_the_learners_and_are_not_the_retention_prompts
 
 def test_anchor_prompts_come_in_two_kinds_and_an_unknown_kind_is_refused():
     requests, short = anchor_prompts(("request",)), anchor_prompts(("short",))
-    assert len(requests) >= 50 and len(short) >= 50 and anchor_prompts() == requests + short
+    assert len(requests) >= 50 and len(short) >= 50 and anchor_prompts() == requests  # requests by default
+    assert anchor_prompts(ANCHOR_KINDS) == requests + short
     with pytest.raises(ValueError, match="anchor prompt kinds must be some of request, short, not chat"):
         GRPOConfig(anchor_weight=1.0, anchor_kinds=("chat",))
 
@@ -114,7 +115,7 @@ def test_anchor_prompts_share_no_retention_item_so_training_on_them_is_no_leak()
     """Two anchor prompts once equalled retention items: every consolidation by distillation was then refused
     as contaminated (the gate's near-duplicate rule, evals.contamination)."""
     questions = [it["question"] for it in retention.items()]
-    assert contamination.find(anchor_prompts(), questions) == []
+    assert contamination.find(anchor_prompts(ANCHOR_KINDS), questions) == []
 
 
 # Staying near the core, measured on the tiny model: the same seed, tasks and steps with and without the term;
@@ -151,8 +152,9 @@ def probes(tiny_core_dir) -> dict[str, tuple[list[list[int]], list[list[int]]]]:
 
 
 def learn_and_measure(core_dir, probes, learning_rate: float = 5e-2, **settings) -> dict:
-    """STEPS RL steps on the even-length job from seed 0; the drift on each of the `probes`, the trained
-    LoRA parameters, and the last step's figures."""
+    """STEPS RL steps on the even-length job from seed 0, with no KL or anchor term unless `settings` name one;
+    the drift on each of the `probes`, the trained LoRA parameters, and the last step's figures."""
+    settings = {"kl_coef": 0.0, "anchor_weight": 0.0} | settings
     core = load_core(core_dir)
     job = even_length_job()
     torch.manual_seed(0)

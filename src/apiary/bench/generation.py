@@ -47,7 +47,7 @@ def _timed(fn) -> float:
 
 
 def _prompts(core: Core, batch: int) -> list[list[int]]:
-    questions = anchor_prompts(("request",))
+    questions = anchor_prompts()
     return [prompt_ids(core.tokenizer, [{"role": "user", "content": questions[i % len(questions)]}]) for i in range(batch)]
 
 
@@ -118,7 +118,7 @@ def run(core: Core, batches: tuple[int, ...] = (1, 8, 32), new_tokens: int = 64,
         print(f"  batch {batch:3d}: apiary {ours:7.1f} tok/s, transformers.generate {plain:7.1f} tok/s, "
               f"bound {bound:7.0f} tok/s; with stops: {ours_stop:7.1f} vs {plain_stop:7.1f}", flush=True)
     gguf = bundled_gguf_path() if llama_cpp else None
-    prompt = core.tokenizer.apply_chat_template([{"role": "user", "content": anchor_prompts(("request",))[0]}], tokenize=False,
+    prompt = core.tokenizer.apply_chat_template([{"role": "user", "content": anchor_prompts()[0]}], tokenize=False,
                                                 add_generation_prompt=True)
     llama = (llama_cpp_tokens_per_s(gguf, prompt, core.stop_token_ids, new_tokens, torch.get_num_threads())
              if gguf is not None else None)

@@ -108,7 +108,7 @@ def load(url: str, clients: int, requests_each: int, prompts: list[str], max_tok
 
 def load_suite(work: Path, levels: list[int], requests: dict[int, int], max_tokens: int) -> dict:
     """Each level: `levels[i]` clients sending `requests[clients]` requests each."""
-    prompts = anchor_prompts(("request",))
+    prompts = anchor_prompts()
     results = {}
     for name, args in [("batched", ["--max-batch", "32"]), ("one_at_a_time", ["--max-batch", "1"])]:
         with Server(work / f"hive-{name}", 8731, *args, "--no-learn", log=work / f"{name}.log") as server:
@@ -125,8 +125,8 @@ def load_suite(work: Path, levels: list[int], requests: dict[int, int], max_toke
 def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int) -> dict:
     """The batched server under a long, staggered load: requests join and leave the batch all the time."""
     with Server(work / "hive-steady", 8733, "--max-batch", "32", "--no-learn", log=work / "steady.log") as server:
-        load(server.url, 1, 1, anchor_prompts(("request",)), 8)
-        figure = load(server.url, clients, requests_each, anchor_prompts(("request",)), max_tokens, stagger_s=0.5)
+        load(server.url, 1, 1, anchor_prompts(), 8)
+        figure = load(server.url, clients, requests_each, anchor_prompts(), max_tokens, stagger_s=0.5)
     print(f"steady         {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, p50 {figure['p50_s']:.2f} s, "
           f"p95 {figure['p95_s']:.2f} s", flush=True)
     return figure
@@ -219,9 +219,10 @@ the held-out score is read back from `/v1/workers`.
 {_feedback("Default gate", fig["feedback"])}
 
 {_feedback("Default gate, corrections learned by self-distillation from context (`--text-learner self_distill`: "
-           "12 steps of on-policy reverse KL toward the worker shown the correction, lr 1e-4)", fig.get("self_distill"))}
+           "12 steps of on-policy reverse KL toward the worker shown the correction as a hint after the question, lr 1e-4)", fig.get("self_distill"))}
 
-{_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job)",
+{_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job; "
+           "an earlier run, whose flips are counted on the first, 135-item retention suite)",
            fig.get("specialist"))}
 """
 

@@ -24,7 +24,8 @@ def learn(
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
-        help="learning rate of every learner (default 1e-3), or NAME=RATE for one learner; repeatable")] = None,
+        help="learning rate of every learner (defaults: rl 2e-4, self_distill 1e-4, the others 1e-3), or NAME=RATE "
+             "for one learner; repeatable")] = None,
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
@@ -32,7 +33,7 @@ def learn(
         "--kl", help="rl: weight of the KL to the worker's core on its own samples of the job (kl_coef; default 0: off)")] = None,
     anchor: Annotated[Optional[float], typer.Option(
         "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
-                         "(anchor_weight; default 0: off)")] = None,
+                         "(anchor_weight; default 1, 0: off)")] = None,
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(

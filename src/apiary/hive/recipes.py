@@ -51,11 +51,10 @@ GCD = WorkerPlan("gcd", "rg:gcd", ["min_numbers=2", "max_numbers=2", "max_value=
 # it changes the reward); the held-out eval still lets the model write the job's 32 tokens. An
 # 8-token cap was faster per step but twice collapsed onto an echo format ("8 + 7 = 15") in trials.
 DEMO = Recipe(name="demo", workers=(ARITH, TIMES), minutes=3.0,
-              rl=GRPOConfig(prompts_per_step=16, samples_per_prompt=8, learning_rate=1e-3, max_new_tokens=16,
+              rl=GRPOConfig(prompts_per_step=16, samples_per_prompt=8, learning_rate=2e-4, max_new_tokens=16,
                                anchor_weight=1.0))
-# anchor_weight 1 (distillation toward the core on general prompts each step): on chain_sum, 20 steps, two seeds
-# each (docs/benchmarks.md, the frontier), held-out gain +0.47 / +0.50 at retention KL 0.026 / 0.035 and 66 / 91
-# of 878 items flipped, against +0.29 / +0.42 at KL 0.21 / 0.28 and 293 / 66 flipped without it.
+# RL's defaults (learners.grpo.GRPOConfig): lr 2e-4 and the anchor (distillation toward the core on general
+# prompts each step), the one setting of the frontier (docs/benchmarks.md) that the default gate released once.
 
 # `apiary bench`'s continual part: three jobs, the demo's RL settings, 3 minutes per job.
 # The continual bench keeps the RL settings its figures were measured with (no anchor): its naive full

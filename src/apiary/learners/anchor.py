@@ -34,10 +34,12 @@ ANCHOR_KINDS = ("request", "short")
 """request: writing, explaining, advice (80 prompts, long replies); short: questions with a short answer and
 small instructions (64 prompts, written unlike any retention item's template). An RL worker anchored on
 requests alone still lost the core's short-answer habit: on the retention items it stopped answering
-"The capital of Italy is Rome." and began "Il Coriobergiano is the capital of Italy." (docs/benchmarks.md)."""
+"The capital of Italy is Rome." and began "Il Coriobergiano is the capital of Italy." Anchoring on both
+kinds did not lower its flips (docs/benchmarks.md), so learners anchor on requests by default."""
+DEFAULT_KINDS = ("request",)
 
 
-def anchor_prompts(kinds: tuple[str, ...] = ANCHOR_KINDS) -> list[str]:
+def anchor_prompts(kinds: tuple[str, ...] = DEFAULT_KINDS) -> list[str]:
     """General prompts of these kinds (see ANCHOR_KINDS) that learners may train on to stay near the core."""
     unknown = set(kinds) - set(ANCHOR_KINDS)
     if unknown or not kinds:
@@ -62,7 +64,7 @@ class CoreAnchor:
     `per_step` anchor prompts (drawn afresh each step), replies of at most `new_tokens` tokens."""
 
     def __init__(self, tokenizer, stop_ids: list[int], weight: float, per_step: int, new_tokens: int,
-                 temperature: float = 1.0, kinds: tuple[str, ...] = ANCHOR_KINDS):
+                 temperature: float = 1.0, kinds: tuple[str, ...] = DEFAULT_KINDS):
         self.tokenizer, self.stop_ids = tokenizer, stop_ids
         self.weight, self.per_step = weight, per_step
         self.params = SamplingParams(max_new_tokens=new_tokens, temperature=temperature)
