@@ -1,6 +1,6 @@
 """`make demo`: the whole loop on the bundled core (recipes.DEMO). Two workers learn reasoning-gym jobs on
 the job, and each new adapter version passes or fails its worker gate; the hive then consolidates the
-workers whose version passed (the default consolidation and the default gate), and the candidate core is
+workers whose version passed (the recipe's consolidation, and the default gate), and the candidate core is
 released or refused with its reasons. A core is only ever made from versions that passed: if none did,
 the demo says so and consolidates nothing."""
 
@@ -26,7 +26,7 @@ class DemoResult(BaseModel):
 def run_demo(hive: Hive, recipe: Recipe = DEMO, minutes: float | None = None,
              consolidation: ConsolidateConfig | None = None, show_progress: bool = True) -> DemoResult:
     """The recipe's workers learn for `minutes` each (default: the recipe's), then the hive consolidates
-    those whose live version passed its gate (`consolidation`: default, the default config)."""
+    those whose live version passed its gate (`consolidation`: default, the recipe's)."""
     started = time.perf_counter()
     minutes = recipe.minutes if minutes is None else minutes
     learned = [hive.learn(spec, worker, minutes=minutes, config=recipe.rl, overrides=overrides, show_progress=show_progress)
@@ -37,7 +37,7 @@ def run_demo(hive: Hive, recipe: Recipe = DEMO, minutes: float | None = None,
     if not sources:
         return DemoResult(workers=learned, skipped=nothing_to_consolidate(records, current),
                           seconds=time.perf_counter() - started)
-    result = hive.consolidate(config=consolidation or ConsolidateConfig(), workers=sources, show_progress=show_progress)
+    result = hive.consolidate(config=consolidation or recipe.consolidation, workers=sources, show_progress=show_progress)
     return DemoResult(workers=learned, consolidation=result, seconds=time.perf_counter() - started)
 
 
