@@ -54,8 +54,7 @@ def learn(
     """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
     on from its live adapter version; prints held-out accuracy before and after, and the gate's decision:
     the new version goes live only if it passed."""
-    from apiary.hive.mix import OPEN_ENDED, configs_with
-    from apiary.learners.grpo import GRPOConfig
+    from apiary.hive.mix import OPEN_ENDED
     from apiary.models.adapters import LoraSpec
 
     _named("--worker", worker, "worker", as_json)
@@ -69,10 +68,9 @@ def learn(
     h = _hive(hive, core, template)
 
     def run():
-        rates = _learning_rates(lr or [])
-        rl = GRPOConfig(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
-                                                                kl_coef=kl, anchor_weight=anchor))
-        configs = configs_with(names, rl, rates.pop(None, None), rates, batch, epochs)
+        rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
+                                                          kl_coef=kl, anchor_weight=anchor))
+        configs = _learner_configs(names, rl, lr or [], batch, epochs)
         lora = LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None
         return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs, lora=lora,
                        overrides=spec[1:], show_progress=not as_json, start_version=from_version,
@@ -83,6 +81,15 @@ def learn(
         print(result.model_dump_json())
     else:
         _learn_table([result])
+
+
+def _learner_configs(names: list[str], rl: dict, lr: list[str], batch: int | None, epochs: int | None) -> dict:
+    """Each named learner's config from the options: `rl` (GRPOConfig's fields given), `--lr`, `--batch`, `--epochs`."""
+    from apiary.hive.mix import configs_with
+    from apiary.learners.grpo import GRPOConfig
+
+    rates = _learning_rates(lr)
+    return configs_with(names, GRPOConfig(**rl), rates.pop(None, None), rates, batch, epochs)
 
 
 def _learning_rates(values: list[str]) -> dict[str | None, float]:
