@@ -340,5 +340,5 @@ def test_the_server_learns_corrections_and_critiques_by_self_distillation_when_t
     assert ready_workers(hive.store, 2) == [(hive.store.worker("arith"), ["corrections", "critiques"])]
     assert ready_workers(hive.store, 2, "self_distill") == [(hive.store.worker("arith"), ["self_distill"])]
     assert ready_workers(hive.store, 3, "self_distill") == []
-    with pytest.raises(ValueError, match="text learner must be one of separate, self_distill"):
+    with pytest.raises(ValueError, match="text learner .sft. is not one of separate, self_distill"):
         LearningConfig(text_learner="sft")

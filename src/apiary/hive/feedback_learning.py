@@ -42,7 +42,7 @@ class LearningConfig:
 
     def __post_init__(self):
         if self.text_learner not in TEXT_LEARNERS:
-            raise ValueError(f"text learner must be one of {', '.join(TEXT_LEARNERS)}, not {self.text_learner!r}")
+            raise ValueError(f"text learner {self.text_learner!r} is not one of {', '.join(TEXT_LEARNERS)}")
 
 
 def learner_of(kind: str, text_learner: str = "separate") -> str:
