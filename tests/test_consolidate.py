@@ -93,3 +93,40 @@ def test_a_worker_that_trained_on_a_heldout_item_is_refused_for_contamination(hi
     assert result.reasons == ["training data contains 1 held-out item(s)"]
     example = hive.store.core_versions()[0].details["contamination"][0]
     assert example["heldout_set"] == "chain_sum" and example["overlap"] == 1.0
+
+
+def test_full_consolidation_stores_a_weight_delta_that_loads_back_as_the_measured_candidate(hive, tiny_core_dir):
+    config = ConsolidateConfig(method="full", distill=QUICK, full_learning_rate=1e-3,
+                               gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    base_before = {k: v.clone() for k, v in hive.core_at(0).model.state_dict().items()}
+    result = hive.consolidate(config=config, show_progress=False)
+    assert result.released and result.current_core == 1
+    (version,) = hive.store.core_versions()
+    assert version.method == "full" and version.details["weights"] == "full"
+    assert (Path(version.path) / "core_delta.safetensors").is_file()
+    assert not (Path(version.path) / "adapter_model.safetensors").exists()
+    base_after = hive.core_at(0).model.state_dict()  # the core the workers were trained on is given back as it was
+    assert base_after.keys() == base_before.keys() and all(torch.equal(base_after[k], base_before[k]) for k in base_before)
+    fresh = Hive(hive.store.root, core=str(tiny_core_dir))  # loads core v1 from its stored delta
+    v1 = fresh.core_at(1).model.state_dict()
+    changed = [k for k in base_before if not torch.equal(v1[k], base_before[k])]
+    assert len(changed) > len(base_before) // 2  # every weight trained, not an adapter's few
+    candidate = {e.id: e for e in fresh.store.evals()}
+    scores = {j: candidate[ids["candidate"]].score for j, ids in version.details["eval_ids"].items()}
+    again = {s.job: fresh.evaluator.core(fresh.job(spec, ONE_DIGIT), 1, reuse=False).score
+             for s, spec in zip(sorted(result.jobs, key=lambda s: s.job), ["rg:chain_sum", "rg:products"])}
+    assert again == pytest.approx(scores)  # the stored version scores what the gate saw
+    fresh.learn("rg:chain_sum", "late", steps=1, config=CONFIG, overrides=ONE_DIGIT, show_progress=False)
+    assert fresh.store.worker("late").core_version == 1
+
+
+def test_a_core_delta_that_does_not_fit_the_core_is_refused(tmp_path, tiny_core_dir):
+    from apiary.models import delta
+    from apiary.models.core import load_core, with_core_updates
+
+    core = load_core(tiny_core_dir)
+    change = delta.delta_of(core.model, core.model)
+    change.pop(next(iter(change)))
+    delta.save(change, tmp_path)
+    with pytest.raises(ValueError, match="does not fit this core"):
+        with_core_updates(load_core(tiny_core_dir), [tmp_path], 1)

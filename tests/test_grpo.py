@@ -12,7 +12,7 @@ from apiary.learners.anchor import ANCHOR_KINDS, anchor_prompts
 from apiary.learners.grpo import GRPOConfig, GRPOLearner, group_advantages, policy_loss
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
-from apiary.models.core import load_core, with_core_adapters
+from apiary.models.core import load_core, with_core_updates
 from apiary.models.generate import SamplingParams, generate
 from apiary.learners.common import reverse_kl
 from apiary.models.logprobs import completion_logprobs, pair_logits
@@ -197,7 +197,7 @@ def test_a_worker_on_a_released_core_version_is_held_to_that_core_not_the_base(t
     """Core version 1 = base + a core adapter merged into the weights, so the worker's adapter disabled
     (what kl_coef and anchor_weight compare with) is core v1."""
     random_adapter(tmp_path / "core-v1", seed=3)
-    base, v1 = load_core(tiny_core_dir), with_core_adapters(load_core(tiny_core_dir), [tmp_path / "core-v1"], 1)
+    base, v1 = load_core(tiny_core_dir), with_core_updates(load_core(tiny_core_dir), [tmp_path / "core-v1"], 1)
     ids = torch.tensor([prompt_ids(v1.tokenizer, [{"role": "user", "content": "hello"}])])
     with torch.no_grad():
         base_logits, core_logits = base.model(input_ids=ids).logits, v1.model(input_ids=ids).logits

@@ -33,7 +33,8 @@ from apiary.evals.gate import GateConfig  # noqa: E402
 from apiary.hive.hive import Hive  # noqa: E402
 from apiary.hive.recipes import ARITH, DEMO, GCD, TIMES  # noqa: E402
 from apiary.learners.anchor import ANCHOR_KINDS  # noqa: E402
-from apiary.learners.grpo import GRPOConfig  # noqa: E402
+from apiary.learners.common import LearnerConfig  # noqa: E402
+from apiary.learners.distil_back import DistilBackConfig  # noqa: E402
 from apiary.models.adapters import LoraSpec  # noqa: E402
 
 JOBS = {"chain_sum": ARITH, "products": TIMES, "gcd": GCD}
@@ -49,10 +50,13 @@ class Method:
     kl_coef: float = 0.0
     anchor_weight: float = 0.0
     anchor_kinds: tuple[str, ...] = ("request",)  # the first anchor set; "+short" methods add the short questions
+    distil_back: bool = False  # learn, then distil back: a phase toward the core after every 5 steps (learners.distil_back)
 
-    def config(self) -> GRPOConfig:
-        return replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
-                       anchor_kinds=self.anchor_kinds)
+    def configs(self) -> dict[str, LearnerConfig]:
+        """Settings by learner: rl's, and distil_back's (at rl's learning rate) when the method cycles."""
+        rl = replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
+                     anchor_kinds=self.anchor_kinds)
+        return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.learning_rate)} if self.distil_back else {})
 
 
 METHODS = {m.name: m for m in [
@@ -70,6 +74,8 @@ METHODS = {m.name: m for m in [
     Method("rank4+anchor4", rank=4, anchor_weight=4.0),
     Method("anchor1+short", anchor_weight=1.0, anchor_kinds=ANCHOR_KINDS),
     Method("lr2e-4+anchor1+short", learning_rate=2e-4, anchor_weight=1.0, anchor_kinds=ANCHOR_KINDS),
+    # the same anchor samples as lr2e-4+anchor1 (8 per step), in phases: 5 updates of 8 after every 5 steps
+    Method("lr2e-4+distil_back", learning_rate=2e-4, distil_back=True),
 ]}
 
 
@@ -77,7 +83,9 @@ def run_point(hive: Hive, job: str, method: Method, seed: int, steps: int) -> di
     """One worker learns `steps` steps with `method`, then the default gate decides (nothing released)."""
     plan = JOBS[job]
     started = time.perf_counter()
-    result = hive.learn(plan.spec, f"{job}-{method.name.replace('+', '_')}-s{seed}", steps=steps, config=method.config(),
+    configs = method.configs()
+    result = hive.learn(plan.spec, f"{job}-{method.name.replace('+', '_')}-s{seed}", steps=steps, learners=list(configs),
+                        configs=configs,
                         lora=LoraSpec(rank=method.rank, alpha=2 * method.rank), overrides=plan.overrides,
                         release="none", seed=seed, show_progress=False)
     gate = result.gate

@@ -18,11 +18,14 @@ from apiary.evals.gate import GateConfig
 
 @app.command()
 def consolidate(
-    method: Annotated[str, typer.Option(help="distill, linear, ties or dare_linear")] = "distill",
+    method: Annotated[str, typer.Option(
+        help="distill (into a core adapter), full (distillation into every weight at a small learning rate), "
+             "linear, ties or dare_linear")] = "distill",
     workers: Annotated[Optional[str], typer.Option(help="comma-separated workers (default: all on the current core)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="distillation steps (default: the distillation config's)")] = None,
     anchor_weight: Annotated[Optional[float], typer.Option(
         help="distillation: weight of staying near the previous core (default: the distillation config's)")] = None,
+    full_lr: Annotated[Optional[float], typer.Option(help="full: the learning rate (default 1e-5)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     release: Annotated[bool, typer.Option(help="release the candidate if it passes")] = True,
@@ -33,7 +36,7 @@ def consolidate(
     from apiary.hive.distill import DistillConfig
 
     distill = DistillConfig(**_given(steps=steps, anchor_weight=anchor_weight))
-    config = ConsolidateConfig(method=method, distill=distill, release=release,
+    config = ConsolidateConfig(method=method, distill=distill, release=release, **_given(full_learning_rate=full_lr),
                                gate=_gate(tolerance, max_kl, max_flips, as_json))
     names = [w.strip() for w in workers.split(",")] if workers else None
     result = _run(as_json, lambda: _hive(hive, core, template).consolidate(config=config, workers=names, show_progress=not as_json))

@@ -3,7 +3,8 @@
 1. Sources: every worker whose adapters sit on the current core, at its live adapter version (the
    one that is served; a rolled-back version is not consolidated).
 2. Candidate: a core adapter over the current core, by on-policy distillation (`distill`, see
-   hive/distill.py) or by merging the workers' adapters (`linear`, `ties`, `dare_linear`, see
+   hive/distill.py), the same distillation into every weight of the core at a small learning rate
+   (`full`: stored as a weight delta, models/delta.py), or by merging the workers' adapters (`linear`, `ties`, `dare_linear`, see
    models/merge.py; each worker's update weighted by `merge_weight`, 1 = task arithmetic).
 3. Evidence: held-out score on every job of the hive for the released core, each worker and the
    candidate; the share of each worker's gain the candidate kept; retention KL to the base and
@@ -16,7 +17,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from pydantic import BaseModel
 
@@ -28,7 +29,7 @@ from apiary.hive.evaluator import Evaluator
 from apiary.hive.worker import WorkerHandle
 from apiary.jobs.base import Job
 from apiary.learners.anchor import anchor_prompts
-from apiary.models import adapters
+from apiary.models import adapters, delta
 from apiary.models.core import cache_dir
 from apiary.models.generate import prompt_ids
 from apiary.models.merge import MERGED, METHODS, merge
@@ -36,13 +37,15 @@ from apiary.store.artifacts import write_dir
 from apiary.store.records import CoreVersion, GateDecision, Worker
 from apiary.store.store import Store
 
-CONSOLIDATION_METHODS = ("distill", *METHODS)
+CONSOLIDATION_METHODS = ("distill", "full", *METHODS)
+FULL_LEARNING_RATE = 1e-5  # full fine-tuning's usual rate; the naive peer's too (bench/naive_full.py)
 
 
 @dataclass
 class ConsolidateConfig:
     method: str = "distill"
     distill: DistillConfig = field(default_factory=DistillConfig)
+    full_learning_rate: float = FULL_LEARNING_RATE  # `full`: distillation into every weight at this rate
     merge_weight: float = 1.0  # each worker's update is added with this weight (merges)
     density: float = 0.5  # ties / dare_linear: share of each update's entries kept
     gate: GateConfig = field(default_factory=GateConfig)
@@ -86,13 +89,14 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
     started, parent, core = time.perf_counter(), store.current_core(), cores.current
     sources = [_source(store, w) for w in workers]
     version = store.next_core_version()
-    model, adapter_name, details = _build(store, core, sources, jobs, config, show_progress)
+    model, save, details = _build(store, core, sources, jobs, config, show_progress)
     try:
-        write_dir(store.core_dir(version), lambda staging: adapters.save(model, staging, adapter_name))
+        write_dir(store.core_dir(version), save)
         scores, eval_ids = _job_scores(evaluator, model, core, version, {w.name: w for w in workers}, jobs)
-        kept = measure_retention(model, cores.at(0), cache_dir(), adapter_over_base=parent == 0)
+        kept = measure_retention(model, cores.at(0), cache_dir(), adapter_over_base=parent == 0 and config.method != "full")
     finally:
-        adapters.detach(model)
+        if config.method != "full":
+            adapters.detach(model)  # the copy trained in every weight is simply dropped
     distinct = {(j.name, tuple(t.id for t in j.source.heldout())): j for j in jobs.values()}
     found = find_contamination(training_texts(store, [(s["worker"], s["adapter_version"]) for s in sources],
                                               config.method == "distill"), list(distinct.values()))
@@ -138,11 +142,13 @@ def _source(store: Store, worker: WorkerHandle) -> dict:
             "feedback": len(store.feedback_learned(worker.name, version))}
 
 
-def _build(store: Store, core, sources: list[dict], jobs: dict[str, Job], config: ConsolidateConfig, show_progress: bool):
+def _build(store, core, sources: list[dict], jobs: dict[str, Job], config: ConsolidateConfig, show_progress: bool):
+    """(candidate model, how to write it into a staging dir, details)."""
     paths = [store.adapter_dir(s["worker"], s["adapter_version"]) for s in sources]
-    if config.method != "distill":
+    if config.method not in ("distill", "full"):
         model = merge(core.model, paths, [config.merge_weight] * len(paths), config.method, config.density)
-        return model, MERGED, {"merge_weight": config.merge_weight, "density": config.density}
+        return (model, lambda staging: adapters.save(model, staging, MERGED),
+                {"merge_weight": config.merge_weight, "density": config.density})
     teachers = [Teacher(name=f"worker_{i}", adapter=path, prompts=_job_prompts(store, core.tokenizer, s),
                         max_new_tokens=min(config.distill.max_new_tokens, jobs[s["worker"]].max_tokens),
                         batch=config.distill.prompts_per_job)
@@ -150,8 +156,14 @@ def _build(store: Store, core, sources: list[dict], jobs: dict[str, Job], config
     anchors = [prompt_ids(core.tokenizer, [{"role": "user", "content": p}]) for p in anchor_prompts()]
     teachers.append(Teacher(name="previous_core", adapter=None, prompts=anchors, weight=config.distill.anchor_weight,
                             max_new_tokens=config.distill.anchor_new_tokens, batch=config.distill.anchor_prompts))
-    model, details = distill(core.model, core.tokenizer, core.stop_token_ids, teachers, config.distill, show_progress)
-    return model, "default", details
+    if config.method == "distill":
+        model, details = distill(core.model, core.tokenizer, core.stop_token_ids, teachers, config.distill, show_progress)
+        return model, lambda staging: adapters.save(model, staging), details
+    settings = replace(config.distill, learning_rate=config.full_learning_rate)
+    model, details = distill(core.model, core.tokenizer, core.stop_token_ids, teachers, settings, show_progress, full=True)
+    change = delta.delta_of(model, core.model)
+    delta.round_to_stored(model, core.model, change)  # measured as it is stored
+    return model, lambda staging: delta.save(change, staging), details
 
 
 def _job_prompts(store, tokenizer, source: dict) -> list[list[int]]:

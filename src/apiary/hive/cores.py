@@ -1,11 +1,11 @@
-"""The core versions of a hive, each loaded once and kept: the base core with the core adapters of
-its lineage folded in."""
+"""The core versions of a hive, each loaded once and kept: the base core with the updates of
+its lineage (core adapters, or weight deltas of versions trained in every weight) folded in."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from apiary.models.core import Core, load_core, with_core_adapters
+from apiary.models.core import Core, load_core, with_core_updates
 from apiary.store.store import Store
 
 
@@ -32,5 +32,5 @@ class Cores:
                 chain.append(Path(known[v].path))
                 v = known[v].parent
             base = load_core(self.source, self.template)
-            self._loaded[version] = with_core_adapters(base, chain[::-1], version) if chain else base
+            self._loaded[version] = with_core_updates(base, chain[::-1], version) if chain else base
         return self._loaded[version]

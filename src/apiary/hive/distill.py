@@ -12,6 +12,10 @@ by `anchor_weight`, so that what no job asked for stays as it was.
 Workers are loaded as extra, frozen adapters on the same model, so the teacher of each job is
 the worker exactly as it was served, and the previous core is the model with the adapter off.
 
+`full`: the candidate is instead a copy of the core trained in every weight (consolidation method
+"full", run at a full fine-tuning learning rate, ~1e-5); the workers' adapters then sit on the
+untouched core, which is also the previous core's teacher. The same loss, the same samples.
+
 Where the time goes, per step: one sampling batch for every teacher's prompts (the candidate's
 adapter merged), then per teacher a no-grad forward under the teacher and a forward + backward
 under the candidate over the sampled replies. A job's prompts share most of their tokens (system
@@ -22,6 +26,7 @@ prompt + reply read each ~55-token job prompt in full for 16 reply tokens or few
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import torch
 from rich.progress import Progress
+from peft import PeftModel
 from transformers import PreTrainedModel
 
 from apiary.learners.common import reverse_kl
@@ -68,16 +74,21 @@ class Teacher:
 
 
 def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teachers: list[Teacher],
-            config: DistillConfig = DistillConfig(), show_progress: bool = True) -> tuple[adapters.PeftModel, dict]:
-    """Train a core adapter on `core_model` toward the teachers; returns (model with adapter
-    "default" = the candidate, figures). The worker adapters are removed before returning."""
-    model = adapters.attach(core_model, LoraSpec(rank=config.rank, alpha=2 * config.rank))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=0.0)
-    for teacher in teachers:
-        if teacher.adapter is not None:
-            model.load_adapter(str(teacher.adapter), adapter_name=teacher.name)
-    model.set_adapter(STUDENT)
+            config: DistillConfig = DistillConfig(), show_progress: bool = True, full: bool = False):
+    """Train a candidate core toward the teachers; returns (candidate, figures). The candidate is
+    `core_model` with a trained adapter "default" or (`full`) a copy of it trained in every weight.
+    The worker adapters are removed from `core_model` before returning."""
+    if full:  # the copy is taken before any adapter is put on the core
+        student = copy.deepcopy(core_model).requires_grad_(True)
+        host = _host(core_model, teachers)
+    else:
+        student = host = adapters.attach(core_model, LoraSpec(rank=config.rank, alpha=2 * config.rank))
+        for teacher in teachers:
+            if teacher.adapter is not None:
+                host.load_adapter(str(teacher.adapter), adapter_name=teacher.name)
+        host.set_adapter(STUDENT)
+    trained = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.0)
     rng, generator = random.Random(config.seed), torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     started = time.perf_counter()
@@ -86,18 +97,32 @@ def distill(core_model: PreTrainedModel, tokenizer, stop_ids: list[int], teacher
         for step in range(config.steps):
             optimizer.zero_grad(set_to_none=True)
             chosen = [rng.sample(t.prompts, min(len(t.prompts), t.batch)) for t in teachers]
-            samples = _sample(model, tokenizer, stop_ids, teachers, chosen, config.temperature, generator)
-            losses = {t.name: _teacher_step(model, tokenizer.pad_token_id, t, pairs) for t, pairs in zip(teachers, samples)}
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+            samples = _sample(student, tokenizer, stop_ids, teachers, chosen, config.temperature, generator)
+            losses = {t.name: _teacher_step(student, host, tokenizer.pad_token_id, t, pairs)
+                      for t, pairs in zip(teachers, samples)}
+            torch.nn.utils.clip_grad_norm_(trained, config.max_grad_norm)
             optimizer.step()
             history.append({"step": step + 1, **losses})
             bar.update(task, advance=1, description="distilling  " + "  ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-    for teacher in teachers:
-        if teacher.adapter is not None:
-            model.delete_adapter(teacher.name)
-    model.set_adapter(STUDENT)
-    model.eval()
-    return model, {"seconds": time.perf_counter() - started, "history": history, "config": config.__dict__}
+    if full:
+        host.unload()  # the core as it was
+    else:
+        for teacher in teachers:
+            if teacher.adapter is not None:
+                host.delete_adapter(teacher.name)
+        host.set_adapter(STUDENT)
+    student.eval()
+    return student, {"seconds": time.perf_counter() - started, "history": history, "config": config.__dict__,
+                     "weights": "full" if full else "adapter"}
+
+
+def _host(core_model: PreTrainedModel, teachers: list[Teacher]):
+    """The core with every worker's adapter loaded (frozen), for the teachers of a candidate trained in every weight."""
+    workers = [t for t in teachers if t.adapter is not None]
+    host = PeftModel.from_pretrained(core_model, str(workers[0].adapter), adapter_name=workers[0].name)
+    for teacher in workers[1:]:
+        host.load_adapter(str(teacher.adapter), adapter_name=teacher.name)
+    return host.requires_grad_(False)
 
 
 def _sample(model, tokenizer, stop_ids, teachers: list[Teacher], prompts: list[list[list[int]]], temperature: float,
@@ -112,22 +137,24 @@ def _sample(model, tokenizer, stop_ids, teachers: list[Teacher], prompts: list[l
     return [[(r.prompt, r.tokens) for r in rows if r.tokens] for rows in requests]
 
 
-def _teacher_step(model, pad_id: int, teacher: Teacher, pairs: list[tuple[list[int], list[int]]]) -> float:
-    """Score every sampled token against the teacher, accumulate the gradients of the weighted reverse KL."""
+def _teacher_step(student, host, pad_id: int, teacher: Teacher, pairs: list[tuple[list[int], list[int]]]) -> float:
+    """Score every sampled token against the teacher (a worker's adapter on `host`, or `host`'s core with
+    its adapters off), accumulate the gradients of the student's weighted reverse KL. With a core adapter
+    as the student, `host` is the student's own model."""
     if not pairs:
         return 0.0
     prompts, completions, index = [p for p, _ in pairs], [c for _, c in pairs], list(range(len(pairs)))
     with torch.no_grad():
         if teacher.adapter is None:
-            with model.disable_adapter():
-                target = completion_logits(model, prompts, completions, index, pad_id)
+            with host.disable_adapter():
+                target = completion_logits(host, prompts, completions, index, pad_id)
         else:
-            model.set_adapter(teacher.name)
-            target = completion_logits(model, prompts, completions, index, pad_id)
-            model.set_adapter(STUDENT)
-    model.train()
-    kl = reverse_kl(completion_logits(model, prompts, completions, index, pad_id), target)
+            host.set_adapter(teacher.name)
+            target = completion_logits(host, prompts, completions, index, pad_id)
+            if host is student:
+                host.set_adapter(STUDENT)
+    student.train()
+    kl = reverse_kl(completion_logits(student, prompts, completions, index, pad_id), target)
     (teacher.weight * kl).backward()
-    model.eval()
+    student.eval()
     return float(kl.detach())
-

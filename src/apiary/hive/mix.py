@@ -9,7 +9,9 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
   kinds the learner consumes (`FEEDBACK_KINDS`: self_distill takes corrections and critiques) not yet
   learned from by any adapter version, `epochs` passes, each pass shuffled; the queue is saved in the
   run's checkpoint, so a resumed run continues it;
-- practice: the worker's failed attempts at its job's tasks, oldest first, cycling.
+- practice: the worker's failed attempts at its job's tasks, oldest first, cycling;
+- distil_back: no material; it is asked every step and runs one distillation phase toward the core
+  after every `every`-th (learners.distil_back), so it needs a learner that learns the job beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from apiary.jobs.base import Job
 from apiary.learners.common import FeedbackConfig, FeedbackItem, Learner, LearnerConfig
 from apiary.learners.corrections import CorrectionLearner, CorrectionsConfig
 from apiary.learners.critiques import CritiqueLearner, CritiquesConfig
+from apiary.learners.distil_back import DistilBackConfig, DistilBackLearner
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.learners.practice import PracticeConfig, PracticeLearner
 from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
@@ -40,6 +43,7 @@ LEARNERS: dict[str, tuple[type, type]] = {
     "preferences": (PreferenceLearner, PreferencesConfig),
     "practice": (PracticeLearner, PracticeConfig),
     "self_distill": (SelfDistillLearner, SelfDistillConfig),
+    "distil_back": (DistilBackLearner, DistilBackConfig),
 }
 FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds of feedback it learns from
     "rewards": ("reward",), "corrections": ("correction",), "critiques": ("critique",), "preferences": ("preference",),
@@ -52,6 +56,9 @@ def check_learners(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in LEARNERS]
     if unknown or not names:
         raise ValueError(f"unknown learner(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LEARNERS)}")
+    if set(names) == {"distil_back"}:
+        raise ValueError("distil_back only pulls a worker back toward its core; pair it with a learner that learns the "
+                         "job, e.g. rl,distil_back")
     return list(dict.fromkeys(names))
 
 
@@ -99,6 +106,7 @@ class Batches:
     practice: int = 0  # practice: next failed episode
     queues: dict[str, list[int]] = field(default_factory=dict)  # feedback learner -> feedback ids in order
     positions: dict[str, int] = field(default_factory=dict)
+    distil_back: int = 0  # distil_back: the steps it was asked in
 
     def exhausted(self, names: list[str]) -> bool:
         """True when no learner has anything left (open-ended learners never run out)."""
@@ -127,6 +135,9 @@ def next_batch(name: str, config: LearnerConfig, store: Store, job: Job, worker:
         tasks = job.source.train(batches.cursor, config.prompts_per_step)
         batches.cursor += len(tasks)
         return tasks
+    if name == "distil_back":
+        batches.distil_back += 1
+        return [batches.distil_back // config.every] if batches.distil_back % config.every == 0 else None
     if name == "practice":
         failures = store.failed_episodes(worker, batches.practice, config.batch_size)
         if not failures and batches.practice:

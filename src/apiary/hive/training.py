@@ -215,6 +215,8 @@ def _step_figures(step: int, stats: StepStats) -> str:
         figures.append(f"feedback {stats.extra['feedback']}")
     if "anchor_kl" in stats.extra:  # rl's distance from its core on general prompts (GRPOConfig.anchor_weight)
         figures.append(f"anchor KL {stats.extra['anchor_kl']:.4f}")
+    if "distil_back_kl" in stats.extra:  # a distillation phase toward the core ran this step (learners.distil_back)
+        figures.append(f"distilled back: KL {stats.extra['distil_back_kl']:.4f} -> {stats.extra['distil_back_kl_after']:.4f}")
     return "  ".join(figures + [f"loss {stats.loss:.3f}"])
 
 

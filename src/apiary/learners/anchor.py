@@ -10,7 +10,7 @@ because the worker is corrected where it actually goes (Thinking Machines, "On-p
 2025, restored lost behaviour this way).
 
 The core is the worker's model with its adapter disabled: a worker on core version N sits on the
-base weights with the core adapters of N's lineage merged into them (models.core.with_core_adapters),
+base weights with the updates of N's lineage folded into them (models.core.with_core_updates),
 so disabling the worker's adapter gives exactly its own core, not the base model.
 """
 

@@ -196,7 +196,7 @@ class GRPOLearner:
         refs = [None] * len(parts)
         if self.config.kl_coef > 0:
             # The worker's core: a worker on core version N has N's core adapters merged into the base
-            # weights (models.core.with_core_adapters), so its adapter disabled is exactly that core.
+            # weights (models.core.with_core_updates), so its adapter disabled is exactly that core.
             with torch.no_grad(), self.model.disable_adapter():
                 refs = [masked_logprobs(self.model, [t for t, _ in part], pad)[0] for part in parts]
         self.model.train()

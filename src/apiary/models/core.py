@@ -144,14 +144,21 @@ def load_core(source: str | os.PathLike | None = None, template: str | None = No
     return Core(model=model, tokenizer=tokenizer, name=name, source=str(source or BUNDLED), prompt_format=prompt_format)
 
 
-def with_core_adapters(core: Core, adapter_dirs: list[Path], version: int) -> Core:
-    """The base core with a hive's core adapters (oldest first) folded into its weights: core version
-    `version`. `core` must be a freshly loaded base core; its model is changed in place."""
+def with_core_updates(core: Core, version_dirs: list[Path], version: int) -> Core:
+    """The base core with the updates of a hive's core versions (oldest first) folded into its weights:
+    core version `version`. Each version is a core adapter (merged in) or, when trained in every
+    weight, a weight delta (models.delta, added). `core` must be a freshly loaded base core; its model
+    is changed in place."""
     from peft import PeftModel
 
+    from apiary.models import delta
+
     model = core.model
-    for directory in adapter_dirs:
-        model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
+    for directory in version_dirs:
+        if delta.is_delta(directory):
+            delta.apply(model, directory)
+        else:
+            model = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
     model.eval()
     return Core(model=model, tokenizer=core.tokenizer, name=core.name, source=core.source,
                 prompt_format=core.prompt_format, version=version)
