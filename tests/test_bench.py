@@ -99,6 +99,12 @@ def test_headline_ratios():
     top = continual_report.headline(fig)
     assert top["flips_ratio_distill_vs_naive_lora"] == pytest.approx(0.1)
     assert top["best_merge"] == "ties" and top["distill_minus_best_merge"] == pytest.approx(0.95 - 0.8)
+    assert top["meets_target"] == []  # no naive full fine-tuning in this run: nothing to beat
+    full = seq | {"flips": {"right_to_wrong": 20, "items": 100}}  # ACC 0.45
+    refused = cand([0.95, 0.95], 1) | {"passed": False, "reasons": ["too many flips"]}
+    fig |= {"sequential_full": full, "consolidated": fig["consolidated"] | {"dare_linear": refused}}
+    # distill: passed, kept 0.9 and 1.0, 2 < 20 flips, ACC 0.5 > 0.45; linear kept 0.5; ties flipped 30; dare refused
+    assert continual_report.headline(fig)["meets_target"] == ["distill"]
 
 
 def test_bench_cli_refuses_unknown_parts(tmp_path):

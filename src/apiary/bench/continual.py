@@ -4,10 +4,12 @@ and naive sequential full fine-tuning. Same core, same jobs, same learning budge
 
 1. Workers: the core becomes three workers, each learning its job for the budget with the demo's RL
    settings, all starting from the same core. Each worker is also scored on the other jobs.
-2. Consolidation: each method (distillation; linear, TIES and DARE merges via PEFT) builds a
+2. Consolidation: each method (distillation into a core adapter or into every weight; linear, TIES
+   and DARE merges via PEFT) builds a
    candidate core from the three workers; each is measured and gated, none is released (so all
    start from the same core and the same workers).
-3. Naive sequential LoRA: one adapter learns job 1, then job 2, then job 3, one budget each; after
+3. Naive sequential LoRA: one adapter learns job 1, then job 2, then job 3, one budget each, by plain
+   GRPO (the workers' settings without the anchor toward the core); after
    each stage it is scored on every job (the forgetting matrix R, with ACC/BWT/FWT as in GEM).
 4. Naive sequential full fine-tuning: the same, training every weight (bench.naive_full).
 5. Retention (KL to the base on the retention prompts; right-to-wrong flips on the retention items)
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from apiary.evals.candidate import measure_retention
@@ -37,7 +39,7 @@ from apiary.store.records import AdapterVersion
 
 from apiary.bench.naive_full import sequential_full
 
-METHODS = ["distill", "linear", "ties", "dare_linear"]
+METHODS = ["distill", "full", "linear", "ties", "dare_linear"]
 
 
 @dataclass
@@ -93,12 +95,13 @@ def workers_and_merges(hive: Hive, jobs, setup: ContinualSetup) -> tuple[dict, l
 
 
 def sequential_lora(hive: Hive, jobs, base: list[float], setup: ContinualSetup) -> dict:
-    R, previous = [], None
+    """One adapter learning the jobs in turn by plain GRPO (no anchor: the naive way)."""
+    R, previous, naive = [], None, replace(setup.config, anchor_weight=0.0)
     for (worker, _, _), job in zip(setup.jobs, jobs):
         name = f"seq-{worker}"
         if previous is not None:
             seed_from(hive, job, name, previous)
-        hive.learn(job, name, config=setup.config, show_progress=False, release="ungated", **setup.budget())
+        hive.learn(job, name, config=naive, show_progress=False, release="ungated", **setup.budget())
         R.append([hive.eval_worker(name, j).score for j in jobs])
         previous = name
     return {"R": R, "transfer": transfer(R, base).__dict__, **retention_of(hive, previous)}

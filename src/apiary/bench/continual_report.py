@@ -48,7 +48,14 @@ def headline(fig: dict) -> dict:
     gains = {m: mean_gain(by_model[f"hive: {m}"]["gain_kept"]) for m in fig["consolidated"]}
     merges = {m: g for m, g in gains.items() if m != "distill" and g is not None}
     best_merge = max(merges, key=merges.get) if merges else None
+    full = by_model.get("naive sequential full fine-tuning")
+    # issue 16's target: a released candidate keeping >= 0.9 of every worker's gain, with fewer flips than naive
+    # sequential full fine-tuning and a higher ACC
+    meets = [m for m in fig["consolidated"] if full is not None and by_model[f"hive: {m}"]["gate"] == "pass"
+             and all(g is None or g >= 0.9 for g in by_model[f"hive: {m}"]["gain_kept"])
+             and flips[f"hive: {m}"] < flips[full["model"]] and by_model[f"hive: {m}"]["acc"] > full["acc"]]
     return {"flips_right_to_wrong": flips, "retention_items": by_model["hive: distill"]["flips"]["items"],
+            "meets_target": meets,
             "flips_ratio_distill_vs_naive_lora": distill / naive_lora if naive_lora else None,
             "mean_normalised_gain": gains, "best_merge": best_merge,
             "distill_minus_best_merge": (gains["distill"] - merges[best_merge])
@@ -112,7 +119,10 @@ def markdown(fig: dict, title: str, command: str, png: str) -> str:
               f"{top['flips_right_to_wrong']['naive sequential LoRA']}, naive full fine-tuning "
               f"{top['flips_right_to_wrong'].get('naive sequential full fine-tuning', '-')} of {top['retention_items']}: "
               f"ratio distillation / naive LoRA **{'-' if ratio is None else f'{ratio:.2f}'}** (target at most 0.20). "
-              f"Average normalised gain (gain kept, over the jobs whose worker gained): {gain_line}.\n"]
+              f"Average normalised gain (gain kept, over the jobs whose worker gained): {gain_line}. "
+              "Candidates that pass the default gate, keep at least 0.9 of every worker's gain, and flip fewer items "
+              "with a higher ACC than naive sequential full fine-tuning (issue 16's target): "
+              f"**{', '.join(top['meets_target']) or 'none'}**.\n"]
     for key, label in NAIVE:
         seq = fig[key]
         lines += [f"{label}: forgetting matrix R[i][j] (row: after learning job i; GEM's ACC/BWT/FWT with the base "

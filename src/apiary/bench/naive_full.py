@@ -1,7 +1,8 @@
 """The naive full fine-tuning baseline: every weight of one copy of the core trained on the jobs in turn.
 
-Same RL learner and settings as the workers (GRPO, demo settings), except that all parameters train
-and the learning rate is a usual full fine-tuning one (LoRA's 1e-3 would wreck the full model).
+Same RL learner and settings as the workers (GRPO, demo settings), except that all parameters train,
+the learning rate is a usual full fine-tuning one (LoRA's would wreck the full model), and there is no
+anchor toward the core: the naive way, and a plain model has no adapter to switch off for the core.
 After each job it is scored on every job (the forgetting matrix R); after the last, retention (KL
 to the base core and right-to-wrong flips) like every other model in the continual benchmark.
 """
@@ -29,7 +30,7 @@ FULL_FT_LEARNING_RATE = 1e-5
 def sequential_full(core: Core, jobs: list[Job], budget: Budget, config: GRPOConfig, base: list[float],
                     learning_rate: float = FULL_FT_LEARNING_RATE, seed: int = 0) -> dict:
     model = copy.deepcopy(core.model).requires_grad_(True)
-    config = replace(config, learning_rate=learning_rate)
+    config = replace(config, learning_rate=learning_rate, anchor_weight=0.0)
     optimizer, generator = new_optimizer(model, learning_rate), torch.Generator().manual_seed(seed)
     R, stages = [], []
     try:
