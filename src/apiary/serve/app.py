@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from apiary.serve.limits import RateLimiter
+from apiary.serve.openapi import CHAT, FEEDBACK, body
 from apiary.serve.service import Chat, Reply, ServeError, Service, kind
 from apiary.serve.tenants import Tenants, Unauthorized
 
@@ -62,13 +63,13 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     async def workers(request: Request):
         return {"object": "list", "data": await run_in_threadpool(service.workers, request.state.tenant)}
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", openapi_extra=body(FEEDBACK))
     async def feedback(request: Request):
         item = await run_in_threadpool(service.feedback, request.state.tenant, await _json(request, max_body))
         return {"object": "feedback", "id": item.id, "response_id": str(item.episode_id), "kind": item.kind,
                 "conflict": item.conflict}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=body(CHAT))
     async def chat_completions(request: Request):
         return await _complete(service, request.state.tenant, await _json(request, max_body))
 

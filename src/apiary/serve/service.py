@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -155,10 +156,13 @@ class Service:
         max_tokens = min(self.config.default_max_tokens, self.config.max_tokens) if max_tokens is None else max_tokens
         stop = data.get("stop") or []
         stop = [stop] if isinstance(stop, str) else stop
+        options = data.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise ServeError(400, "'stream_options' must be an object such as {\"include_usage\": true}")
         chat = Chat(model=model, messages=_messages(data["messages"]), max_tokens=max_tokens,
                     temperature=_number(data, "temperature", 1.0, 0.0, 2.0), top_p=_number(data, "top_p", 1.0, 0.0, 1.0),
                     stop=stop, stream=bool(data.get("stream", False)),
-                    include_usage=bool((data.get("stream_options") or {}).get("include_usage", False)))
+                    include_usage=bool(options.get("include_usage", False)))
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= self.config.max_tokens:
             raise ServeError(400, f"'max_tokens' must be an integer from 1 to {self.config.max_tokens}, got {max_tokens!r}")
         if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
@@ -311,7 +315,7 @@ def _response_id(value) -> int:
     """A response id as sent back to us: 12, "12" (the `id` of a completion)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip(), re.ASCII):  # not isdigit: "²" is a digit
         return int(value)
     raise ServeError(400, f"a response id is the 'id' of a chat completion (digits), got {value!r}")
 

@@ -115,13 +115,15 @@ class Store:
             return [Episode(**r._mapping) for r in db.execute(query)]
 
     def episode(self, episode_id: int) -> Episode | None:
+        if not _storable(episode_id):
+            return None
         with self.engine.connect() as db:
             row = db.execute(select(schema.episodes).where(schema.episodes.c.id == episode_id)).first()
         return Episode(**row._mapping) if row else None
 
     def episodes_by_id(self, ids: list[int]) -> dict[int, Episode]:
         with self.engine.connect() as db:
-            rows = db.execute(select(schema.episodes).where(schema.episodes.c.id.in_(set(ids))))
+            rows = db.execute(select(schema.episodes).where(schema.episodes.c.id.in_({i for i in ids if _storable(i)})))
             return {r.id: Episode(**r._mapping) for r in rows}
 
     def finish_episode(self, episode_id: int, completion: str) -> None:
@@ -329,6 +331,12 @@ class Store:
     def table_rows(self, name: str) -> list[dict]:
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
+
+
+def _storable(row_id: int) -> bool:
+    """Whether a row id fits a 64-bit integer column; one that does not names no row (and would make the
+    database driver raise OverflowError instead of finding nothing)."""
+    return -(1 << 63) <= row_id < (1 << 63)
 
 
 def _add_missing_columns(engine) -> None:
