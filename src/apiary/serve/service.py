@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
@@ -49,12 +50,16 @@ class ServeConfig:
     watch_seconds: float = 1.0  # how often the store is checked for releases and rollbacks
     learn: bool = True  # workers learn from feedback in the background
     requests_per_minute: int = 0  # per tenant, answered 429 past it (serve.limits); 0: no limit
+    generation_timeout: float = 120.0  # seconds a reply may take, queue included; past it: 504 (or an error event)
     learning: LearningConfig = field(default_factory=LearningConfig)
 
     def __post_init__(self) -> None:
         rate = self.requests_per_minute
         if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
             raise ValueError(f"the rate limit is a whole number of requests a minute >= 0 (0: none), got {rate!r}")
+        timeout = self.generation_timeout
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf"):
+            raise ValueError(f"the generation timeout is a number of seconds > 0, got {timeout!r}")
 
 
 @dataclass
@@ -182,7 +187,7 @@ class Service:
                                   f"model's context of {self.context} tokens")
         request = Request(prompt=prompt, max_new_tokens=chat.max_tokens, temperature=chat.temperature, top_p=chat.top_p,
                           stop_ids=self.stop_ids, on_token=on_token, on_done=on_done,
-                          done=self._stop_check(chat.stop))
+                          done=self._stop_check(chat.stop), deadline=time.monotonic() + self.config.generation_timeout)
         try:
             route = self.engine.submit(chat.model, request)
         except KeyError:
