@@ -85,6 +85,8 @@ def load_jsonl(path: Path) -> tuple[list[Feedback], list[str]]:
         except FeedbackError as err:
             raise FeedbackError(f"{label}: {err}; nothing was recorded") from None
         where.append(label)
+    if not items:
+        raise FeedbackError(f"{path}: no feedback in it (one JSON object per line); nothing was recorded")
     return items, where
 
 
