@@ -12,6 +12,7 @@ from apiary.store.feedback import FeedbackError, check, conflict
 from apiary.store.names import check_name, inside
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, Worker, now
 
+BUSY_TIMEOUT_MS = 60_000  # how long a writer waits for another process's write (serve, learn, learn) to end
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
 
@@ -373,6 +374,7 @@ def _allow_unscored_episodes(engine) -> None:
 
 def _sqlite_pragmas(connection, _record) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # a writer waits its turn instead of "database is locked"
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
