@@ -125,6 +125,9 @@ def serve(
              "or self_distill (on-policy self-distillation from context, both)")] = "separate",
     rate_limit: Annotated[Optional[int], typer.Option(
         help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
+    generation_timeout: Annotated[Optional[float], typer.Option(
+        help="seconds one reply may take, queue included; past it the request gets 504 and the server goes on "
+             "(default 120)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
@@ -135,7 +138,8 @@ def serve(
 
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
-                                   **_given(min_feedback=min_feedback, requests_per_minute=rate_limit), gate=gate,
+                                   **_given(min_feedback=min_feedback, requests_per_minute=rate_limit,
+                                            generation_timeout=generation_timeout), gate=gate,
                                    text_learner=text_learner))
 
 

@@ -80,7 +80,7 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
     if unknown:
         raise JobFileError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(KEYS))}")
     kind = data.get("source", "reasoning_gym")
-    heldout = int(data.get("heldout_size", 100))
+    heldout = _count(data, "heldout_size", 100, origin)
     if kind == "reasoning_gym":
         if "task" not in data:
             raise JobFileError(f"{origin}: a reasoning_gym job needs 'task'")
@@ -102,12 +102,20 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
         job = Job(name=name, source=source, scorer=_scorer(data.get("scorer", "exact"), "scorer", origin))
     job.instruction = data.get("instruction", job.instruction)
     job.system = data.get("system")
-    job.max_tokens = int(data.get("max_tokens", job.max_tokens))
+    job.max_tokens = _count(data, "max_tokens", job.max_tokens, origin)
     if "heldout_scorer" in data:
         job.heldout_scorer = _scorer(data["heldout_scorer"], "heldout_scorer", origin)
     if "check" in data:
         job.solve = arithmetic_answer if data["check"] == "arithmetic" else _import(data["check"], origin)
     return job
+
+
+def _count(data: dict, key: str, default: int, origin: str) -> int:
+    """A whole number >= 1 from the job file; anything else is an error naming the file and the key."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise JobFileError(f"{origin}: {key} must be a whole number >= 1, got {value!r}")
+    return value
 
 
 def _scorer(name: str, key: str, origin: str):
@@ -140,7 +148,7 @@ def _multi_turn_from_dict(kind: str, data: dict, origin: str) -> Job:
         job = textarena_job(data["game"], name=data.get("name"), **options)
     else:
         job = tools_job(name=data.get("name", "tools"), **options)
-    job.max_tokens = int(data.get("max_tokens", job.max_tokens))
+    job.max_tokens = _count(data, "max_tokens", job.max_tokens, origin)
     return job
 
 

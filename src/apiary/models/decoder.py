@@ -13,6 +13,7 @@ are cut off the left. Each row samples with its own temperature (0: greedy) and 
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -41,8 +42,12 @@ class Request:
     on_token: Callable[[int], None] | None = None
     on_done: Callable[["Request"], None] | None = None
     tokens: list[int] = field(default_factory=list)
-    finish_reason: str | None = None  # stop | length | cancelled | error
+    finish_reason: str | None = None  # stop | length | cancelled | error | timeout
     cancelled: bool = False
+    deadline: float | None = None  # time.monotonic() past which the reply ends with "timeout"; None: no limit
+
+    def overdue(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 class RunningBatch:
@@ -191,6 +196,8 @@ def _finished(row: Request, token: int) -> str | None:
         return "stop"
     if len(row.tokens) >= row.max_new_tokens:
         return "length"
+    if row.overdue():
+        return "timeout"
     return None
 
 

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from apiary.serve.limits import RateLimiter
+from apiary.serve.openapi import CHAT, FEEDBACK, body
 from apiary.serve.service import Chat, Reply, ServeError, Service, kind
 from apiary.serve.tenants import Tenants, Unauthorized
 
@@ -62,13 +63,13 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     async def workers(request: Request):
         return {"object": "list", "data": await run_in_threadpool(service.workers, request.state.tenant)}
 
-    @app.post("/v1/feedback")
+    @app.post("/v1/feedback", openapi_extra=body(FEEDBACK))
     async def feedback(request: Request):
         item = await run_in_threadpool(service.feedback, request.state.tenant, await _json(request, max_body))
         return {"object": "feedback", "id": item.id, "response_id": str(item.episode_id), "kind": item.kind,
                 "conflict": item.conflict}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=body(CHAT))
     async def chat_completions(request: Request):
         return await _complete(service, request.state.tenant, await _json(request, max_body))
 
@@ -122,6 +123,8 @@ async def _complete(service: Service, tenant: str, body):
     service.metrics.latency.labels(kind(chat.model)).observe(time.perf_counter() - started)
     if reason == "error":
         raise ServeError(500, "generation failed; the error is in the server's log")
+    if reason == "timeout":
+        raise ServeError(504, _timed_out(service))
     return {"id": str(reply.episode_id), "object": "chat.completion", "created": int(time.time()), "model": chat.model,
             "system_fingerprint": _fingerprint(reply),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
@@ -154,6 +157,10 @@ async def _stream(service: Service, chat: Chat, reply: Reply, events: asyncio.Qu
     service.metrics.latency.labels(kind(chat.model)).observe(time.perf_counter() - started)
     if text[sent:]:
         yield chunk({"content": text[sent:]})
+    if reason == "timeout":  # the status line is long gone: say it in the stream (OpenAI's clients raise on it)
+        yield f"data: {json.dumps({'error': {'message': _timed_out(service), 'type': 'timeout', 'code': 504}})}\n\n"
+        yield "data: [DONE]\n\n"
+        return
     yield chunk({}, reason if reason != "error" else "stop")
     if usage:
         yield f"data: {json.dumps(base | {'choices': [], 'usage': _usage(reply)})}\n\n"
@@ -172,9 +179,14 @@ async def _json(request: Request, max_body: int):
         raise ServeError(400, "the body is not UTF-8 text") from None
 
 
+def _timed_out(service: Service) -> str:
+    return (f"the reply took longer than this server's generation timeout of {service.config.generation_timeout:g} s "
+            "(apiary serve --generation-timeout); ask for fewer max_tokens or try again")
+
+
 def _error(status: int, message: str) -> JSONResponse:
     kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-            429: "rate_limit_error"}
+            429: "rate_limit_error", 504: "timeout"}
     return JSONResponse({"error": {"message": message, "type": kind.get(status, "invalid_request_error"), "code": status}},
                         status_code=status)
 

@@ -156,8 +156,8 @@ class Engine:
         taken = []
         while lane.waiting and len(lane.batch.rows) + len(taken) < self.max_batch:
             request = lane.waiting.popleft()
-            if request.cancelled:
-                self._end(request, "cancelled")
+            if request.cancelled or request.overdue():  # its time ran out in the queue: never started
+                self._end(request, "cancelled" if request.cancelled else "timeout")
             else:
                 taken.append(request)
         return taken

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
+import time
 from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
@@ -48,12 +50,16 @@ class ServeConfig:
     watch_seconds: float = 1.0  # how often the store is checked for releases and rollbacks
     learn: bool = True  # workers learn from feedback in the background
     requests_per_minute: int = 0  # per tenant, answered 429 past it (serve.limits); 0: no limit
+    generation_timeout: float = 120.0  # seconds a reply may take, queue included; past it: 504 (or an error event)
     learning: LearningConfig = field(default_factory=LearningConfig)
 
     def __post_init__(self) -> None:
         rate = self.requests_per_minute
         if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
             raise ValueError(f"the rate limit is a whole number of requests a minute >= 0 (0: none), got {rate!r}")
+        timeout = self.generation_timeout
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf"):
+            raise ValueError(f"the generation timeout is a number of seconds > 0, got {timeout!r}")
 
 
 @dataclass
@@ -155,10 +161,13 @@ class Service:
         max_tokens = min(self.config.default_max_tokens, self.config.max_tokens) if max_tokens is None else max_tokens
         stop = data.get("stop") or []
         stop = [stop] if isinstance(stop, str) else stop
+        options = data.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise ServeError(400, "'stream_options' must be an object such as {\"include_usage\": true}")
         chat = Chat(model=model, messages=_messages(data["messages"]), max_tokens=max_tokens,
                     temperature=_number(data, "temperature", 1.0, 0.0, 2.0), top_p=_number(data, "top_p", 1.0, 0.0, 1.0),
                     stop=stop, stream=bool(data.get("stream", False)),
-                    include_usage=bool((data.get("stream_options") or {}).get("include_usage", False)))
+                    include_usage=bool(options.get("include_usage", False)))
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= self.config.max_tokens:
             raise ServeError(400, f"'max_tokens' must be an integer from 1 to {self.config.max_tokens}, got {max_tokens!r}")
         if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
@@ -178,7 +187,7 @@ class Service:
                                   f"model's context of {self.context} tokens")
         request = Request(prompt=prompt, max_new_tokens=chat.max_tokens, temperature=chat.temperature, top_p=chat.top_p,
                           stop_ids=self.stop_ids, on_token=on_token, on_done=on_done,
-                          done=self._stop_check(chat.stop))
+                          done=self._stop_check(chat.stop), deadline=time.monotonic() + self.config.generation_timeout)
         try:
             route = self.engine.submit(chat.model, request)
         except KeyError:
@@ -311,7 +320,7 @@ def _response_id(value) -> int:
     """A response id as sent back to us: 12, "12" (the `id` of a completion)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip(), re.ASCII):  # not isdigit: "²" is a digit
         return int(value)
     raise ServeError(400, f"a response id is the 'id' of a chat completion (digits), got {value!r}")
 

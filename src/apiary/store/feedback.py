@@ -60,8 +60,14 @@ def from_dict(data: dict) -> Feedback:
     prefer = data.get("prefer")
     if prefer is not None and (not isinstance(prefer, int) or isinstance(prefer, bool)):
         raise FeedbackError(f"prefer must be an integer episode id, got {prefer!r}")
-    return make_feedback(episode_id, reward=data.get("reward"), correction=data.get("correction"),
-                         critique=data.get("critique"), prefer=prefer, by=str(data.get("by", "user")))
+    reward = data.get("reward")
+    if reward is not None and (not isinstance(reward, (int, float)) or isinstance(reward, bool)):
+        raise FeedbackError(f"reward must be a number in [0, 1], got {reward!r}")
+    for key in ("correction", "critique", "by"):  # text, never a list or an object written out as text
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise FeedbackError(f"{key} must be a string, got {type(data[key]).__name__}")
+    return make_feedback(episode_id, reward=reward, correction=data.get("correction"),
+                         critique=data.get("critique"), prefer=prefer, by=data.get("by") or "user")
 
 
 def load_jsonl(path: Path) -> tuple[list[Feedback], list[str]]:
@@ -79,6 +85,8 @@ def load_jsonl(path: Path) -> tuple[list[Feedback], list[str]]:
         except FeedbackError as err:
             raise FeedbackError(f"{label}: {err}; nothing was recorded") from None
         where.append(label)
+    if not items:
+        raise FeedbackError(f"{path}: no feedback in it (one JSON object per line); nothing was recorded")
     return items, where
 
 

@@ -12,6 +12,7 @@ from apiary.store.feedback import FeedbackError, check, conflict
 from apiary.store.names import check_name, inside
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, Worker, now
 
+BUSY_TIMEOUT_MS = 60_000  # how long a writer waits for another process's write (serve, learn, learn) to end
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
 
@@ -115,13 +116,15 @@ class Store:
             return [Episode(**r._mapping) for r in db.execute(query)]
 
     def episode(self, episode_id: int) -> Episode | None:
+        if not _storable(episode_id):
+            return None
         with self.engine.connect() as db:
             row = db.execute(select(schema.episodes).where(schema.episodes.c.id == episode_id)).first()
         return Episode(**row._mapping) if row else None
 
     def episodes_by_id(self, ids: list[int]) -> dict[int, Episode]:
         with self.engine.connect() as db:
-            rows = db.execute(select(schema.episodes).where(schema.episodes.c.id.in_(set(ids))))
+            rows = db.execute(select(schema.episodes).where(schema.episodes.c.id.in_({i for i in ids if _storable(i)})))
             return {r.id: Episode(**r._mapping) for r in rows}
 
     def finish_episode(self, episode_id: int, completion: str) -> None:
@@ -331,6 +334,12 @@ class Store:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
 
 
+def _storable(row_id: int) -> bool:
+    """Whether a row id fits a 64-bit integer column; one that does not names no row (and would make the
+    database driver raise OverflowError instead of finding nothing)."""
+    return -(1 << 63) <= row_id < (1 << 63)
+
+
 def _add_missing_columns(engine) -> None:
     """Hives made by an older apiary lack newer (nullable) columns; add them in place."""
     inspector = inspect(engine)
@@ -365,6 +374,7 @@ def _allow_unscored_episodes(engine) -> None:
 
 def _sqlite_pragmas(connection, _record) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # a writer waits its turn instead of "database is locked"
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
