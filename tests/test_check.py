@@ -162,3 +162,14 @@ def test_cli_learn_check_backup_restore_status(tmp_path, tiny_core_dir):
     (Store(copy).adapter_dir("arith", 1) / "adapter_model.safetensors").write_bytes(b"\0")
     result = invoke("check", "--hive", copy)
     assert result.exit_code == 1 and "does not match the checksum" in " ".join(result.output.split())
+
+
+def test_a_moved_hive_loads_its_core_versions_from_its_own_directory(tmp_path, tiny_core_dir, random_adapter):
+    """Rows keep the path a core version was written at; a hive moved (or restored) elsewhere reads its own copy."""
+    from apiary.hive.cores import Cores
+
+    store = Store(tmp_path / "moved")
+    random_adapter(store.core_dir(1), seed=1)
+    store.add_core_version(CoreVersion(version=1, parent=0, method="linear", path=str(tmp_path / "gone" / "cores" / "v1"),
+                                       sources=[], details={}))
+    assert Cores(store, str(tiny_core_dir)).at(1).version == 1
