@@ -42,6 +42,7 @@ class Trial:
     killed: bool  # False: the run had finished before the moment came
     damage_after_kill: list[str] = field(default_factory=list)
     leftovers: int = 0  # removed by the safe repair
+    recorded: int = 0  # episodes and adapter versions in the store when it was killed
     resumed: bool = False
     lost: int = 0  # episodes and adapter versions recorded before the kill, gone after the resume, plus damage then
 
@@ -52,6 +53,7 @@ class KillReport:
     killed: int
     clean_checks: int  # killed hives with no damage (leftovers aside)
     leftovers_repaired: int
+    items_at_kills: int  # episodes and adapter versions recorded when the kills came, summed over trials
     resumed: int
     items_lost: int
     seconds_per_run: float
@@ -109,6 +111,7 @@ def one_trial(hive: Path, core: Path, kill_at: float, steps: int = 10) -> Trial:
         trial.leftovers = sum(f.level == LEFTOVER for f in report.findings)
         check_hive(hive, repair=True)
         episodes, versions = _recorded(hive)
+    trial.recorded = len(episodes) + len(versions)
     resume = _learn(hive, core, steps)
     _, err = resume.communicate()
     trial.resumed = resume.returncode == 0
@@ -139,18 +142,19 @@ def run(trials: int = 20, seed: int = 0, core: Path | None = None, kill_within: 
         done = [one_trial(root / f"hive{n}", core, rng.uniform(0, seconds), steps) for n in range(trials)]
     return KillReport(trials=trials, killed=sum(t.killed for t in done),
                       clean_checks=sum(t.killed and not t.damage_after_kill for t in done),
-                      leftovers_repaired=sum(t.leftovers for t in done), resumed=sum(t.resumed for t in done),
+                      leftovers_repaired=sum(t.leftovers for t in done), items_at_kills=sum(t.recorded for t in done),
+                      resumed=sum(t.resumed for t in done),
                       items_lost=sum(t.lost for t in done), seconds_per_run=round(seconds, 1), per_trial=done)
 
 
 def markdown(report: KillReport, command: str) -> str:
-    return (f"## {TITLE}\n\n`{command}`: `apiary learn` (tiny core, 10 RL steps, checkpoints every 5) SIGKILLed at a "
+    return (f"## {TITLE}\n\n`{command}`: `apiary learn` (the tiny core unless `--core`, 10 RL steps, checkpoints every 5) SIGKILLed at a "
             f"seeded random moment within one run's length ({report.seconds_per_run} s), then `apiary check`, "
             "`apiary check --repair`, and the same `learn` again.\n\n"
-            "| trials | killed mid-run | checks without damage | leftovers repaired | resumed | items lost |\n"
-            "| --- | --- | --- | --- | --- | --- |\n"
+            "| trials | killed mid-run | checks without damage | leftovers repaired | items recorded at the kills | resumed "
+            "| items lost |\n| --- | --- | --- | --- | --- | --- | --- |\n"
             f"| {report.trials} | {report.killed} | {report.clean_checks} of {report.killed} | {report.leftovers_repaired} "
-            f"| {report.resumed} | {report.items_lost} |\n")
+            f"| {report.items_at_kills} | {report.resumed} | {report.items_lost} |\n")
 
 
 def main() -> None:
@@ -164,7 +168,7 @@ def main() -> None:
     report = run(args.trials, args.seed, args.core, args.kill_within)
     print(json.dumps(asdict(report), indent=1))
     print(f"trials {report.trials}, killed mid-run {report.killed}, checks without damage {report.clean_checks}, "
-          f"leftovers repaired {report.leftovers_repaired}, resumed {report.resumed}, items lost {report.items_lost}")
+          f"leftovers repaired {report.leftovers_repaired}, items recorded at the kills {report.items_at_kills}, resumed {report.resumed}, items lost {report.items_lost}")
     if args.docs:
         from apiary.bench.report import write_section
 
