@@ -1,4 +1,4 @@
-"""Commands of the hive: consolidate, status, rollback, deploy, serve, report, export, bench."""
+"""Commands of the hive: consolidate, status, rollback, deploy, serve, report, export, bench, check, backup, restore."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _consolidation_lines, _hive, _named, _need, _run, app, console)
+                              _consolidation_lines, _hive, _hive_dir, _named, _need, _run, app, console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -214,3 +214,67 @@ def bench(
     else:
         console.print(f"figures in {docs / 'peers.json'}, tables in {docs / 'benchmarks.md'}")
 
+
+
+@app.command()
+def check(
+    repair: Annotated[bool, typer.Option(help="do the safe repairs: remove leftovers no row points at (staging "
+                                              "directories of a kill, versions never recorded); run it while nothing "
+                                              "else writes to the hive")] = False,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Check the hive's integrity: store rows against artifacts (present, inside the hive, matching the
+    checksums recorded when written), leftovers no row points at, checkpoints, the schema. Says how to
+    repair each finding; exit 1 if anything is damaged or left over."""
+    from apiary.store.check import DAMAGE, LEFTOVER, check_hive, report_json
+
+    report = check_hive(_hive_dir(hive), repair=repair)
+    if as_json:
+        print(report_json(report))
+    else:
+        colours = {DAMAGE: "red", LEFTOVER: "yellow"}
+        for f in report.findings:
+            colour = colours.get(f.level, "dim")
+            console.print(f"[{colour}]{f.level}[/{colour}] {escape(f.what)}")
+            if f.repair:
+                console.print(f"  repair: {escape(f.repair)}")
+        for path in report.repaired:
+            console.print(f"[green]removed[/green] {escape(path)}")
+        verdict = "[green]clean[/green]" if report.clean else "[red]needs repair[/red]"
+        console.print(f"hive {escape(report.hive)}: {report.artifacts} artifact(s) checked; {verdict}")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Argument(help="the backup file to write (.tar.gz)")],
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Back up the hive to one .tar.gz: a consistent snapshot of the store (SQLite's online backup, safe
+    while a server or a learn runs) and the artifacts its rows point at, with the checkpoints."""
+    from apiary.store.backup import backup as write_backup
+
+    result = _run(as_json, lambda: write_backup(_hive_dir(hive), out))
+    if as_json:
+        print(json.dumps(result.__dict__))
+    else:
+        console.print(f"{result.path}: the store, {result.adapters} adapter version(s), {result.cores} core version(s) "
+                      f"({result.bytes / 1e6:.1f} MB)")
+
+
+@app.command()
+def restore(
+    archive: Annotated[Path, typer.Argument(help="a file written by `apiary backup`")],
+    force: Annotated[bool, typer.Option(help="replace the store and artifacts of a hive that is not empty")] = False,
+    hive: HiveOpt = None, as_json: JsonOpt = False,
+):
+    """Restore a hive from a backup into --hive (refused if that hive is not empty, unless --force)."""
+    from apiary.store.backup import restore as read_backup
+
+    root = _hive_dir(hive)
+    _run(as_json, lambda: read_backup(archive, root, force))
+    if as_json:
+        print(json.dumps({"hive": str(root), "restored_from": str(archive)}))
+    else:
+        console.print(f"restored {archive} into {root}; `apiary check --hive {root}` verifies it")

@@ -4,6 +4,7 @@ learning run. Cheap to import: the model stack is imported inside the command th
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -62,6 +63,12 @@ def _hive(hive: Path | None, core: str | None = None, template: str | None = Non
     from apiary.hive.hive import Hive  # the model stack: imported when a command runs, not for --help
 
     return Hive(hive, core=core, template=template)
+
+
+def _hive_dir(hive: Path | None) -> Path:
+    """The hive directory a command names, for commands that must not open (and so migrate) the store:
+    --hive, else $APIARY_HIVE, else ./hive (as `Hive` decides)."""
+    return Path(hive or os.environ.get("APIARY_HIVE", "hive"))
 
 
 def _given(**options) -> dict:

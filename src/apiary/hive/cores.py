@@ -3,8 +3,6 @@ its lineage (core adapters, or weight deltas of versions trained in every weight
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from apiary.models.core import Core, load_core, with_core_updates
 from apiary.store.store import Store
 
@@ -29,7 +27,7 @@ class Cores:
             while v != 0:
                 if v not in known:
                     raise ValueError(f"no core version {v} in hive {self.store.root}")
-                chain.append(Path(known[v].path))
+                chain.append(self.store.core_dir(v))  # not the row's path: a moved or restored hive reads its own
                 v = known[v].parent
             base = load_core(self.source, self.template)
             self._loaded[version] = with_core_updates(base, chain[::-1], version) if chain else base

@@ -1,8 +1,10 @@
 """All file I/O of the hive goes through here: adapters, checkpoints, exports. Writes are atomic.
-Checkpoints are read without unpickling arbitrary objects: a planted file cannot run code."""
+Checkpoints are read without unpickling arbitrary objects: a planted file cannot run code. A directory
+artifact carries MANIFEST.json, the sha256 of each of its files, written with it (`apiary check` reads it)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -88,12 +90,39 @@ def staging_dir(near: Path) -> Path:
     return staging
 
 
+MANIFEST = "MANIFEST.json"  # in a directory artifact: {"sha256": {relative file path: hex digest}}
+
+
 def write_dir(target: Path, fill: Callable[[Path], Path]) -> None:
     """Make the directory at `target` atomically: `fill(staging)` writes the files into a fresh
     staging directory beside it and returns the folder holding them (the staging directory or one
-    inside it), which then replaces `target` in one step. A failed `fill` leaves `target` as it was."""
+    inside it), which then gets its MANIFEST.json and replaces `target` in one step. A failed `fill`
+    leaves `target` as it was; a kill leaves at most a staging directory (`.NAME.*`) beside it."""
     staging = staging_dir(target)
     try:
-        replace_dir(fill(staging), target)
+        folder = fill(staging)
+        atomic_write_json(folder / MANIFEST, {"sha256": checksums(folder)})
+        replace_dir(folder, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under `folder` (but its manifest), keyed by the path relative to it."""
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def recorded_checksums(folder: Path) -> dict[str, str] | None:
+    """What the directory's MANIFEST.json recorded when it was written; None for one written before
+    manifests existed or by hand."""
+    path = folder / MANIFEST
+    return read_json(path)["sha256"] if path.is_file() else None
