@@ -98,6 +98,8 @@ def _learn_table(results) -> None:
     for r in results:
         if r.stopped == "feedback used up":
             console.print(f"{r.worker}: stopped after {r.steps} step(s), the feedback is used up ({r.feedback} item(s) learned)")
+        for g in r.held_back:
+            console.print(f"[yellow]{r.worker}: held back the feedback of {g['by']}[/yellow]: {g['reason']}")
         _gate_lines(r)
     turns = [r for r in results if r.long_horizon]
     if turns:  # multi-turn jobs: "before" and "after" above are success rates

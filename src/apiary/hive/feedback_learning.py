@@ -1,7 +1,8 @@
 """Learning from feedback as it arrives (a server runs this in the background): when to learn, whom to gate.
 
 When a worker has `min_feedback` pieces of feedback no adapter version has learned from yet (not
-counting those flagged as contradicting earlier feedback), a learning run uses them up with the
+counting those flagged as contradicting earlier feedback, nor those of givers flagged as unreliable:
+evals.givers), a learning run uses them up with the
 matching feedback learners, from its live version, on a copy of the core of its own (the server's
 models are never touched), and the new adapter version goes through the worker gate, as every
 `learn` does (hive/learning.py). The gate releases it only if it passed; the server's watcher then
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from apiary.evals.gate import GateConfig
+from apiary.evals.givers import flagged_givers, verifier
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.learning import learn_worker
 from apiary.hive.training import Budget
@@ -53,10 +55,14 @@ def learner_of(kind: str, text_learner: str = "separate") -> str:
 
 
 def ready_workers(store: Store, min_feedback: int, text_learner: str = "separate") -> list[tuple[Worker, list[str]]]:
-    """Workers with enough unlearned, unflagged feedback, and the learners that feedback needs."""
+    """Workers with enough unlearned, unflagged feedback from givers not flagged as unreliable, and the
+    learners that feedback needs."""
     ready = []
     for worker in store.workers():
         pending = [f for f in store.feedback(worker.name, unconsumed=True) if not f.conflict]
+        if len(pending) >= min_feedback:  # only then is it worth checking the givers
+            held_back = {g.by for g in flagged_givers(store, worker.name, verifier(worker))}
+            pending = [f for f in pending if f.by not in held_back]
         if len(pending) >= min_feedback:
             ready.append((worker, sorted({learner_of(f.kind, text_learner) for f in pending})))
     return ready

@@ -8,7 +8,9 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
 - rewards, corrections, critiques, preferences, self_distill: a queue of the worker's feedback of the
   kinds the learner consumes (`FEEDBACK_KINDS`: self_distill takes corrections and critiques) not yet
   learned from by any adapter version, `epochs` passes, each pass shuffled; the queue is saved in the
-  run's checkpoint, so a resumed run continues it;
+  run's checkpoint, so a resumed run continues it. Left out: feedback the store flagged as contradicting
+  earlier feedback (`skip_conflicts`) and feedback of givers flagged as unreliable (`skip_flagged`,
+  evals.givers), unless the learner's config says otherwise;
 - practice: the worker's failed attempts at its job's tasks, oldest first, cycling;
 - distil_back: no material; it is asked every step and runs one distillation phase toward the core
   after every `every`-th (learners.distil_back), so it needs a learner that learns the job beside it.
@@ -17,7 +19,7 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -113,13 +115,15 @@ class Batches:
         return not any(n in OPEN_ENDED or self.positions.get(n, 0) < len(self.queues.get(n, [])) for n in names)
 
 
-def fill_queues(store: Store, worker: str, configs: Mapping[str, LearnerConfig], seed: int) -> Batches:
-    """Queue every piece of not-yet-learned feedback for each feedback learner of the run, `epochs` passes."""
+def fill_queues(store: Store, worker: str, configs: Mapping[str, LearnerConfig], seed: int,
+                held_back: Collection[str] = ()) -> Batches:
+    """Queue every piece of not-yet-learned feedback for each feedback learner of the run, `epochs` passes;
+    `held_back`: the givers whose feedback a learner with `skip_flagged` leaves out."""
     batches = Batches()
     for name, config in configs.items():
         if name in FEEDBACK_KINDS:
             ids = sorted(f.id for kind in FEEDBACK_KINDS[name] for f in store.feedback(worker, kind, unconsumed=True)
-                         if not (config.skip_conflicts and f.conflict))
+                         if not (config.skip_conflicts and f.conflict) and not (config.skip_flagged and f.by in held_back))
             order: list[int] = []
             for epoch in range(config.epochs):
                 shuffled = list(ids)

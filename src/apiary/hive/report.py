@@ -10,7 +10,9 @@ plots them and writes the Markdown.
   adapter version; a gap that widens by more than `gap_alarm` is flagged (jobs can score
   held-out answers with a different scorer than the training reward: `heldout_scorer`);
 - every gate decision (core versions and workers' adapter versions) with its reasons, and every
-  release a user made past the gate.
+  release a user made past the gate;
+- feedback givers: per worker, each giver's agreement with the job's verifier and with the other
+  givers, and which givers are flagged (their feedback is held back from learning: evals.givers).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from apiary.evals.curves import learning_curves  # noqa: E402
 from apiary.evals.forgetting import forgetting_matrix  # noqa: E402
+from apiary.evals.givers import FlagRule, hive_givers  # noqa: E402
 from apiary.evals.reward_hacking import GAP_ALARM, reward_gaps  # noqa: E402
 from apiary.hive.status import gate_verdict, status  # noqa: E402
 from apiary.store.store import Store  # noqa: E402
@@ -33,7 +36,8 @@ def write_report(store: Store, out: Path, gap_alarm: float = GAP_ALARM) -> dict:
     """Write report.md and its PNGs to `out`; returns the figures it shows (for --json)."""
     out.mkdir(parents=True, exist_ok=True)
     figures = {"status": status(store), "curves": learning_curves(store), "matrix": forgetting_matrix(store),
-               "hacking": reward_gaps(store, gap_alarm)}
+               "hacking": reward_gaps(store, gap_alarm),
+               "givers": {w: [g.figures() for g in givers] for w, givers in hive_givers(store).items()}}
     _plot_curves(figures["curves"], out / "learning_curves.png")
     _plot_matrix(figures["matrix"], out / "forgetting.png")
     if figures["status"]["core_versions"]:  # nothing to plot before the first consolidation
@@ -122,7 +126,32 @@ def _markdown(figures: dict) -> str:
             reward, gap = ("-", "-") if p["gap"] is None else (f"{p['train_reward']:.3f}", f"{p['gap']:+.3f}")
             lines.append(f"| {w['worker']} | {w['job']} | {p['adapter_version']} | {reward} | "
                          f"{p['heldout']:.3f} | {gap} | {'**widening**' if w['flag'] else ''} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _givers_lines(figures["givers"])) + "\n"
+
+
+def _givers_lines(givers: dict[str, list[dict]]) -> list[str]:
+    """Per worker, each feedback giver's disagreement with the job's verifier and with the other givers."""
+    rule = FlagRule()
+    lines = ["", "## Feedback givers\n",
+             "Disagreement of each giver's feedback with the job's verifier (its scorer; none for a multi-turn job or "
+             "an episode with no known answer) and with other givers on the same episode. A giver is flagged, and their "
+             f"feedback held back from learning, when at least {rule.min_items} of their items were checked and they "
+             f"disagree at least {rule.margin:.0%} more often than the other givers pooled, beyond chance (one-sided "
+             f"binomial test, p < {rule.alpha}).\n"]
+    if not givers:
+        return lines + ["No feedback yet."]
+    lines += ["| worker | giver | feedback | verifier: wrong of checked | peers: disagree of checked | flagged |",
+              "|---" * 6 + "|"]
+    for worker, rows in givers.items():
+        for g in rows:
+            lines.append(f"| {worker} | {g['by']} | {g['feedback']} | {_share(g['disagreed'], g['checked'])} | "
+                         f"{_share(g['peer_disagreed'], g['peer_checked'])} | "
+                         f"{'**held back**: ' + g['reason'] if g['flagged'] else ''} |")
+    return lines
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k} of {n} ({k / n:.0%})" if n else "-"
 
 
 def _worker_gate_row(g: dict) -> str:

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from apiary.hive.mix import OPEN_ENDED, Batches, build_learners, check_learners, fill_queues, next_batch, run_configs
+from apiary.evals.givers import flagged_givers
+from apiary.hive.mix import (FEEDBACK_KINDS, OPEN_ENDED, Batches, build_learners, check_learners, fill_queues, next_batch,
+                             run_configs)
 from apiary.hive.worker import WorkerHandle
 from apiary.jobs.base import Job
 from apiary.learners.common import LearnerConfig, LearnStep, StepStats
@@ -62,6 +64,7 @@ class RunSummary:
     train_seconds: float = 0.0
     rewards: list[float] = field(default_factory=list)
     stopped: str = ""  # why the run ended: "budget" or "feedback used up"
+    held_back: list[dict] = field(default_factory=list)  # flagged givers whose feedback was left out, with their figures
 
 
 @dataclass
@@ -74,6 +77,7 @@ class _RunState:
     seconds: float = 0.0
     pending: list[int] = field(default_factory=list)  # episode ids since the last saved version
     pending_feedback: list[int] = field(default_factory=list)  # feedback ids since the last saved version
+    held_back: list[dict] = field(default_factory=list)  # flagged givers (evals.givers) and their figures
 
 
 def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig | None = None,
@@ -107,7 +111,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     if resumed:
         _load_checkpoint(store, name, mix, generator)
     summary = RunSummary(run_id=state.run_id, steps=0, episodes=0, seconds=0.0, start_version=state.version,
-                         version=state.version, resumed=resumed, learners=names)
+                         version=state.version, resumed=resumed, learners=names, held_back=state.held_back)
     try:
         with _progress(show_progress) as bar:
             task = bar.add_task(f"{name} on {job.name}", total=budget.steps or (budget.minutes or 0) * 60 or None)
@@ -155,18 +159,29 @@ def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, Learner
         store.update_run(unfinished.id, status="running")
         batches = Batches(**saved["batches"])
         return _RunState(run_id=unfinished.id, batches=batches, step=saved["step"], version=latest, latest=latest,
-                         seconds=saved["seconds"]), True
+                         seconds=saved["seconds"], held_back=unfinished.config.get("held_back", [])), True
     if unfinished is not None:  # killed before its first checkpoint: nothing to resume from
         store.update_run(unfinished.id, status="interrupted")
+    held_back = _held_back(store, worker, settings)
     run = Run(worker=name, job=worker.job.name, learner="+".join(settings),
               config={"learners": {learner: asdict(c) for learner, c in settings.items()},
-                      "checkpoint_every": checkpoint_every, "seed": seed})
-    batches = fill_queues(store, name, settings, seed)
+                      "checkpoint_every": checkpoint_every, "seed": seed, "held_back": held_back})
+    batches = fill_queues(store, name, settings, seed, {g["by"] for g in held_back})
     batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
     batches.practice = saved["batches"].get("practice", 0)
     if start_version is not None and start_version not in {v.version for v in store.adapter_versions(name)} | {0}:
         raise ValueError(f"worker {name!r} has no adapter version {start_version} to start from")
-    return _RunState(run_id=store.start_run(run), batches=batches, version=worker.version(start_version), latest=latest), False
+    return _RunState(run_id=store.start_run(run), batches=batches, version=worker.version(start_version), latest=latest,
+                     held_back=held_back), False
+
+
+def _held_back(store: Store, worker: WorkerHandle, settings: Mapping[str, LearnerConfig]) -> list[dict]:
+    """The figures of the givers whose feedback this run leaves out: those flagged (evals.givers) against the
+    job's verifier (its scorer; none for a multi-turn job) and the other givers, if a feedback learner skips them."""
+    if not any(name in FEEDBACK_KINDS and config.skip_flagged for name, config in settings.items()):
+        return []
+    check = None if worker.job.multi_turn else worker.job.scorer
+    return [g.figures() for g in flagged_givers(store, name=worker.name, check=check)]
 
 
 def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState) -> StepStats | None:

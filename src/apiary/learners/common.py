@@ -117,6 +117,7 @@ class FeedbackConfig:
     epochs: int = 3  # how many times each piece of feedback is learned from in one run
     max_grad_norm: float = 1.0
     skip_conflicts: bool = True  # leave out feedback the store flagged as contradicting earlier feedback
+    skip_flagged: bool = True  # leave out feedback of givers flagged as far less reliable than the others (evals.givers)
 
     def __post_init__(self):
         check_settings(type(self).__name__, self.learning_rate, batch_size=self.batch_size, epochs=self.epochs)
