@@ -36,7 +36,7 @@ from apiary.store.store import Store
 TITLE = "Kills from outside: apiary serve"
 JOB = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4"]
 MOMENTS = ("learning run", "swap", "feedback")
-WINDOW = {"learning run": 4.0, "swap": 1.0, "feedback": 6.0}  # seconds the delay after the aimed-at moment is drawn from
+WINDOW = {"learning run": 0.2, "swap": 1.0, "feedback": 6.0}  # seconds the delay after the aimed-at moment is drawn from
 WAIT = 180.0  # seconds to wait for the server, for a learning run, for a resume
 
 
@@ -106,7 +106,7 @@ def _rows(hive: Path, query: str) -> list[tuple]:
 def _wait_for(hive: Path, query: str, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline and process.poll() is None and not _rows(hive, query):
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def _kill_at_moment(hive: Path, process: subprocess.Popen, moment: str, delay: float) -> bool:
