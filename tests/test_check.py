@@ -174,11 +174,3 @@ def test_a_moved_hive_loads_its_core_versions_from_its_own_directory(tmp_path, t
                                        sources=[], details={}))
     assert Cores(store, str(tiny_core_dir)).at(1).version == 1
 
-
-def test_learn_killed_at_random_moments_checks_without_damage_resumes_and_loses_nothing(tiny_core_dir):
-    """The kill benchmark, two trials (benchmarks run twenty): what CI runs so that it cannot rot."""
-    from apiary.bench.kill_learn import run
-
-    report = run(trials=2, seed=3, core=tiny_core_dir, kill_within=12.0, steps=2)
-    assert report.trials == 2 and report.resumed == 2 and report.items_lost == 0
-    assert report.clean_checks == report.killed

@@ -130,3 +130,27 @@ def test_a_core_delta_that_does_not_fit_the_core_is_refused(tmp_path, tiny_core_
     delta.save(change, tmp_path)
     with pytest.raises(ValueError, match="does not fit this core"):
         with_core_updates(load_core(tiny_core_dir), [tmp_path], 1)
+
+
+def test_a_merge_of_workers_never_evaluated_keeps_its_adapter_while_the_workers_are_measured(tmp_path, tiny_core_dir,
+                                                                                            random_adapter, monkeypatch):
+    """Regression: the source workers' held-out evals (when none was stored yet) attached and unloaded their adapters
+    on the core's modules after the candidate was built on those same modules, stripping the candidate's merged
+    adapter: later jobs were scored on the bare core and the retention check failed ("No adapter layers found")."""
+    from apiary.store.records import AdapterVersion
+
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    h = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    for seed, (worker, spec) in enumerate([("arith", "rg:chain_sum"), ("times", "rg:products")]):
+        h.deploy(spec, worker, overrides=[*ONE_DIGIT, "heldout_size=4"])
+        random_adapter(h.store.adapter_dir(worker, 1), seed)
+        h.store.add_adapter_version(AdapterVersion(worker=worker, version=1, parent=0, step=1, final=True,
+                                                   path=str(h.store.adapter_dir(worker, 1))), [])
+        h.store.release_worker(worker, 1, "ungated")
+    config = ConsolidateConfig(method="linear", release=False, gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    result = h.consolidate(config=config, show_progress=False)
+    assert result.version == 1 and all(s.worker_score is not None for s in result.jobs)
+    fresh = Hive(tmp_path / "hive", core=str(tiny_core_dir))  # core v1 loaded from what was stored, measured again
+    for score in result.jobs:
+        job = fresh.job(f"rg:{score.job}", [*ONE_DIGIT, "heldout_size=4"])
+        assert fresh.evaluator.core(job, 1, reuse=False).score == pytest.approx(score.candidate)

@@ -141,7 +141,7 @@ def run(plan: Plan) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         core = plan.core
         if plan.quick and core is None:
-            from apiary.bench.kill_learn import tiny_core
+            from apiary.bench.kill_trials import tiny_core
             core = str(tiny_core(Path(directory) / "core"))
         hive = Hive(Path(directory) / "hive", core=core)
         seeds = [one_seed(hive, seed, plan) for seed in range(plan.seeds)]

@@ -34,7 +34,7 @@ from apiary.models.core import cache_dir
 from apiary.models.generate import prompt_ids
 from apiary.models.merge import MERGED, METHODS, merge
 from apiary.store.artifacts import write_dir
-from apiary.store.records import CoreVersion, GateDecision, Worker
+from apiary.store.records import CoreVersion, EvalResult, GateDecision, Worker
 from apiary.store.store import Store
 
 CONSOLIDATION_METHODS = ("distill", "full", *METHODS)
@@ -89,10 +89,11 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
     started, parent, core = time.perf_counter(), store.current_core(), cores.current
     sources = [_source(store, w) for w in workers]
     version = store.next_core_version()
+    references = _references(evaluator, core, {w.name: w for w in workers}, jobs)
     model, save, details = _build(store, core, sources, jobs, config, show_progress)
     try:
         write_dir(store.core_dir(version), save)
-        scores, eval_ids = _job_scores(evaluator, model, core, version, {w.name: w for w in workers}, jobs)
+        scores, eval_ids = _job_scores(evaluator, model, core, version, references)
         kept = measure_retention(model, cores.at(0), cache_dir(), adapter_over_base=parent == 0 and config.method != "full")
     finally:
         if config.method != "full":
@@ -183,24 +184,43 @@ def _learned(store, worker: str, version: int) -> tuple[list, list]:
     return list(own.values()) + list(about.values()), feedback
 
 
-def _job_scores(evaluator: Evaluator, model, core, version: int, sources: dict[str, WorkerHandle], jobs: dict[str, Job]):
-    """Scores per job, each held-out split once (a job is its name and held-out items; two different
-    jobs with one name are told apart as `name@worker`); a job's worker is a source worker on it, at
-    its live version."""
+def _splits(sources: dict[str, WorkerHandle], jobs: dict[str, Job]) -> dict[str, tuple[Job, str | None]]:
+    """Each held-out split once (a job is its name and held-out items; two different jobs with one name are
+    told apart as `name@worker`), with its source worker (a source worker on that job, or None)."""
     splits: dict[tuple, tuple[Job, str, str | None]] = {}  # (name, held-out ids) -> (job, a worker, its source worker)
-    source_workers = set(sources)
     for worker, job in jobs.items():
         key = (job.name, tuple(t.id for t in job.source.heldout()))
         _, first, source = splits.get(key, (job, worker, None))
-        splits[key] = (job, first, source or (worker if worker in source_workers else None))
+        splits[key] = (job, first, source or (worker if worker in sources else None))
     names = [name for name, _ in splits]
-    by_job = {(name if names.count(name) == 1 else f"{name}@{first}"): (job, source)
-              for (name, _), (job, first, source) in splits.items()}
+    return {(name if names.count(name) == 1 else f"{name}@{first}"): (job, source)
+            for (name, _), (job, first, source) in splits.items()}
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """What a candidate is compared with on one split: the released core, and the split's source worker."""
+    job: Job
+    worker: str | None
+    released: EvalResult
+    worker_eval: EvalResult | None
+
+
+def _references(evaluator: Evaluator, core, sources: dict[str, WorkerHandle], jobs: dict[str, Job]) -> dict[str, _Reference]:
+    """Per split: the released core's eval and its source worker's (at its live version), measured before the
+    candidate is built: a worker's adapter is attached to the core's modules and unloaded after, which would
+    strip a candidate adapter that sits on those same modules."""
+    return {name: _Reference(job, worker, evaluator.core(job, core.version),
+                             evaluator.worker(sources[worker], job=job) if worker else None)
+            for name, (job, worker) in sorted(_splits(sources, jobs).items())}
+
+
+def _job_scores(evaluator: Evaluator, model, core, version: int, references: dict[str, _Reference]):
+    """Scores per split: the released core and the source worker (`references`), and the candidate."""
     scores, eval_ids = [], {}
-    for name, (job, worker) in sorted(by_job.items()):
-        released = evaluator.core(job, core.version)
+    for name, ref in references.items():
+        job, worker, released, worker_eval = ref.job, ref.worker, ref.released, ref.worker_eval
         mine = evaluator.model(model, core, job, core_version=version)
-        worker_eval = evaluator.worker(sources[worker], job=job) if worker else None
         gain = None
         if worker_eval is not None and worker_eval.score > released.score:
             gain = (mine.score - released.score) / (worker_eval.score - released.score)
