@@ -100,7 +100,7 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
             adapters.detach(model)  # the copy trained in every weight is simply dropped
     distinct = {(j.name, tuple(t.id for t in j.source.heldout())): j for j in jobs.values()}
     found = find_contamination(training_texts(store, [(s["worker"], s["adapter_version"]) for s in sources],
-                                              config.method == "distill"), list(distinct.values()))
+                                              config.method in ("distill", "full")), list(distinct.values()))
     decision = decide(evidence({s.job: s.candidate for s in scores}, {s.job: s.released for s in scores}, kept, found),
                       config.gate)
     details |= {"prompt_format": core.prompt_format.name, "eval_ids": eval_ids, "retention_kl": kept.kl, "flips": kept.flips,
