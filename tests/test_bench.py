@@ -33,7 +33,7 @@ def test_quick_bench_runs_both_sides_of_every_part(tiny_core_dir, tmp_path):
     assert trl["apiary"]["curve"][0] == trl["trl"]["curve"][0]  # both sides start from the same core
 
     cont = figures["continual"]
-    assert set(cont["consolidated"]) == {"distill", "linear", "ties", "dare_linear"}
+    assert set(cont["consolidated"]) == {"distill", "full", "linear", "ties", "dare_linear"}
     for key in ("sequential", "sequential_full"):
         assert len(cont[key]["R"]) == 2 and all(len(row) == 2 for row in cont[key]["R"])
         assert cont[key]["flips"]["items"] > 0 and _finite(cont[key]["retention_kl"])

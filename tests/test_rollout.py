@@ -93,8 +93,8 @@ def test_every_learner_follows_the_protocol_and_is_built_the_same_way(tiny_core)
         shape = shape or params
         assert params == shape == ["self", "model", "tokenizer", "job", "config", "stop_ids", "generator"], name
         # 1e-3: the rate every learner used before it had its own; self_distill came later, and rl moved to 2e-4 with
-        # the anchor (issue 16's frontier, docs/benchmarks.md)
-        default = {"self_distill": 1e-4, "rl": 2e-4}.get(name, 1e-3)
+        # the anchor (issue 16's frontier, docs/benchmarks.md); distil_back distils at rl's rate
+        default = {"self_distill": 1e-4, "rl": 2e-4, "distil_back": 2e-4}.get(name, 1e-3)
         assert config_cls().learning_rate == default, name
     job = parity_job()
     job.solve = lambda question: None  # practice needs a check
