@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from apiary.evals.givers import FlagRule, binomial_tail, flagged_givers, giver_agreement, verifier, worker_givers
+from apiary.evals.gate import binomial_tail
+from apiary.evals.givers import FlagRule, flagged_givers, giver_agreement, verifier, worker_givers
 from apiary.hive.feedback_learning import ready_workers
 from apiary.hive.mix import fill_queues
 from apiary.hive.report import write_report

@@ -30,10 +30,10 @@ there is nobody to be far beyond. Feedback learners leave a flagged giver's feed
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from apiary.evals.gate import binomial_tail
 from apiary.jobs.scoring import SCORERS, Scorer, scorer
 from apiary.store.records import Episode, Feedback, Worker
 from apiary.store.store import Store
@@ -86,20 +86,6 @@ class GiverAgreement:
                 "disagreement": self.disagreement, "peer_checked": self.peer_checked,
                 "peer_disagreed": self.peer_disagreed, "peer_disagreement": self.peer_disagreement,
                 "flagged": self.flagged, "reason": self.reason}
-
-
-def binomial_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space (exact; n in the thousands is fine)."""
-    if k <= 0:
-        return 1.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
-            for i in range(k, n + 1)]
-    top = max(logs)
-    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
 
 
 def verifier(worker: Worker) -> Scorer | None:
