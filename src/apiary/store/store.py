@@ -1,18 +1,17 @@
-"""The experience store: one database (SQLite file in the hive by default) plus artifact folders."""
+"""The experience store: one database (SQLite file in the hive by default, PostgreSQL by URL) plus artifact folders."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, insert, inspect, or_, select, text, update
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy import func, insert, or_, select, update
 
 from apiary.store import schema
+from apiary.store.database import open_database
 from apiary.store.feedback import FeedbackError, check, conflict
 from apiary.store.names import check_name, inside
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, Worker, now
 
-BUSY_TIMEOUT_MS = 60_000  # how long a writer waits for another process's write (serve, learn, learn) to end
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
 
@@ -20,15 +19,12 @@ class Store:
     """Every episode, run, adapter version and eval of a hive, with provenance."""
 
     def __init__(self, hive: str | Path, url: str | None = None):
+        """The store of the hive directory `hive` (its artifacts live there): its own SQLite file, or the
+        database at `url` (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB), migrated to this apiary's schema."""
         self.root = Path(hive)
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = url or f"sqlite:///{self.root / 'hive.db'}"
-        self.engine = create_engine(self.url)
-        if self.url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        schema.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
-        _allow_unscored_episodes(self.engine)
+        self.engine = open_database(self.url)
 
     # -- paths (each checked to stay inside the hive) ---------------------------------------
     def adapter_dir(self, worker: str, version: int) -> Path:
@@ -100,11 +96,13 @@ class Store:
     # -- episodes ----------------------------------------------------------------------------
     def add_episodes(self, items: list[Episode]) -> list[int]:
         """Insert episodes in one transaction; returns their ids in order."""
+        if not items:
+            return []
+        ep = schema.episodes
         with self.engine.begin() as db:
-            return [
-                db.execute(insert(schema.episodes).values(**e.model_dump(exclude={"id"}))).inserted_primary_key[0]
-                for e in items
-            ]
+            rows = db.execute(insert(ep).returning(ep.c.id, sort_by_parameter_order=True),
+                              [e.model_dump(exclude={"id"}) for e in items])
+            return list(rows.scalars())
 
     def episodes(self, worker: str | None = None, run_id: int | None = None) -> list[Episode]:
         query = select(schema.episodes).order_by(schema.episodes.c.id)
@@ -338,43 +336,3 @@ def _storable(row_id: int) -> bool:
     """Whether a row id fits a 64-bit integer column; one that does not names no row (and would make the
     database driver raise OverflowError instead of finding nothing)."""
     return -(1 << 63) <= row_id < (1 << 63)
-
-
-def _add_missing_columns(engine) -> None:
-    """Hives made by an older apiary lack newer (nullable) columns; add them in place."""
-    inspector = inspect(engine)
-    with engine.begin() as db:
-        for table in schema.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present and column.nullable:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    db.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-
-
-def _allow_unscored_episodes(engine) -> None:
-    """Hives made before served episodes existed have `episodes.score NOT NULL`; rebuild that table
-    with a nullable score (SQLite cannot alter a column), keeping every row and id."""
-    if not engine.url.get_backend_name() == "sqlite":
-        return
-    score = next(c for c in inspect(engine).get_columns("episodes") if c["name"] == "score")
-    if score["nullable"]:
-        return
-    columns = ", ".join(f'"{c.name}"' for c in schema.episodes.columns)
-    create = str(CreateTable(schema.episodes).compile(dialect=engine.dialect)).replace("TABLE episodes", "TABLE episodes_new", 1)
-    indexes = [str(CreateIndex(index).compile(dialect=engine.dialect)) for index in schema.episodes.indexes]
-    script = ["PRAGMA foreign_keys=OFF", "BEGIN", create, f"INSERT INTO episodes_new ({columns}) SELECT {columns} FROM episodes",
-              "DROP TABLE episodes", "ALTER TABLE episodes_new RENAME TO episodes", *indexes, "COMMIT", "PRAGMA foreign_keys=ON"]
-    raw = engine.raw_connection()  # SQLite's documented way: new table, copy, drop, rename the new one
-    try:
-        raw.driver_connection.executescript(";\n".join(script) + ";")
-    finally:
-        raw.close()
-
-
-def _sqlite_pragmas(connection, _record) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # a writer waits its turn instead of "database is locked"
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
