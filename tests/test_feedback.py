@@ -15,8 +15,8 @@ OTHER = [{"role": "user", "content": "Calculate 2 + 2 ="}]
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path)
+def store(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     store.add_episodes([
         Episode(job="j", task_id="a", messages=ASK, completion="13", score=0.0, answer="5", worker="w"),
         Episode(job="j", task_id="a", messages=ASK, completion="5", score=1.0, answer="5", worker="w"),

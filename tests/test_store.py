@@ -27,25 +27,25 @@ def fill(store):
     return ids
 
 
-def test_episodes_round_trip(tmp_path):
-    store = Store(tmp_path)
+def test_episodes_round_trip(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     ids = fill(store)
-    again = Store(tmp_path).episodes(worker="w")
+    again = Store(tmp_path, store_url).episodes(worker="w")
     assert [e.id for e in again] == ids
     assert again[1].messages == [{"role": "user", "content": "q1"}] and again[1].score == 1.0
     assert store.count_episodes("w") == 4
 
 
-def test_provenance_includes_ancestors(tmp_path):
-    store = Store(tmp_path)
+def test_provenance_includes_ancestors(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     ids = fill(store)
     assert store.trained_on("w", 1) == ids[:2]
     assert store.trained_on("w", 2) == ids
     assert store.worker("w").latest_version == 2
 
 
-def test_worker_cannot_switch_jobs(tmp_path):
-    store = Store(tmp_path)
+def test_worker_cannot_switch_jobs(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     store.ensure_worker("w", "j", "core", {})
     try:
         store.ensure_worker("w", "other", "core", {})
@@ -55,8 +55,8 @@ def test_worker_cannot_switch_jobs(tmp_path):
         raise AssertionError("expected a refusal")
 
 
-def test_export_parquet_and_jsonl(tmp_path):
-    store = Store(tmp_path / "hive")
+def test_export_parquet_and_jsonl(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
     fill(store)
     written = export(store, tmp_path / "pq", "parquet")
     table = pq.read_table(written["episodes"]["path"])
@@ -67,8 +67,8 @@ def test_export_parquet_and_jsonl(tmp_path):
     assert json.loads(lines[0])["score"] == 0.5
 
 
-def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path):
-    store = Store(tmp_path / "hive")
+def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
     fill(store)
     table = pq.read_table(export(store, tmp_path / "pq", "parquet")["episodes"]["path"])
     kind = table.schema.field("messages").type
@@ -78,7 +78,7 @@ def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path)
     assert rows[0]["messages"] == [{"role": "user", "content": "q0"}]
 
 
-def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
+def test_exported_and_atomically_written_files_follow_the_umask(tmp_path, store_url):
     import os
     import stat
 
@@ -86,7 +86,7 @@ def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
 
     umask = os.umask(0o022)
     os.umask(umask)
-    store = Store(tmp_path / "hive")
+    store = Store(tmp_path / "hive", store_url)
     fill(store)
     for info in export(store, tmp_path / "out", "jsonl").values():
         assert stat.S_IMODE(os.stat(info["path"]).st_mode) == 0o666 & ~umask  # 0644 under umask 022, not 0600
@@ -95,8 +95,8 @@ def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
     assert stat.S_IMODE(os.stat(staging_dir(tmp_path / "adapter")).st_mode) == 0o777 & ~umask  # adapter directories
 
 
-def test_export_of_empty_hive(tmp_path):
-    written = export(Store(tmp_path / "hive"), tmp_path / "out", "parquet")
+def test_export_of_empty_hive(tmp_path, store_url):
+    written = export(Store(tmp_path / "hive", store_url), tmp_path / "out", "parquet")
     assert all(info["rows"] == 0 for info in written.values())
     assert pq.read_table(written["episodes"]["path"]).num_rows == 0
 
