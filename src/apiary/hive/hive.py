@@ -40,7 +40,7 @@ class Hive:
     def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None,
                  template: str | None = None):
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
-        self.store = Store(self.path, url=db_url)
+        self.store = Store(self.path, url=db_url or os.environ.get("APIARY_STORE_URL") or None)
         self.core_source, self.template = core, template  # template: the prompt format (models.prompt_format)
         self.cores = Cores(self.store, core, template)
         self.evaluator = Evaluator(self.store, self.cores)
