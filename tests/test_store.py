@@ -120,3 +120,40 @@ def test_a_directory_artifact_is_replaced_whole_or_not_at_all(tmp_path):
         write_dir(target, broken)
     assert (target / "weights").read_text() == "second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]  # no staging left behind
+
+
+def test_export_streams_in_bounded_batches_one_parquet_row_group_each(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
+    store.add_episodes([episode(i) for i in range(5)])
+    batches = list(store.table_batches("episodes", batch_rows=2))
+    assert [len(b) for b in batches] == [2, 2, 1] and [r["id"] for b in batches for r in b] == [1, 2, 3, 4, 5]
+    written = export(store, tmp_path / "pq", "parquet", batch_rows=2)
+    parquet = pq.ParquetFile(written["episodes"]["path"])
+    assert written["episodes"]["rows"] == 5 and parquet.metadata.num_row_groups == 3
+    assert parquet.read().column("task_id").to_pylist() == [f"t{i}" for i in range(5)]
+    lines = open(export(store, tmp_path / "js", "jsonl", batch_rows=2)["episodes"]["path"]).read().splitlines()
+    assert [json.loads(line)["completion"] for line in lines] == ["0", "1", "2", "3", "4"]
+
+
+def test_report_figures_come_from_the_database_not_from_loading_every_episode(tmp_path, store_url, monkeypatch):
+    from apiary.evals.curves import learning_curves
+    from apiary.evals.reward_hacking import reward_gaps
+
+    store = Store(tmp_path / "hive", store_url)
+    store.ensure_worker("w", "j", "core", {"name": "j"})
+    run = store.start_run(Run(worker="w", job="j", learner="grpo"))
+    def rl(step, version, score):
+        return Episode(job="j", task_id="t", messages=[], completion="", score=score, origin="rl", worker="w",
+                       adapter_version=version, run_id=run, step=step)
+    sampled_by_v0 = store.add_episodes([rl(0, 0, 1.0), rl(0, 0, 0.0)])
+    sampled_by_v1 = store.add_episodes([rl(1, 1, 1.0), rl(1, 1, 1.0)])
+    store.add_adapter_version(AdapterVersion(worker="w", version=1, parent=0, path="a/v1", run_id=run, step=1), sampled_by_v0)
+    store.add_adapter_version(AdapterVersion(worker="w", version=2, parent=1, path="a/v2", run_id=run, step=2), sampled_by_v1)
+    for version, score in ((1, 0.25), (2, 0.5)):
+        store.add_eval(EvalResult(worker="w", adapter_version=version, job="j", n=2, score=score, details={}))
+    for name in ("episodes", "episodes_by_id"):
+        monkeypatch.setattr(Store, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded every episode")))
+    curve = learning_curves(store)["w"]
+    assert curve["steps"] == [0, 1] and curve["reward"] == [0.5, 1.0]
+    (gaps,) = reward_gaps(store, 0.15)
+    assert [(p["adapter_version"], p["train_reward"], p["gap"]) for p in gaps["points"]] == [(1, 1.0, 0.75), (2, None, None)]

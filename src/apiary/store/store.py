@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import func, insert, or_, select, update
 
@@ -150,6 +151,31 @@ class Store:
             query = query.where(schema.episodes.c.worker == worker)
         with self.engine.connect() as db:
             return db.execute(query).scalar_one()
+
+    def rl_reward_by_step(self, worker: str) -> list[tuple[int | None, int | None, float]]:
+        """(run id, step, mean score) of a worker's RL rollouts per run and step, computed by the database
+        (a report reads one row per step, not every episode)."""
+        ep = schema.episodes
+        query = (select(ep.c.run_id, ep.c.step, func.avg(ep.c.score)).where(ep.c.worker == worker, ep.c.origin == "rl")
+                 .group_by(ep.c.run_id, ep.c.step))
+        with self.engine.connect() as db:
+            return [(r[0], r[1], float(r[2])) for r in db.execute(query) if r[2] is not None]
+
+    def sampled_reward(self, worker: str, version: AdapterVersion) -> float | None:
+        """Mean score of the RL rollouts that adapter version `version.parent` sampled and that trained
+        `version` or its ancestors (None if none), computed by the database."""
+        versions = {v.version: v for v in self.adapter_versions(worker)}
+        lineage, at = [], version.version
+        while at in versions and versions[at].id not in lineage:
+            lineage.append(versions[at].id)
+            at = versions[at].parent
+        ep, ae = schema.episodes, schema.adapter_episodes
+        trained = select(ae.c.episode_id).where(ae.c.adapter_version_id.in_(lineage))
+        query = select(func.avg(ep.c.score)).where(ep.c.id.in_(trained), ep.c.adapter_version == version.parent,
+                                                   ep.c.origin == "rl")
+        with self.engine.connect() as db:
+            mean = db.execute(query).scalar_one()
+        return None if mean is None else float(mean)
 
     # -- feedback ----------------------------------------------------------------------------
     def add_feedback(self, items: list[Feedback], where: list[str] | None = None) -> list[Feedback]:
@@ -328,8 +354,18 @@ class Store:
             return [GateDecision(**r._mapping) for r in db.execute(query)]
 
     def table_rows(self, name: str) -> list[dict]:
+        """Every row of a small table (releases, worker releases); `table_batches` for the large ones."""
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
+
+    def table_batches(self, name: str, batch_rows: int = 10_000) -> Iterator[list[dict]]:
+        """Every row of a table in key order, `batch_rows` at a time: memory stays flat however large the
+        table grows (a server-side cursor on PostgreSQL; SQLite's cursor reads as it goes)."""
+        table = schema.metadata.tables[name]
+        query = select(table).order_by(*table.primary_key.columns)
+        with self.engine.connect() as db:
+            for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
+                yield [dict(r._mapping) for r in part]
 
 
 def _storable(row_id: int) -> bool:
