@@ -38,13 +38,14 @@ def open_database(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        upgrade(engine, shown(url))
+        engine.connect().close()
     except (OperationalError, InterfaceError) as err:  # the server is not there, refuses us, or the file cannot be opened
         engine.dispose()
         first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
         raise StoreUnreachable(f"cannot reach the store at {shown(url)}: {first}. Check that the database server runs "
                                "and that the URL's host, port, user, password and database are right (--store or "
                                "APIARY_STORE_URL); without either, the hive's own SQLite file is used") from None
+    upgrade(engine, shown(url))
     return engine
 
 

@@ -28,7 +28,7 @@ INDEXES = {  # name: (table, columns); schema.py declares the same
 
 def upgrade() -> None:
     for name, (table, columns) in INDEXES.items():
-        op.create_index(name, table, columns)
+        op.create_index(name, table, columns, if_not_exists=True)  # a hive stamped again may have them
 
 
 def downgrade() -> None:
