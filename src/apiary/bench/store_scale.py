@@ -16,14 +16,16 @@ feedback per 100 episodes, four workers."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing
-import resource
+import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import insert, text
@@ -51,6 +53,7 @@ class Measured:
     report_peak_mb: float = 0.0
     export_imports_mb: float = 0.0  # peak RSS of the export process before it read anything (its imports)
     report_imports_mb: float = 0.0
+    code: str = "this"  # "this": this checkout's code; "before": the older checkout given by --before
 
 
 @dataclass
@@ -131,36 +134,38 @@ def insert_rate(url: str | None, hive: str, writers: int, episodes: int) -> floa
     return sum(len(w.episode_ids) for w in written) / window
 
 
-def measure_child(what: str, url: str | None, hive: str) -> dict:
-    """Run export or report in a fresh process; its seconds, peak RSS and the RSS of its imports alone."""
-    args = [sys.executable, "-m", "apiary.bench.store_scale", "--child", what, "--hive", hive]
-    done = subprocess.run(args + (["--postgres", url] if url else []), capture_output=True, text=True, check=True)
+# Export or report in a fresh process, with whichever apiary is first on its path (this tree's, or an older
+# checkout's for a before/after comparison): its seconds, its peak RSS and the RSS of its imports alone.
+# Peak RSS is VmHWM: getrusage's ru_maxrss keeps the parent's peak across fork and exec.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+def peak():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024
+what, hive, url = sys.argv[1], sys.argv[2], sys.argv[3] or None
+if what == "export":
+    from apiary.store.export import export
+else:
+    from apiary.hive.report import write_report
+from apiary.store.store import Store
+imports = peak()
+store = Store(hive, url)
+started = time.perf_counter()
+if what == "export":
+    export(store, Path(hive) / "export", "parquet")
+else:
+    write_report(store, Path(hive) / "report")
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": peak(), "imports_mb": imports}))
+"""
+
+
+def measure_child(what: str, url: str | None, hive: str, src: Path | None = None) -> dict:
+    """`what` (export or report) of the store in a fresh process; `src`: another checkout's src/ to run instead."""
+    env = os.environ | ({"PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"} if src else {})
+    done = subprocess.run([sys.executable, "-c", CHILD, what, hive, url or ""], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _child(what: str, url: str | None, hive: str) -> None:
-    if what == "export":
-        from apiary.store.export import export
-    else:
-        from apiary.hive.report import write_report
-    baseline = _peak_mb()
-    store = Store(hive, url)
-    started = time.perf_counter()
-    if what == "export":
-        export(store, Path(hive) / "export", "parquet")
-    else:
-        write_report(store, Path(hive) / "report")
-    print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(), "baseline_mb": baseline}))
-
-
-def _peak_mb() -> float:
-    """This process's peak resident memory. On Linux, VmHWM: getrusage's ru_maxrss keeps the parent's peak
-    across fork and exec, so a child started by a large parent would report the parent's."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 def database_mb(store: Store) -> float:
@@ -172,19 +177,30 @@ def database_mb(store: Store) -> float:
         return float(total.scalar_one()) / 1e6
 
 
-def measure(backend: str, url: str | None, hive: str, n: int) -> Measured:
+def measure(backend: str, url: str | None, hive: str, n: int, before: Path | None = None) -> list[Measured]:
+    """Fill a store with n episodes, then export and report it (and, with `before`, export and report it
+    again with the code of that older checkout's src/)."""
     store = Store(hive, url)
     started = time.perf_counter()
     fill(store, n)
-    result = Measured(backend, n, time.perf_counter() - started, database_mb(store))
+    filled = Measured(backend, n, time.perf_counter() - started, database_mb(store))
     store.engine.dispose()
-    export = measure_child("export", url, hive)
-    report = measure_child("report", url, hive)
-    result.export_seconds, result.export_peak_mb, result.export_imports_mb = (export["seconds"], export["peak_mb"],
-                                                                              export["baseline_mb"])
-    result.report_seconds, result.report_peak_mb, result.report_imports_mb = (report["seconds"], report["peak_mb"],
-                                                                              report["baseline_mb"])
-    return result
+    results = []
+    for code, src in [("this", None)] + ([("before", before)] if before else []):
+        export, report = measure_child("export", url, hive, src), measure_child("report", url, hive, src)
+        results.append(replace(filled, code=code, export_seconds=export["seconds"], export_peak_mb=export["peak_mb"],
+                               export_imports_mb=export["imports_mb"], report_seconds=report["seconds"],
+                               report_peak_mb=report["peak_mb"], report_imports_mb=report["imports_mb"]))
+    return results
+
+
+def checkout_src(commit: str, into: Path) -> Path:
+    """The src/ of `commit` of this checkout, unpacked into `into` (for the before/after comparison)."""
+    root = Path(__file__).resolve().parents[3]
+    archive = subprocess.run(["git", "-C", str(root), "archive", commit, "src"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
 
 
 def schema_url(base: str, name: str) -> str:
@@ -199,7 +215,8 @@ def schema_url(base: str, name: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
 
 
-def run(sizes: list[int], writers: list[int], write_episodes_total: int, postgres: str | None) -> dict:
+def run(sizes: list[int], writers: list[int], write_episodes_total: int, postgres: str | None,
+        before: Path | None = None) -> dict:
     """Every measurement on SQLite and on PostgreSQL (the throwaway server unless `postgres` names one)."""
     from apiary.bench import pg_server
 
@@ -217,9 +234,9 @@ def run(sizes: list[int], writers: list[int], write_episodes_total: int, postgre
         for backend, url_for in backends:
             for n in sizes:
                 with tempfile.TemporaryDirectory(prefix="apiary-scale-") as hive:
-                    m = measure(backend, url_for(f"scale_{n}"), hive, n)
-                figures["sizes"][f"{backend}:{n}"] = asdict(m)
-                print(json.dumps(asdict(m)), flush=True)
+                    for m in measure(backend, url_for(f"scale_{n}"), hive, n, before):
+                        figures["sizes"][f"{backend}:{n}:{m.code}"] = asdict(m)
+                        print(json.dumps(asdict(m)), flush=True)
             for k in writers:
                 with tempfile.TemporaryDirectory(prefix="apiary-writers-") as hive:
                     rate = insert_rate(url_for(f"writers_{k}"), hive, k, write_episodes_total)
@@ -240,10 +257,11 @@ def section(figures: dict, command: str) -> str:
              f"Machine: {machine()}. Synthetic episodes (a 300-character prompt, four workers, a reward on every 100th); "
              "export (Parquet) and report each run in a fresh process, memory is its peak RSS "
              "(VmHWM; in brackets, that of its imports alone).", "",
-             "| store | episodes | fill (s) | database (MB) | export (s) | export peak (MB) | report (s) | report peak (MB) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m in sorted(figures.get("sizes", {}).values(), key=lambda m: (m["backend"], m["episodes"])):
-        lines.append(f"| {m['backend']} | {m['episodes']:,} | {m['fill_seconds']:.1f} | {m['database_mb']:.0f} | "
+             "| store | code | episodes | fill (s) | database (MB) | export (s) | export peak (MB) | report (s) | "
+             "report peak (MB) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    code = {"this": "streaming", "before": f"before ({figures.get('before', {}).get('commit')})"}
+    for m in sorted(figures.get("sizes", {}).values(), key=lambda m: (m["backend"], m["episodes"], m["code"] != "before")):
+        lines.append(f"| {m['backend']} | {code[m['code']]} | {m['episodes']:,} | {m['fill_seconds']:.1f} | {m['database_mb']:.0f} | "
                      f"{m['export_seconds']:.1f} | {m['export_peak_mb']:.0f} ({m['export_imports_mb']:.0f}) | "
                      f"{m['report_seconds']:.1f} | {m['report_peak_mb']:.0f} ({m['report_imports_mb']:.0f}) |")
     counts = sorted({int(key.split(":")[1]) for key in figures.get("writers", {})})
@@ -266,19 +284,20 @@ def main() -> None:
     parser.add_argument("--write-episodes", type=int, default=4096, help="episodes the writers insert between them")
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to measure (default: a throwaway server)")
     parser.add_argument("--docs", type=Path, default=None, help="where benchmarks.md and store_scale.json go (default docs/)")
-    parser.add_argument("--child", choices=("export", "report"), help=argparse.SUPPRESS)
-    parser.add_argument("--hive", help=argparse.SUPPRESS)
+    parser.add_argument("--before", default=None,
+                        help="a git commit of this checkout: export and report the same stores with its code too")
     args = parser.parse_args()
-    if args.child:
-        return _child(args.child, args.postgres, args.hive)
     from apiary.bench.report import DOCS, write_section
 
     sizes = [int(s) for s in args.sizes.split(",")] + ([10_000_000] if args.huge else [])
-    figures = run(sizes, [int(k) for k in args.writers.split(",")], args.write_episodes, args.postgres)
+    with tempfile.TemporaryDirectory(prefix="apiary-before-") as scratch:
+        before = checkout_src(args.before, Path(scratch)) if args.before else None
+        figures = run(sizes, [int(k) for k in args.writers.split(",")], args.write_episodes, args.postgres, before)
+    figures["before"] = {"commit": args.before} if args.before else {}
     docs = args.docs or DOCS
     path = docs / "store_scale.json"
     merged = json.loads(path.read_text()) if path.exists() else {}
-    for key in ("sizes", "writers", "skipped"):
+    for key in ("sizes", "writers", "skipped", "before"):
         merged[key] = merged.get(key, {}) | figures[key]
     path.write_text(json.dumps(merged, indent=1))
     write_section("Store at scale: export, report and concurrent writers",
