@@ -96,6 +96,17 @@ def test_feedback_log_and_worker_filter(store):
     assert store.feedback_log("someone-else") == []
 
 
+def test_feedback_not_yet_learned_is_counted_by_the_database(store):
+    from apiary.store.records import AdapterVersion
+
+    store.ensure_worker("w", "j", "core", {})
+    first, second = store.add_feedback([make_feedback(1, critique="too high"), make_feedback(2, reward=1.0)])
+    assert store.count_feedback("w", unconsumed=True) == 2 == len(store.feedback("w", unconsumed=True))
+    store.add_adapter_version(AdapterVersion(worker="w", version=1, parent=0, path="a", step=1), [], [first.id])
+    assert store.count_feedback("w", unconsumed=True) == 1 and store.count_feedback("w") == 2
+    assert store.count_feedback("someone-else") == 0
+
+
 def _episodes(store):
     return store.episodes("w")
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import insert, text
 
 from apiary.store import schema
+from apiary.store.feedback import make_feedback
 from apiary.store.records import Episode, now
 from apiary.store.store import Store
 
@@ -100,19 +101,13 @@ def write_episodes(url: str | None, hive: str, writer: int, episodes: int) -> Wr
                          completion="1", score=1.0, origin="serve", adapter_version=0)
                  for k in range(min(GROUP, episodes - start))]
         ids = store.add_episodes(group)
-        (feedback,) = store.add_feedback([_reward(ids[0])])
+        (feedback,) = store.add_feedback([make_feedback(ids[0], reward=1.0, by="bench")])
         done.episode_ids += ids
         done.feedback_ids.append(feedback.id)
         done.feedback_on.append(feedback.episode_id)
     done.ended = time.time()
     store.engine.dispose()
     return done
-
-
-def _reward(episode_id: int):
-    from apiary.store.feedback import make_feedback
-
-    return make_feedback(episode_id, reward=1.0, by="bench")
 
 
 def write_concurrently(url: str | None, hive: str, writers: int, episodes: int) -> list[Written]:

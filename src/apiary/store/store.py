@@ -203,18 +203,15 @@ class Store:
                  unconsumed: bool = False) -> list[Feedback]:
         """Feedback, oldest first: on a worker's episodes, of one kind, on given episodes, or not yet
         learned from by any adapter version of the worker."""
-        fb, ep = schema.feedback, schema.episodes
-        query = select(fb).order_by(fb.c.id)
-        if worker is not None:
-            query = query.join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
-        if kind is not None:
-            query = query.where(fb.c.kind == kind)
-        if episode_ids is not None:
-            query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
-        if unconsumed:
-            query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
+        query = _feedback_query(select(schema.feedback), worker, kind, episode_ids, unconsumed).order_by(schema.feedback.c.id)
         with self.engine.connect() as db:
             return [Feedback(**r._mapping) for r in db.execute(query)]
+
+    def count_feedback(self, worker: str | None = None, unconsumed: bool = False) -> int:
+        """How many pieces of feedback `feedback(worker, unconsumed=...)` would return, counted by the database."""
+        query = _feedback_query(select(func.count(schema.feedback.c.id)), worker, None, None, unconsumed)
+        with self.engine.connect() as db:
+            return db.execute(query).scalar_one()
 
     def feedback_by_id(self, ids: list[int]) -> dict[int, Feedback]:
         with self.engine.connect() as db:
@@ -366,6 +363,19 @@ class Store:
         with self.engine.connect() as db:
             for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
                 yield [dict(r._mapping) for r in part]
+
+
+def _feedback_query(query, worker: str | None, kind: str | None, episode_ids: list[int] | None, unconsumed: bool):
+    fb, ep = schema.feedback, schema.episodes
+    if worker is not None:
+        query = query.select_from(fb).join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
+    if kind is not None:
+        query = query.where(fb.c.kind == kind)
+    if episode_ids is not None:
+        query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
+    if unconsumed:
+        query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
+    return query
 
 
 def _storable(row_id: int) -> bool:
