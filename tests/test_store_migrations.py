@@ -92,11 +92,25 @@ def test_a_url_that_is_not_a_database_url_is_refused(tmp_path):
 
 
 def test_cli_store_option_opens_the_database_it_names_and_refuses_one_it_cannot_reach(tmp_path, store_url, monkeypatch):
-    monkeypatch.delenv("APIARY_STORE_URL", raising=False)
+    monkeypatch.setenv("APIARY_STORE_URL", "")  # restored (unset) afterwards, whatever --store sets meanwhile
     Store(tmp_path / "hive", store_url).ensure_worker("w", "j", "c", {})
     given = ["--store", store_url] if store_url else []
     result = CliRunner().invoke(app, [*given, "status", "--hive", str(tmp_path / "hive"), "--json"])
     assert result.exit_code == 0 and '"w"' in result.output
-    monkeypatch.delenv("APIARY_STORE_URL", raising=False)
+    monkeypatch.setenv("APIARY_STORE_URL", "")
     result = CliRunner().invoke(app, ["--store", "sqlite:////nonexistent/dir/hive.db", "status", "--hive", str(tmp_path)])
     assert result.exit_code == 2 and "cannot reach the store at sqlite:////nonexistent/dir/hive.db" in result.output
+
+
+def test_several_processes_opening_a_new_store_at_once_all_open_it(tmp_path, store_url):
+    """Workers, servers and a CLI may all open a fresh store together: the first migrates it, the others
+    wait (a transaction on SQLite, an advisory lock on PostgreSQL) and find it done."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        revisions = pool.starmap(_open_and_read_revision, [(str(tmp_path), store_url)] * 4)
+    assert revisions == [migrations.head()] * 4
+
+
+def _open_and_read_revision(hive: str, url: str | None) -> str:
+    return migrations.current(Store(hive, url).engine)

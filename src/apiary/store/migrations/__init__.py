@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from apiary.store.migrations.legacy import bring_to_baseline
 
 HERE = Path(__file__).parent
-MIGRATION_LOCK = 0x61706961  # PostgreSQL advisory lock held while migrating: two opening processes take turns
+MIGRATION_LOCK = 0x61706961  # PostgreSQL advisory lock held while migrating (SQLite: BEGIN IMMEDIATE)
 
 
 class SchemaTooNew(ValueError):
@@ -56,10 +56,13 @@ def upgrade(engine: Engine, shown_url: str) -> None:
                            f"(it knows up to {head()}): a newer apiary wrote it; upgrade apiary to open it")
     if revision is None and "episodes" in inspect(engine).get_table_names():
         bring_to_baseline(engine)  # made before Alembic: today's tables, in place, then stamped by 0001
-    with engine.begin() as db:
-        if engine.dialect.name == "postgresql":
+    with engine.connect() as db:  # one opener migrates; the others wait for it here, then find nothing to do
+        if engine.dialect.name == "sqlite":
+            db.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before reading the revision (busy timeout)
+        elif engine.dialect.name == "postgresql":
             db.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         config = Config()
         config.set_main_option("script_location", str(HERE))
         config.attributes["connection"] = db
         command.upgrade(config, "head")
+        db.commit()
