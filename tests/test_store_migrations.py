@@ -114,3 +114,11 @@ def test_several_processes_opening_a_new_store_at_once_all_open_it(tmp_path, sto
 
 def _open_and_read_revision(hive: str, url: str | None) -> str:
     return migrations.current(Store(hive, url).engine)
+
+
+def test_a_postgresql_url_without_its_driver_installed_names_the_extra_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if apiary[postgres] were not installed
+    with pytest.raises(StoreUnreachable, match=r"needs the database driver psycopg: pip install 'apiary\[postgres\]'"):
+        Store(tmp_path, "postgresql+psycopg://apiary:s3cret@127.0.0.1:5432/hive")
