@@ -37,8 +37,8 @@ STORE_ENV = "APIARY_STORE_URL"
 
 @app.callback()
 def _options(store: Annotated[Optional[str], typer.Option(
-        "--store", help="the store's database URL, e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB (needs "
-                        "apiary[postgres]); default $APIARY_STORE_URL, else the hive's own SQLite file")] = None):
+        "--store", help="the store's database URL, e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB (needs the "
+                        "postgres extra); default $APIARY_STORE_URL, else the hive's own SQLite file")] = None):
     """Options before the command, for every command: `apiary --store URL status`."""
     if store:  # through the environment, so that what a command starts (serve's learning) opens the same store
         os.environ[STORE_ENV] = store
