@@ -20,7 +20,14 @@ from apiary.evals.gate import GateConfig
 @app.command()
 def learn(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
-    worker: Annotated[str, typer.Option("--worker", "-w", help="worker name")],
+    worker: Annotated[Optional[str], typer.Option("--worker", "-w", help="worker name")] = None,
+    workers: Annotated[Optional[str], typer.Option(
+        help="several workers learning the job, comma-separated: at once on a Ray cluster (--cluster), "
+             "else one after another")] = None,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="a Ray cluster's address (host:port, ray://host:port, auto; default $RAY_ADDRESS): each worker learns "
+             "there as an actor; the hive and its store must be reachable from every node")] = None,
+    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each worker's actor asks for")] = 1,
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
@@ -53,13 +60,15 @@ def learn(
 ):
     """A worker learns a job (from rewards by default, or from people's feedback and its own practice),
     on from its live adapter version; prints held-out accuracy before and after, and the gate's decision:
-    the new version goes live only if it passed."""
+    the new version goes live only if it passed. With --workers several workers learn it, at once on a
+    Ray cluster (--cluster or RAY_ADDRESS)."""
+    from apiary.hive.cluster import LearnPlan, WorkersFailed
     from apiary.hive.mix import OPEN_ENDED
     from apiary.models.adapters import LoraSpec
 
-    _named("--worker", worker, "worker", as_json)
-    names = [n.strip() for n in learners.split(",") if n.strip()]
-    if minutes is None and steps is None and OPEN_ENDED & set(names):
+    names = _worker_names(worker, workers, as_json)
+    learner_names = [n.strip() for n in learners.split(",") if n.strip()]
+    if minutes is None and steps is None and OPEN_ENDED & set(learner_names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
     if release_ungated and no_release:
         _fail("--release-ungated and --no-release contradict each other: pick one", as_json)
@@ -70,17 +79,37 @@ def learn(
     def run():
         rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
                                                           kl_coef=kl, anchor_weight=anchor))
-        configs = _learner_configs(names, rl, lr or [], batch, epochs)
-        lora = LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None
-        return h.learn(spec[0], worker, minutes=minutes, steps=steps, learners=names, configs=configs, lora=lora,
-                       overrides=spec[1:], show_progress=not as_json, start_version=from_version,
-                       release=release, gate=gate)
+        settings = dict(overrides=tuple(spec[1:]), minutes=minutes, steps=steps, learners=tuple(learner_names),
+                        configs=_learner_configs(learner_names, rl, lr or [], batch, epochs),
+                        lora=LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None,
+                        show_progress=not as_json, start_version=from_version, release=release, gate=gate)
+        plans = [LearnPlan(spec[0], name, **settings) for name in names]
+        return h.learn_many(plans, cluster=cluster, cpus_per_worker=cpus_per_worker)
 
-    result = _run(as_json, run)
+    try:
+        results = _run(as_json, run)
+    except WorkersFailed as failed:
+        _print_results(failed.results, workers is not None, as_json)
+        _fail(str(failed), as_json)
+    _print_results(results, workers is not None, as_json)
+
+
+def _worker_names(worker: str | None, workers: str | None, as_json: bool) -> list[str]:
+    """The workers that learn: --worker NAME, or --workers A,B,... (exactly one of the two), each name checked."""
+    if (worker is None) == (workers is None):
+        _fail("name the worker (--worker NAME) or the workers (--workers A,B): one of the two", as_json)
+    names = [worker] if worker is not None else [n.strip() for n in workers.split(",") if n.strip()]
+    for name in names:
+        _named("--workers" if workers is not None else "--worker", name, "worker", as_json)
+    return names
+
+
+def _print_results(results: list, several: bool, as_json: bool) -> None:
+    """One worker's result as before (a JSON object); several workers' as a JSON list or one table."""
     if as_json:
-        print(result.model_dump_json())
-    else:
-        _learn_table([result])
+        print(json.dumps([r.model_dump(mode="json") for r in results]) if several else results[0].model_dump_json())
+    elif results:
+        _learn_table(results)
 
 
 def _learner_configs(names: list[str], rl: dict, lr: list[str], batch: int | None, epochs: int | None) -> dict:

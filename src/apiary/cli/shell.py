@@ -96,7 +96,7 @@ def _given(**options) -> dict:
 def _run(as_json: bool, fn):
     try:
         return fn()
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as err:  # ImportError: an extra not installed
+    except (ValueError, FileNotFoundError, KeyError, ImportError, ConnectionError) as err:  # ImportError: an extra not installed
         _fail(str(err).strip("'\""), as_json)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from apiary.evals import simulated_people
 from apiary.evals.gate import GateConfig
 from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, choose_sources, consolidate
+from apiary.hive.cluster import HiveAddress, LearnPlan, learn_on_cluster
 from apiary.hive.cores import Cores
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.learning import LearnResult, learn_worker
@@ -29,7 +30,7 @@ from apiary.store.records import Episode, EvalResult, Feedback, Worker
 from apiary.store.store import Store
 
 DEFAULT_HIVE = "hive"
-__all__ = ["DEFAULT_HIVE", "Hive", "LearnResult"]
+__all__ = ["DEFAULT_HIVE", "Hive", "LearnPlan", "LearnResult"]
 
 
 class Hive:
@@ -92,6 +93,23 @@ class Hive:
                             config=config, configs=configs, lora=lora, checkpoint_every=checkpoint_every,
                             show_progress=show_progress, release=release, gate=gate, start_version=start_version,
                             seed=seed)
+
+    def learn_many(self, plans: list[LearnPlan], *, cluster: str | None = None, cpus_per_worker: float = 1,
+                   ) -> list[LearnResult]:
+        """Several workers learn (one LearnPlan each, one run per worker). With a Ray address (`cluster`, else
+        $RAY_ADDRESS; "auto" finds a running cluster, "local" starts one here) each run is a Ray actor with
+        `cpus_per_worker` CPUs and the runs go on at once, each opening this hive (its directory and store
+        must be reachable from every node; see docs/scaling.md); without one they run one after another in
+        this process and Ray is not imported. Results in the plans' order; if some runs failed while others
+        finished, hive.cluster.WorkersFailed carries both (a failed worker resumes from its checkpoint)."""
+        workers = [plan.worker for plan in plans]
+        if len(set(workers)) != len(workers):
+            raise ValueError(f"each worker learns in one run at a time: {workers} names one twice")
+        address = cluster or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
+            return [plan.run(self) for plan in plans]
+        where = HiveAddress(str(self.path.resolve()), self.store.url, self.core_source, self.template)
+        return learn_on_cluster(where, plans, address, cpus_per_worker)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
                 start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:

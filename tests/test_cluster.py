@@ -1,0 +1,150 @@
+"""Workers learning at once on a Ray cluster (hive.cluster): two simulated nodes of one CPU each
+(ray.cluster_utils.Cluster, no dashboard), the tiny core, a step or two per worker; consolidation on what
+they learned; a worker's actor killed mid-run while the other finishes; and the paths without Ray: no
+address, no Ray imported; an address nobody answers at, one error naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from apiary import ConsolidateConfig, DistillConfig, GateConfig, Hive, LearnPlan, WorkersFailed
+from apiary.hive.cluster import NAMESPACE, ClusterUnreachable, actor_name
+from apiary.learners.grpo import GRPOConfig
+from apiary.store import schema
+
+CHAIN = ("min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4")
+CONFIG = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, learning_rate=1e-2)
+QUICK = DistillConfig(steps=1, prompts_per_job=2, anchor_prompts=2, max_new_tokens=3, anchor_new_tokens=3, rank=4)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SLOW = pytest.mark.skipif(not os.environ.get("APIARY_SLOW_TESTS"), reason="a minute or more: set APIARY_SLOW_TESTS=1")
+
+
+def plan(worker: str, steps: int, **settings) -> LearnPlan:
+    return LearnPlan("rg:chain_sum", worker, overrides=CHAIN, steps=steps, config=CONFIG, release="ungated", **settings)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and one more node, one CPU each, small object stores; shut down afterwards, whatever happens."""
+    pytest.importorskip("ray", reason="pip install -e '.[cluster]'")
+    from ray.cluster_utils import Cluster
+
+    small = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
+    nodes = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+    try:
+        nodes.add_node(**small)
+        nodes.wait_for_nodes()
+        yield nodes
+    finally:
+        nodes.shutdown()
+
+
+def test_two_workers_learn_at_once_on_a_two_node_cluster_and_the_hive_consolidates_them(tmp_path, tiny_core_dir, cluster):
+    hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    left, right = hive.learn_many([plan("left", 2), plan("right", 2)], cluster=cluster.address)
+    assert (left.worker, right.worker) == ("left", "right") and left.steps == right.steps == 2
+    with hive.store.engine.connect() as db:  # the two runs overlapped in time
+        runs = {r.worker: r for r in db.execute(select(schema.runs))}
+    assert runs["left"].started_at < runs["right"].finished_at and runs["right"].started_at < runs["left"].finished_at
+    for result in (left, right):  # each actor wrote its own episodes and adapter into the one store
+        assert result.episodes == 8 == len(hive.store.episodes(result.worker))
+        assert hive.store.worker(result.worker).live_version == result.adapter_version >= 1
+        assert Path(hive.store.adapter_dir(result.worker, result.adapter_version)).is_dir()
+    config = ConsolidateConfig(method="distill", distill=QUICK, gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    consolidated = hive.consolidate(config=config, show_progress=False)
+    assert consolidated.version == 1
+    (version,) = hive.store.core_versions()
+    assert {s["worker"] for s in version.sources} == {"left", "right"}
+
+
+def test_a_worker_killed_mid_run_resumes_from_its_checkpoint_while_the_other_finishes(tmp_path, tiny_core_dir, cluster):
+    import ray
+
+    hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)  # learn_many uses this connection
+    try:
+        outcome = {}
+        plans = [plan("steady", 2), plan("doomed", 40, checkpoint_every=1)]
+        learning = threading.Thread(target=lambda: outcome.update(run=_catch(lambda: hive.learn_many(plans, cluster="auto"))))
+        learning.start()
+        deadline = time.monotonic() + 120
+        while not hive.store.adapter_versions("doomed") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert hive.store.adapter_versions("doomed"), "the doomed worker never reached a checkpoint"
+        ray.kill(ray.get_actor(actor_name("doomed"), namespace=NAMESPACE))
+        learning.join(timeout=120)
+        failed = outcome["run"]
+        assert isinstance(failed, WorkersFailed) and list(failed.failures) == ["doomed"] and "doomed" in str(failed)
+        (steady,) = failed.results
+        assert steady.worker == "steady" and steady.steps == 2 and len(hive.store.episodes("steady")) == 8
+        written = {e.id for e in hive.store.episodes("doomed")}
+        checkpoints = {v.version for v in hive.store.adapter_versions("doomed")}
+        (resumed,) = hive.learn_many([plan("doomed", 1, checkpoint_every=1)], cluster="auto")
+    finally:
+        ray.shutdown()
+    assert resumed.resumed and resumed.steps == 1
+    assert written < {e.id for e in hive.store.episodes("doomed")}  # nothing written before the kill is lost
+    assert checkpoints < {v.version for v in hive.store.adapter_versions("doomed")}
+
+
+def _catch(fn):
+    try:
+        return fn()
+    except Exception as err:  # noqa: BLE001 - handed to the test's thread to assert on
+        return err
+
+
+def test_an_unreachable_ray_address_is_one_error_naming_it(tmp_path, tiny_core_dir, monkeypatch):
+    pytest.importorskip("ray", reason="pip install -e '.[cluster]'")
+    hive, address = Hive(tmp_path / "hive", core=str(tiny_core_dir)), f"127.0.0.1:{_closed_port()}"
+    with pytest.raises(ClusterUnreachable, match=address):
+        hive.learn_many([plan("w", 1)], cluster=address)
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(ClusterUnreachable, match=address):
+        hive.learn_many([plan("w", 1)])
+    assert hive.store.workers() == []  # nothing half-written
+
+
+def test_learn_for_several_workers_without_a_ray_address_runs_them_in_turn_and_imports_no_ray(tmp_path, tiny_core_dir):
+    script = ("import json, sys\nfrom apiary.cli import main\n"
+              "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))))")
+    args = [sys.executable, "-c", script, "learn", "rg:chain_sum", *CHAIN, "--workers", "a,b", "--steps", "1",
+            "--prompts", "2", "--samples", "2", "--max-new-tokens", "3", "--hive", str(tmp_path / "hive"),
+            "--core", str(tiny_core_dir), "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": SRC}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results, ray_modules = [json.loads(line) for line in done.stdout.strip().splitlines()[-2:]]
+    assert [r["worker"] for r in results] == ["a", "b"] and all(r["steps"] == 1 for r in results)
+    assert ray_modules == []
+
+
+def test_the_cli_names_an_unreachable_cluster_and_a_worker_given_twice(tmp_path, tiny_core_dir):
+    from typer.testing import CliRunner
+
+    from apiary.cli import app
+
+    pytest.importorskip("ray", reason="pip install -e '.[cluster]'")
+    address = f"127.0.0.1:{_closed_port()}"
+    common = ["learn", "rg:chain_sum", *CHAIN, "--steps", "1", "--hive", str(tmp_path / "hive"), "--core", str(tiny_core_dir)]
+    result = CliRunner().invoke(app, [*common, "--workers", "a,b", "--cluster", address])
+    assert result.exit_code == 2 and address in result.output
+    result = CliRunner().invoke(app, [*common, "--workers", "a,a"])
+    assert result.exit_code == 2 and "names one twice" in result.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
