@@ -1,7 +1,8 @@
 """Optional parts of apiary (pip extras) and the message that says which one to install.
 
 Core installs load, learn, evaluate and consolidate; `serve` adds the HTTP server, `games` the
-TextArena jobs, `bench` the peers `apiary bench` runs against (see pyproject.toml).
+TextArena jobs, `bench` the peers `apiary bench` runs against, `postgres` the store in PostgreSQL,
+`cluster` workers on a Ray cluster (see pyproject.toml).
 """
 
 from __future__ import annotations
