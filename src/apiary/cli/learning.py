@@ -17,17 +17,19 @@ from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, 
                               _consolidation_lines, _given, _hive, _learn_table, _named, _run, app, console)
 from apiary.evals.gate import GateConfig
 
+WorkersOpt = Annotated[Optional[str], typer.Option(
+    help="several workers learning the job, comma-separated: at once on a Ray cluster (--cluster), else one after another")]
+ClusterOpt = Annotated[Optional[str], typer.Option(
+    help="a Ray cluster's address (host:port, ray://host:port, auto; default $RAY_ADDRESS): each worker learns there "
+         "as an actor; the hive and its store must be reachable from every node")]
+CpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each worker's actor asks for")]
+
+
 @app.command()
 def learn(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
     worker: Annotated[Optional[str], typer.Option("--worker", "-w", help="worker name")] = None,
-    workers: Annotated[Optional[str], typer.Option(
-        help="several workers learning the job, comma-separated: at once on a Ray cluster (--cluster), "
-             "else one after another")] = None,
-    cluster: Annotated[Optional[str], typer.Option(
-        help="a Ray cluster's address (host:port, ray://host:port, auto; default $RAY_ADDRESS): each worker learns "
-             "there as an actor; the hive and its store must be reachable from every node")] = None,
-    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each worker's actor asks for")] = 1,
+    workers: WorkersOpt = None, cluster: ClusterOpt = None, cpus_per_worker: CpusOpt = 1,
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
@@ -62,7 +64,7 @@ def learn(
     on from its live adapter version; prints held-out accuracy before and after, and the gate's decision:
     the new version goes live only if it passed. With --workers several workers learn it, at once on a
     Ray cluster (--cluster or RAY_ADDRESS)."""
-    from apiary.hive.cluster import LearnPlan, WorkersFailed
+    from apiary.hive.cluster import LearnPlan
     from apiary.hive.mix import OPEN_ENDED
     from apiary.models.adapters import LoraSpec
 
@@ -70,28 +72,38 @@ def learn(
     learner_names = [n.strip() for n in learners.split(",") if n.strip()]
     if minutes is None and steps is None and OPEN_ENDED & set(learner_names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
-    if release_ungated and no_release:
-        _fail("--release-ungated and --no-release contradict each other: pick one", as_json)
-    gate = _gate(tolerance, max_kl, max_flips, as_json)
-    release = "ungated" if release_ungated else "none" if no_release else "gated"
+    release, gate = _release(release_ungated, no_release, as_json), _gate(tolerance, max_kl, max_flips, as_json)
     h = _run(as_json, lambda: _hive(hive, core, template))
 
-    def run():
+    def plans():
         rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
                                                           kl_coef=kl, anchor_weight=anchor))
         settings = dict(overrides=tuple(spec[1:]), minutes=minutes, steps=steps, learners=tuple(learner_names),
                         configs=_learner_configs(learner_names, rl, lr or [], batch, epochs),
                         lora=LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None,
                         show_progress=not as_json, start_version=from_version, release=release, gate=gate)
-        plans = [LearnPlan(spec[0], name, **settings) for name in names]
-        return h.learn_many(plans, cluster=cluster, cpus_per_worker=cpus_per_worker)
+        return [LearnPlan(spec[0], name, **settings) for name in names]
+
+    _learn_many(h, _run(as_json, plans), cluster, cpus_per_worker, workers is not None, as_json)
+
+
+def _learn_many(h, plans: list, cluster: str | None, cpus_per_worker: float, several: bool, as_json: bool) -> None:
+    """Run the plans (on the cluster, if an address is given) and print what came back: one worker's result
+    as before (a JSON object), several workers' as a JSON list or one table; a failed worker after the others."""
+    from apiary.hive.cluster import WorkersFailed
 
     try:
-        results = _run(as_json, run)
+        results = _run(as_json, lambda: h.learn_many(plans, cluster=cluster, cpus_per_worker=cpus_per_worker))
     except WorkersFailed as failed:
-        _print_results(failed.results, workers is not None, as_json)
+        _print_results(failed.results, several, as_json)
         _fail(str(failed), as_json)
-    _print_results(results, workers is not None, as_json)
+    _print_results(results, several, as_json)
+
+
+def _release(ungated: bool, none: bool, as_json: bool) -> str:
+    if ungated and none:
+        _fail("--release-ungated and --no-release contradict each other: pick one", as_json)
+    return "ungated" if ungated else "none" if none else "gated"
 
 
 def _worker_names(worker: str | None, workers: str | None, as_json: bool) -> list[str]:
@@ -106,8 +118,10 @@ def _worker_names(worker: str | None, workers: str | None, as_json: bool) -> lis
 
 def _print_results(results: list, several: bool, as_json: bool) -> None:
     """One worker's result as before (a JSON object); several workers' as a JSON list or one table."""
-    if as_json:
-        print(json.dumps([r.model_dump(mode="json") for r in results]) if several else results[0].model_dump_json())
+    if as_json and several:
+        print(json.dumps([r.model_dump(mode="json") for r in results]))
+    elif as_json and results:
+        print(results[0].model_dump_json())
     elif results:
         _learn_table(results)
 
