@@ -147,3 +147,12 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_cluster_bench_reports_episodes_per_second_of_each_configuration_by_wall_and_learning_time():
+    from apiary.bench.cluster import Figure, section
+
+    figures = [Figure("in turn", 2, 16, 8.0, 4.0), Figure("ray", 2, 16, 5.0, 4.0)]
+    text = section(figures, "python -m apiary.bench.cluster", "tiny settings.")
+    assert text.startswith("## Workers on a Ray cluster\n") and "`python -m apiary.bench.cluster`" in text
+    assert "| in turn | 2 | 16 | 8.0 | 2.00 | 4.0 | 4.00 |" in text and "| ray | 2 | 16 | 5.0 | 3.20 | 4.0 | 4.00 |" in text
