@@ -66,14 +66,16 @@ def test_two_workers_learn_at_once_on_a_two_node_cluster_and_the_hive_consolidat
     assert {s["worker"] for s in version.sources} == {"left", "right"}
 
 
-def test_a_worker_killed_mid_run_resumes_from_its_checkpoint_while_the_other_finishes(tmp_path, tiny_core_dir, cluster):
+def test_a_worker_killed_mid_run_resumes_from_its_checkpoint_while_another_finishes_and_a_third_fails_with_its_own_error(
+        tmp_path, tiny_core_dir, cluster):
     import ray
 
     hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
     ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)  # learn_many uses this connection
     try:
         outcome = {}
-        plans = [plan("steady", 2), plan("doomed", 40, checkpoint_every=1)]
+        broken = LearnPlan("rg:no_such_task", "broken", steps=1)  # waits for a free CPU, then fails in its actor
+        plans = [plan("steady", 2), plan("doomed", 40, checkpoint_every=1), broken]
         learning = threading.Thread(target=lambda: outcome.update(run=_catch(lambda: hive.learn_many(plans, cluster="auto"))))
         learning.start()
         deadline = time.monotonic() + 120
@@ -83,7 +85,8 @@ def test_a_worker_killed_mid_run_resumes_from_its_checkpoint_while_the_other_fin
         ray.kill(ray.get_actor(actor_name("doomed"), namespace=NAMESPACE))
         learning.join(timeout=120)
         failed = outcome["run"]
-        assert isinstance(failed, WorkersFailed) and list(failed.failures) == ["doomed"] and "doomed" in str(failed)
+        assert isinstance(failed, WorkersFailed) and list(failed.failures) == ["doomed", "broken"] and "doomed" in str(failed)
+        assert failed.failures["broken"].startswith("UnknownTaskError: unknown reasoning-gym task 'no_such_task'")
         (steady,) = failed.results
         assert steady.worker == "steady" and steady.steps == 2 and len(hive.store.episodes("steady")) == 8
         written = {e.id for e in hive.store.episodes("doomed")}

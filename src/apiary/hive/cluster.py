@@ -105,27 +105,43 @@ def learn_on_cluster(where: HiveAddress, plans: list[LearnPlan], address: str, c
     if any run failed, WorkersFailed is raised once every other run has finished."""
     require("cluster", "ray")
     import ray
-    from ray.exceptions import RayError
 
-    owned = _connect(address)
+    owned, actors = _connect(address), []
     try:
         remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_LearnActor)
-        actors = [remote.options(name=actor_name(p.worker), namespace=NAMESPACE).remote(where) for p in plans]
-        runs = [actor.learn.remote(plan) for actor, plan in zip(actors, plans)]
-        results, failures = [], {}
-        for plan, run in zip(plans, runs):
-            try:
-                results.append(ray.get(run))
-            except RayError as err:
-                failures[plan.worker] = _first_line(err)
+        for plan in plans:  # a worker whose actor is still alive elsewhere is refused by its name
+            actors.append(remote.options(name=actor_name(plan.worker), namespace=NAMESPACE).remote(where))
+        outcomes = _collect({actor.learn.remote(plan): (plan.worker, actor) for plan, actor in zip(plans, actors)})
+    finally:  # interrupted or not, no actor outlives the call
         for actor in actors:
             ray.kill(actor)
-    finally:
         if owned:
             ray.shutdown()
+    results = [outcomes[p.worker] for p in plans if isinstance(outcomes[p.worker], LearnResult)]
+    failures = {p.worker: outcomes[p.worker] for p in plans if isinstance(outcomes[p.worker], str)}
     if failures:
         raise WorkersFailed(results, failures)
     return results
+
+
+def _collect(runs: dict) -> dict[str, LearnResult | str]:
+    """Each run's LearnResult, or why it failed, by worker, as the runs finish; a finished run's actor is
+    ended at once, so that its CPUs go to a plan still waiting for them."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    outcomes = {}
+    while runs:
+        (run,), _ = ray.wait(list(runs), num_returns=1)
+        worker, actor = runs.pop(run)
+        try:
+            outcomes[worker] = ray.get(run)
+        except RayTaskError as err:  # an error in the learning itself: say what it was, not where Ray ran it
+            outcomes[worker] = f"{type(err.cause).__name__}: {_first_line(err.cause)}" if err.cause else _first_line(err)
+        except RayError as err:  # the actor died: killed, out of memory, its node lost
+            outcomes[worker] = _first_line(err)
+        ray.kill(actor)
+    return outcomes
 
 
 def _connect(address: str) -> bool:
