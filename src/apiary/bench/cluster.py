@@ -5,7 +5,10 @@ hive: N workers one after another in this process (`Hive.learn_many` without an 
 at once as Ray actors of one CPU each on a local Ray cluster started here (`ray.init(num_cpus=...)`, no
 dashboard). Wall time counts everything a user waits for (actors starting, the core loading in each,
 held-out evals before and after; the gate is skipped: release "ungated"); learning time counts sampling
-and updates only, as LearnResult does.
+and updates only, as LearnResult does. Threads: in turn, torch's default (every core); an actor, one per
+CPU it asked for (Ray sets OMP_NUM_THREADS), so on a machine busy with other work the two differ in more
+than where they run (in the --quick checks on a shared 2-core machine, a tiny-core step took 10-40x longer
+in turn than in an actor).
 
     python -m apiary.bench.cluster [--workers 1,2] [--steps 4] [--core DIR] [--quick]
 
