@@ -1,0 +1,129 @@
+"""The pages over plain HTTP (no browser): sessions, CSRF, tenant isolation, escaping, each page answering."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import httpx
+import pytest
+
+from apiary.serve.tenants import Tenants
+from apiary.web.session import Sessions, local_host
+from web_hive import KEYS, PAYLOAD, SECRET, make_hive, populate, server
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_core_dir, random_adapter):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APIARY_CACHE", str(tmp_path_factory.mktemp("cache")))
+        hive = make_hive(tmp_path_factory.mktemp("web") / "hive", tiny_core_dir)
+        ids = populate(hive, random_adapter)
+        with server(hive, tiny_core_dir, Tenants(KEYS)) as running:
+            yield running, hive, ids
+
+
+def signed_in(url: str, key: str) -> httpx.Client:
+    c = httpx.Client(base_url=url)
+    page = c.get("/ui/login")
+    answer = c.post("/ui/login", data={"key": key, "csrf": csrf_of(page.text)})
+    assert answer.status_code == 303, answer.text
+    return c
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_every_page_answers_a_signed_in_tenant(site):
+    running, _hive, ids = site
+    c = signed_in(running.url, "key-local")
+    for path in ["/ui", "/ui/workers/arith", "/ui/workers/arith/run", "/ui/episodes", "/ui/episodes?worker=arith&origin=attempt",
+                 f"/ui/episodes/{ids['a']}", "/ui/inbox", "/ui/static/htmx.min.js"]:
+        answer = c.get(path)
+        assert answer.status_code == 200, (path, answer.text[:300])
+    for chart in ("heldout", "curves", "retention"):
+        answer = c.get(f"/ui/workers/arith/{chart}.svg")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
+    assert "script-src 'self'" in c.get("/ui").headers["content-security-policy"]
+
+
+def test_a_visitor_without_a_session_is_sent_to_sign_in_and_a_wrong_key_is_refused(site):
+    running, _hive, _ids = site
+    c = httpx.Client(base_url=running.url)
+    answer = c.get("/ui/workers/arith")
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
+    page = c.get("/ui/login")
+    wrong = c.post("/ui/login", data={"key": "nope", "csrf": csrf_of(page.text)})
+    assert wrong.status_code == 401 and "invalid API key" in wrong.text
+    forged = httpx.get(running.url + "/ui", cookies={"apiary_session": "local:abc:" + "0" * 64})
+    assert forged.status_code == 303  # a cookie not signed by this server is no session
+
+
+def test_a_form_without_the_csrf_token_of_its_session_is_refused_and_writes_nothing(site):
+    running, hive, ids = site
+    c = signed_in(running.url, "key-local")
+    before = len(hive.store.feedback())
+    for token in (None, "0" * 64):
+        data = {"episode_id": str(ids["wrong"]), "kind": "reward", "value": "1"} | ({"csrf": token} if token else {})
+        answer = c.post("/ui/inbox", data=data)
+        assert answer.status_code == 403 and "CSRF" in answer.text
+    other = signed_in(running.url, "key-local")  # another browser's token is not this one's
+    answer = c.post("/ui/workers/arith/rollback", data={"version": "1", "csrf": csrf_of(other.get("/ui/workers/arith").text)})
+    assert answer.status_code == 403
+    assert len(hive.store.feedback()) == before and hive.store.worker("arith").live_version == 2
+
+
+def test_a_tenant_sees_and_changes_only_its_own_workers_and_episodes(site):
+    running, hive, ids = site
+    acme = signed_in(running.url, "key-acme")
+    overview = acme.get("/ui").text
+    assert "acme-sums" in overview and "/ui/workers/arith" not in overview and "bravo-times" not in overview
+    assert acme.get("/ui/workers/arith").status_code == 404
+    assert acme.get(f"/ui/episodes/{ids['a']}").status_code == 404
+    assert acme.get("/ui/workers/arith/heldout.svg").status_code == 404
+    assert SECRET.replace("'", "&#39;") in acme.get("/ui/episodes").text
+    local = signed_in(running.url, "key-local")
+    assert SECRET.replace("'", "&#39;") not in local.get("/ui/episodes").text
+    assert local.get(f"/ui/episodes/{ids['acme']}").status_code == 404
+    token = csrf_of(acme.get("/ui").text)
+    assert acme.post("/ui/workers/arith/rollback", data={"version": "1", "csrf": token}).status_code == 404
+    said = acme.post("/ui/inbox", data={"episode_id": str(ids["wrong"]), "kind": "reward", "value": "1", "csrf": token})
+    assert "Refused: no episode" in said.text
+    assert acme.post("/ui/core/rollback", data={"version": "0", "csrf": token}).status_code == 403  # the core is shared
+    assert hive.store.feedback(episode_ids=[ids["wrong"]]) == [] and hive.store.worker("arith").live_version == 2
+    with zipfile.ZipFile(io.BytesIO(acme.get("/ui/export.zip").content)) as archive:
+        episodes = archive.read("episodes.jsonl").decode()
+        assert SECRET.replace("'", "\\u0027") in episodes or SECRET in episodes
+        assert '"arith"' not in episodes and '"acme-sums"' in archive.read("workers.jsonl").decode()
+
+
+def test_model_text_is_escaped_on_every_page(site):
+    running, _hive, ids = site
+    c = signed_in(running.url, "key-local")
+    for path in [f"/ui/episodes/{ids['injected']}", "/ui/episodes", f"/ui/inbox?episode={ids['injected']}"]:
+        html = c.get(path).text
+        assert "<script>window.pwned" not in html and "<img src=x" not in html, path
+        assert "&lt;script&gt;window.pwned" in html, path
+
+
+def test_without_keys_the_pages_answer_only_to_localhost_names(tmp_path, tiny_core_dir, monkeypatch):
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    hive = make_hive(tmp_path / "hive", tiny_core_dir)
+    with server(hive, tiny_core_dir, Tenants()) as running:
+        assert httpx.get(running.url + "/ui").status_code == 200  # no sign-in: the local tenant
+        rebound = httpx.get(running.url + "/ui", headers={"Host": "evil.example:8000"})
+        assert rebound.status_code == 403 and "localhost" in rebound.text
+
+
+def test_sessions_are_signed_and_csrf_tokens_bound_to_them():
+    sessions = Sessions(b"k" * 32)
+    session = sessions.new("acme")
+    assert sessions.read(sessions.cookie(session)) == session
+    assert sessions.read(sessions.cookie(session).replace("acme", "bravo", 1)) is None
+    assert sessions.csrf_ok(session, sessions.csrf(session))
+    assert not sessions.csrf_ok(sessions.new("acme"), sessions.csrf(session))
+    assert Sessions(b"j" * 32).read(sessions.cookie(session)) is None
+    assert [local_host(h) for h in ("127.0.0.1:8000", "localhost", "[::1]:80", "evil.example", "127.0.0.1.evil.example")] == [
+        True, True, True, False, False]
