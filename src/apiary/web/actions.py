@@ -83,40 +83,40 @@ def export_zip(ui: Ui, scope: Scope) -> bytes:
 
 
 def add_actions(app: FastAPI, ui: Ui) -> None:
-    @app.post(PREFIX + "/workers/{name}/rollback")
+    @app.post(PREFIX + "/workers/{name}/rollback", include_in_schema=False)
     async def worker_rollback(request: Request, name: str):
         session = ui.visitor(request)
         fields = await ui.form(request, session)
         said = await run_in_threadpool(rollback_worker, ui, ui.scope(session), name, fields)
         return ui.render(request, session, "said.html", said=said)
 
-    @app.post(PREFIX + "/workers/{name}/learn")
+    @app.post(PREFIX + "/workers/{name}/learn", include_in_schema=False)
     async def worker_learn(request: Request, name: str):
         session = ui.visitor(request)
         await ui.form(request, session)
         said = await run_in_threadpool(learn_now, ui, ui.scope(session), name)
         return ui.render(request, session, "said.html", said=said)
 
-    @app.post(PREFIX + "/core/rollback")
+    @app.post(PREFIX + "/core/rollback", include_in_schema=False)
     async def core_rollback(request: Request):
         session = ui.visitor(request)
         said = await run_in_threadpool(rollback_core, ui, await ui.form(request, session))
         return ui.render(request, session, "said.html", said=said)
 
-    @app.get(PREFIX + "/export.zip")
+    @app.get(PREFIX + "/export.zip", include_in_schema=False)
     async def export(request: Request):
         session = ui.visitor(request)
         body = await run_in_threadpool(export_zip, ui, ui.scope(session))
         headers = {"Content-Disposition": f'attachment; filename="apiary-{session.tenant}.zip"'}
         return ui.respond(request, Response(body, media_type="application/zip", headers=headers), session)
 
-    @app.get(PREFIX + "/login")
+    @app.get(PREFIX + "/login", include_in_schema=False)
     async def login_page(request: Request):
         if ui.tenants.open:
             return ui.redirect(request, PREFIX)
         return ui.render(request, ui.anonymous(request), "login.html", error=None)
 
-    @app.post(PREFIX + "/login")
+    @app.post(PREFIX + "/login", include_in_schema=False)
     async def login(request: Request):
         session = ui.anonymous(request)
         fields = await ui.form(request, session)
@@ -126,7 +126,7 @@ def add_actions(app: FastAPI, ui: Ui) -> None:
             return ui.render(request, session, "login.html", status=401, error=str(err))
         return ui.redirect(request, PREFIX, signed_in)
 
-    @app.post(PREFIX + "/logout")
+    @app.post(PREFIX + "/logout", include_in_schema=False)
     async def logout(request: Request):
         session = ui.anonymous(request)
         await ui.form(request, session)

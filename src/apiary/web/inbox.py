@@ -70,7 +70,7 @@ def give(ui: Ui, scope: Scope, fields: dict[str, str]) -> Outcome:
 
 
 def add_inbox(app: FastAPI, ui: Ui) -> None:
-    @app.get(PREFIX + "/inbox")
+    @app.get(PREFIX + "/inbox", include_in_schema=False)
     async def inbox(request: Request):
         session = ui.visitor(request)
         query = request.query_params
@@ -79,7 +79,7 @@ def add_inbox(app: FastAPI, ui: Ui) -> None:
                                         _int(query.get("episode"), None))
         return ui.render(request, session, "inbox_card.html" if is_htmx(request) else "inbox.html", outcome=None, **shown)
 
-    @app.post(PREFIX + "/inbox")
+    @app.post(PREFIX + "/inbox", include_in_schema=False)
     async def feedback(request: Request):
         session = ui.visitor(request)
         fields = await ui.form(request, session)

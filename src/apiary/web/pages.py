@@ -29,14 +29,14 @@ def served_versions(ui: Ui) -> dict[str, int | None]:
 
 
 def add_pages(app: FastAPI, ui: Ui) -> None:
-    @app.get(PREFIX)
-    @app.get(PREFIX + "/")
+    @app.get(PREFIX, include_in_schema=False)
+    @app.get(PREFIX + "/", include_in_schema=False)
     async def overview(request: Request):
         session = ui.visitor(request)
         figures = await run_in_threadpool(views.overview, ui.store, ui.scope(session), served_versions(ui))
         return ui.render(request, session, "overview.html", **figures)
 
-    @app.get(PREFIX + "/workers/{name}")
+    @app.get(PREFIX + "/workers/{name}", include_in_schema=False)
     async def worker(request: Request, name: str):
         session = ui.visitor(request)
         page = await run_in_threadpool(views.worker_page, ui.store, ui.scope(session), name)
@@ -45,7 +45,7 @@ def add_pages(app: FastAPI, ui: Ui) -> None:
         return ui.render(request, session, "worker.html", served=served_versions(ui).get(name),
                          learning=ui.service.learning, **page)
 
-    @app.get(PREFIX + "/workers/{name}/run")
+    @app.get(PREFIX + "/workers/{name}/run", include_in_schema=False)
     async def run(request: Request, name: str):
         session = ui.visitor(request)
         if not ui.scope(session).owns_worker(name):
@@ -53,7 +53,7 @@ def add_pages(app: FastAPI, ui: Ui) -> None:
         progress = await run_in_threadpool(views.run_progress, ui.store, name)
         return ui.render(request, session, "run.html", run=progress, name=name)
 
-    @app.get(PREFIX + "/workers/{name}/{chart}.svg")
+    @app.get(PREFIX + "/workers/{name}/{chart}.svg", include_in_schema=False)
     async def chart(request: Request, name: str, chart: str):
         session = ui.visitor(request)
         page = await run_in_threadpool(views.worker_page, ui.store, ui.scope(session), name)
@@ -62,7 +62,7 @@ def add_pages(app: FastAPI, ui: Ui) -> None:
         svg = await run_in_threadpool(CHARTS[chart], page)
         return ui.respond(request, Response(svg, media_type="image/svg+xml"), session)
 
-    @app.get(PREFIX + "/episodes")
+    @app.get(PREFIX + "/episodes", include_in_schema=False)
     async def episodes(request: Request):
         session = ui.visitor(request)
         wanted = episode_filter(dict(request.query_params))
@@ -72,7 +72,7 @@ def add_pages(app: FastAPI, ui: Ui) -> None:
         return ui.render(request, session, template, episodes=found, total=total, wanted=wanted,
                          choices=await run_in_threadpool(facets, ui.store, scope), query=request.url.query)
 
-    @app.get(PREFIX + "/episodes/{episode_id}")
+    @app.get(PREFIX + "/episodes/{episode_id}", include_in_schema=False)
     async def episode(request: Request, episode_id: int):
         session = ui.visitor(request)
         found = await run_in_threadpool(ui.store.episode, episode_id)
@@ -81,7 +81,7 @@ def add_pages(app: FastAPI, ui: Ui) -> None:
         feedback = await run_in_threadpool(ui.store.feedback, None, None, [episode_id])
         return ui.render(request, session, "episode.html", episode=found, feedback=feedback)
 
-    @app.get(PREFIX + "/static/{name}")
+    @app.get(PREFIX + "/static/{name}", include_in_schema=False)
     async def static(name: str):
         if name not in STATIC:
             raise PageRefused(404, f"no file {name!r}")
