@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from apiary.serve.tenants import Tenants
+from apiary.store.feedback import make_feedback
 from apiary.web.session import Sessions, local_host
 from web_hive import KEYS, PAYLOAD, SECRET, make_hive, populate, server
 
@@ -33,7 +34,8 @@ def signed_in(url: str, key: str) -> httpx.Client:
 
 
 def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+    """The page's CSRF token (in its forms, and in the header htmx sends)."""
+    return re.search(r'"X-CSRF-Token": "([0-9a-f]+)"', html).group(1)
 
 
 def test_every_page_answers_a_signed_in_tenant(site):
@@ -47,6 +49,9 @@ def test_every_page_answers_a_signed_in_tenant(site):
         answer = c.get(f"/ui/workers/arith/{chart}.svg")
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
     assert "script-src 'self'" in c.get("/ui").headers["content-security-policy"]
+    token = csrf_of(c.get("/ui").text)
+    odd = c.post("/ui/inbox", data={"episode_id": str(ids["a"]), "kind": "preference", "other": "²", "csrf": token})
+    assert odd.status_code == 400 and "Refused: pick one of the two answers" in odd.text
 
 
 def test_a_visitor_without_a_session_is_sent_to_sign_in_and_a_wrong_key_is_refused(site):
@@ -108,13 +113,40 @@ def test_model_text_is_escaped_on_every_page(site):
         assert "&lt;script&gt;window.pwned" in html, path
 
 
-def test_without_keys_the_pages_answer_only_to_localhost_names(tmp_path, tiny_core_dir, monkeypatch):
+def test_without_keys_the_pages_answer_only_to_localhost_and_the_core_rollback_is_checked(tmp_path, tiny_core_dir,
+                                                                                          monkeypatch):
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
     hive = make_hive(tmp_path / "hive", tiny_core_dir)
     with server(hive, tiny_core_dir, Tenants()) as running:
-        assert httpx.get(running.url + "/ui").status_code == 200  # no sign-in: the local tenant
+        c = httpx.Client(base_url=running.url)
+        page = c.get("/ui")
+        assert page.status_code == 200  # no sign-in: the local tenant
         rebound = httpx.get(running.url + "/ui", headers={"Host": "evil.example:8000"})
         assert rebound.status_code == 403 and "localhost" in rebound.text
+        said = c.post("/ui/core/rollback", data={"version": "3", "csrf": csrf_of(page.text)})
+        assert "refused: no core version 3" in said.text and hive.store.table_rows("releases") == []
+        said = c.post("/ui/workers/arith/learn", data={"csrf": csrf_of(page.text)})
+        assert "started with --no-learn" in said.text
+
+
+def test_episodes_are_filtered_by_worker_origin_score_and_date_and_a_bad_filter_says_which(site):
+    running, hive, ids = site
+    c = signed_in(running.url, "key-local")
+    rows = c.get("/ui/episodes", params={"worker": "arith", "origin": "attempt", "min_score": "1"}).text
+    assert re.findall(r'/ui/episodes/(\d+)"', rows) == [str(ids["a"])]
+    assert ">0<" in c.get("/ui/episodes", params={"until": "2000-01-01"}).text
+    answer = c.get("/ui/episodes", params={"min_score": "lots"})
+    assert answer.status_code == 400 and "min_score must be a number" in answer.text
+
+
+def test_asking_a_worker_to_learn_now_needs_only_one_piece_of_pending_feedback(site):
+    from apiary.hive.feedback_learning import ready_workers
+
+    _running, hive, ids = site
+    hive.store.add_feedback([make_feedback(ids["b"], reward=0.0, by="test")])
+    assert [w.name for w, _ in ready_workers(hive.store, 8)] == []
+    assert [(w.name, learners) for w, learners in ready_workers(hive.store, 8, asked=frozenset({"arith"}))] == [
+        ("arith", ["rewards"])]
 
 
 def test_sessions_are_signed_and_csrf_tokens_bound_to_them():

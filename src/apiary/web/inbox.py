@@ -8,6 +8,7 @@ contradictions with earlier feedback. A refusal is shown on the card with its re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
@@ -43,22 +44,20 @@ def card(ui: Ui, scope: Scope, after: int, worker: str | None, episode_id: int |
 def give(ui: Ui, scope: Scope, fields: dict[str, str]) -> Outcome:
     """Validate and store one piece of feedback from the inbox's forms."""
     kind, by = fields.get("kind", ""), (fields.get("by") or "").strip() or "ui"
-    try:
-        episode_id = int(fields.get("episode_id", ""))
-    except ValueError:
+    episode_id, other = _episode_id(fields.get("episode_id")), _episode_id(fields.get("other"))
+    if episode_id is None:
         return Outcome(refused="the form names no episode")
-    other = fields.get("other") or None
     if kind not in KINDS:
         return Outcome(refused=f"unknown kind of feedback {kind!r}: one of {', '.join(KINDS)}")
-    episodes = [ui.store.episode(episode_id)] + ([ui.store.episode(int(other))] if other and other.isdigit() else [])
-    if not all(scope.owns(e) for e in episodes):
-        return Outcome(refused=f"no episode {episode_id if not scope.owns(episodes[0]) else other}")
+    for named in (episode_id, other):
+        if named is not None and not scope.owns(ui.store.episode(named)):
+            return Outcome(refused=f"no episode {named}")
     value = fields.get("value")
     try:
         if kind == "preference":
-            if not other or not other.isdigit():
+            if other is None:
                 raise FeedbackError("pick one of the two answers")
-            item = make_feedback(episode_id, prefer=int(other), by=by)
+            item = make_feedback(episode_id, prefer=other, by=by)
         else:
             item = make_feedback(episode_id, by=by, **{kind: value if value is not None else ""})
         (stored,) = ui.store.add_feedback([item])
@@ -92,6 +91,12 @@ def add_inbox(app: FastAPI, ui: Ui) -> None:
         status = 200 if outcome.recorded or is_htmx(request) else 400
         return ui.render(request, session, "inbox_card.html" if is_htmx(request) else "inbox.html", status=status,
                          outcome=outcome, **shown)
+
+
+def _episode_id(text: str | None) -> int | None:
+    """An episode id from a form field (ASCII digits only: "²" is a digit to str.isdigit), else None."""
+    text = (text or "").strip()
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
 
 
 def _int(text: str | None, default):

@@ -29,6 +29,7 @@ def served_versions(ui: Ui) -> dict[str, int | None]:
 
 
 def add_pages(app: FastAPI, ui: Ui) -> None:
+    """Overview and a worker's page, with its run and charts."""
     @app.get(PREFIX, include_in_schema=False)
     @app.get(PREFIX + "/", include_in_schema=False)
     async def overview(request: Request):
@@ -62,6 +63,11 @@ def add_pages(app: FastAPI, ui: Ui) -> None:
         svg = await run_in_threadpool(CHARTS[chart], page)
         return ui.respond(request, Response(svg, media_type="image/svg+xml"), session)
 
+    add_browsing(app, ui)
+
+
+def add_browsing(app: FastAPI, ui: Ui) -> None:
+    """Episodes, one episode, and the static files."""
     @app.get(PREFIX + "/episodes", include_in_schema=False)
     async def episodes(request: Request):
         session = ui.visitor(request)
