@@ -38,11 +38,11 @@ def browser():
         launched.close()
 
 
-def signed_in(browser, url: str, key: str):
+def signed_in(browser, url: str, key: str, bypass_csp: bool = True):
     """A new browser context (its own cookies) signed in with `key`; returns its page. The pages' Content-Security-
-    Policy is bypassed: Playwright's waits evaluate script, and the injection test must show that escaping alone
-    keeps a payload inert (the policy is a second wall, checked in test_web.py)."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True).new_page()
+    Policy is bypassed unless asked: Playwright's waits evaluate script, and the injection test must show that
+    escaping alone keeps a payload inert (the policy is a second wall)."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp).new_page()
     page.goto(url + "/ui/login")
     page.fill("input[name=key]", key)
     page.click("button[type=submit]")
@@ -51,7 +51,7 @@ def signed_in(browser, url: str, key: str):
 
 
 def test_each_page_loads_with_htmx_and_its_figures(site, browser):
-    running, _hive, ids = site
+    running, hive, ids = site
     page = signed_in(browser, running.url, "key-local")
     assert page.evaluate("typeof htmx") == "object"
     assert page.inner_text("#current-core") == "v0" and "arith" in page.inner_text("#workers")
@@ -59,7 +59,9 @@ def test_each_page_loads_with_htmx_and_its_figures(site, browser):
     page.click("text=arith")
     page.wait_for_selector("#heldout")
     assert "0.640" in page.inner_text("#heldout")
-    assert "at step 3" in page.inner_text("#run-progress")  # the run in progress
+    assert "at step 3" in page.inner_text("#run-progress")  # the run in progress, updated in place every 2 s
+    hive.store.update_run(hive.store.unfinished_run("arith").id, step=4)
+    page.wait_for_selector("#run-progress >> text=at step 4", timeout=10_000)
     page.wait_for_function("[...document.images].every(i => i.complete)")  # the three SVG charts
     assert page.evaluate("[...document.images].map(i => i.naturalWidth > 0)") == [True, True, True]
     page.click("nav >> text=Episodes")
@@ -68,6 +70,17 @@ def test_each_page_loads_with_htmx_and_its_figures(site, browser):
     page.goto(f"{running.url}/ui/episodes/{ids['a']}")
     transcript = page.text_content(".transcript")
     assert "What is 3 + 4?" in transcript and "expected answer" in transcript
+
+
+def test_htmx_works_under_the_pages_content_security_policy(site, browser):
+    running, _hive, _ids = site
+    page = signed_in(browser, running.url, "key-local", bypass_csp=False)
+    refused = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+    page.goto(running.url + "/ui/episodes")
+    page.select_option("select[name=origin]", "serve")
+    page.wait_for_url("**/ui/episodes?*origin=serve*")  # htmx pushed the filtered address
+    assert page.inner_text("#episode-count") == "1" and refused == []
 
 
 def test_a_correction_from_the_inbox_is_in_the_store_and_a_refusal_says_why(site, browser):
