@@ -42,7 +42,8 @@ def overview(store: Store, scope: Scope, served: dict[str, int | None]) -> dict:
     s = status(store)
     cores = []
     for c in s["core_versions"]:
-        mine = [x for x in c["sources"] if scope.owns_worker(x.get("worker"))]
+        mine = [x | {"feedback": len(store.feedback_learned(x["worker"], x["adapter_version"]))}
+                for x in c["sources"] if scope.owns_worker(x.get("worker"))]
         cores.append(c | {"own_sources": mine, "other_sources": len(c["sources"]) - len(mine),
                           "verdict": "passed" if c["passed"] else ("refused: " + "; ".join(c["reasons"])
                                                                    if c["passed"] is False else "not gated")})
@@ -76,7 +77,7 @@ def worker_page(store: Store, scope: Scope, name: str) -> dict | None:
     return {"worker": worker, "heldout": heldout_by_version(store, worker), "gates": gates[::-1],
             "releases": releases[::-1], "feedback": feedback[::-1],
             "pending": sum(1 for f in feedback if f["learned_by_version"] is None),
-            "rollback_to": sorted(store.released_worker_versions(name) - {worker.live_version}),
+            "rollback_to": sorted(store.released_worker_versions(name) - {worker.live_version}, reverse=True),
             "curve": learning_curves(store).get(name), "run": run_progress(store, name)}
 
 
