@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import time
 import zipfile
 
 import httpx
@@ -159,3 +161,41 @@ def test_sessions_are_signed_and_csrf_tokens_bound_to_them():
     assert Sessions(b"j" * 32).read(sessions.cookie(session)) is None
     assert [local_host(h) for h in ("127.0.0.1:8000", "localhost", "[::1]:80", "evil.example", "127.0.0.1.evil.example")] == [
         True, True, True, False, False]
+
+
+def test_contradicting_feedback_from_the_inbox_is_kept_and_flagged_on_the_card(site):
+    running, hive, ids = site
+    c = signed_in(running.url, "key-local")
+    token = csrf_of(c.get("/ui/inbox").text)
+    first = c.post("/ui/inbox", data={"episode_id": str(ids["injected"]), "kind": "correction", "value": "Hello!",
+                                      "csrf": token})
+    assert "Recorded correction" in first.text
+    second = c.post("/ui/inbox", data={"episode_id": str(ids["injected"]), "kind": "reward", "value": "1", "csrf": token})
+    assert "Recorded reward" in second.text and "Flagged: reward 1 for an answer that was corrected" in second.text
+    assert [f.conflict is not None for f in hive.store.feedback(episode_ids=[ids["injected"]])] == [False, True]
+
+
+@pytest.mark.skipif(not os.environ.get("APIARY_SLOW_TESTS"), reason="a learning run and its gate, 30 s to minutes: set "
+                                                                  "APIARY_SLOW_TESTS=1 (CI does)")
+def test_learn_now_starts_a_gated_run_on_the_pending_feedback_below_the_threshold(tmp_path, tiny_core_dir, monkeypatch):
+    from apiary.hive.feedback_learning import LearningConfig
+    from apiary.serve.app import ServerThread, create_app
+    from apiary.serve.service import ServeConfig, Service
+    from apiary.store.records import Episode
+
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    hive = make_hive(tmp_path / "hive", tiny_core_dir)
+    job = hive.store.worker("arith").job
+    (episode,) = hive.store.add_episodes([Episode(job=job, task_id="q", messages=[{"role": "user", "content": "2 + 5?"}],
+                                                  completion="8", origin="attempt", worker="arith")])
+    hive.feedback(episode, correction="7")
+    config = ServeConfig(watch_seconds=0.1, max_tokens=16, learning=LearningConfig(min_feedback=100, poll_seconds=0.5))
+    with ServerThread(create_app(Service(hive.path, core=str(tiny_core_dir), config=config), Tenants())) as running:
+        c = httpx.Client(base_url=running.url)
+        said = c.post("/ui/workers/arith/learn", data={"csrf": csrf_of(c.get("/ui/workers/arith").text)})
+        assert "learning from 1 piece(s) of pending feedback" in said.text
+        deadline = time.time() + 180
+        while time.time() < deadline and not hive.store.decisions_like("worker:arith:"):
+            time.sleep(0.5)
+    assert [d.candidate for d in hive.store.decisions_like("worker:arith:")] == ["worker:arith:1"]
+    assert hive.store.feedback_learned("arith", 1) == [f.id for f in hive.store.feedback("arith")]
