@@ -14,7 +14,7 @@ import pytest
 from apiary.serve.tenants import Tenants
 from apiary.store.feedback import make_feedback
 from apiary.web.session import Sessions, local_host
-from web_hive import KEYS, PAYLOAD, SECRET, make_hive, populate, server
+from web_hive import KEYS, SECRET, make_hive, populate, server
 
 
 @pytest.fixture(scope="module")

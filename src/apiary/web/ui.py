@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from apiary.serve.service import Service
-from apiary.serve.tenants import Tenants, Unauthorized
+from apiary.serve.tenants import Tenants
 from apiary.store.browse import Scope
 from apiary.store.store import LOCAL_TENANT
 from apiary.web.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions, local_host
@@ -115,5 +115,3 @@ def is_htmx(request: Request) -> bool:
     """Whether htmx asked (it wants the part of the page it swaps, not the whole page)."""
     return request.headers.get("hx-request") == "true"
 
-
-__all__ = ["PREFIX", "PageRefused", "SignIn", "Ui", "Unauthorized", "is_htmx"]
