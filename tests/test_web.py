@@ -7,12 +7,17 @@ import os
 import re
 import time
 import zipfile
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
+from apiary.serve.limits import RateLimiter
 from apiary.serve.tenants import Tenants
 from apiary.store.feedback import make_feedback
+from apiary.store.records import Run, RunBudget
+from apiary.web.ui import SIGN_INS_PER_MINUTE
+from apiary.web.views import time_left
 from apiary.web.session import Sessions, local_host
 from web_hive import KEYS, SECRET, make_hive, populate, server
 
@@ -199,3 +204,64 @@ def test_learn_now_starts_a_gated_run_on_the_pending_feedback_below_the_threshol
             time.sleep(0.5)
     assert [d.candidate for d in hive.store.decisions_like("worker:arith:")] == ["worker:arith:1"]
     assert hive.store.feedback_learned("arith", 1) == [f.id for f in hive.store.feedback("arith")]
+
+
+def test_a_running_run_shows_its_step_of_its_budget_and_about_how_long_it_has_left(site):
+    running, _hive, _ids = site
+    fragment = signed_in(running.url, "key-local").get("/ui/workers/arith/run").text
+    assert 'at step <b>3</b> of <b id="run-steps">10</b>' in fragment
+    assert re.search(r'<b id="run-left">about \d+ min \d+ s left</b>', fragment), fragment
+
+
+def test_a_run_of_an_older_apiary_says_its_time_left_is_not_known(tmp_path, tiny_core_dir, monkeypatch):
+    from apiary.web.views import run_progress
+
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    hive = make_hive(tmp_path / "hive", tiny_core_dir)
+    hive.store.start_run(Run(worker="arith", job=hive.store.worker("arith").job, learner="rl", step=2))
+    progress = run_progress(hive.store, "arith")
+    assert progress.run.budget is None and progress.last_step is None and progress.seconds_left is None
+
+
+def test_time_left_is_the_sooner_of_the_minutes_by_the_clock_and_the_steps_at_their_pace():
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    at = since + timedelta(seconds=120)
+    assert time_left(RunBudget(steps=10, since=since), 3, at) == pytest.approx(280)  # 7 steps at 40 s each
+    assert time_left(RunBudget(minutes=3, since=since), 3, at) == pytest.approx(60)
+    assert time_left(RunBudget(steps=10, minutes=3, since=since), 3, at) == pytest.approx(60)
+    assert time_left(RunBudget(steps=10, from_step=5, since=since), 7, at) == pytest.approx(480)  # resumed at step 5
+    assert time_left(RunBudget(minutes=1, since=since), 3, at) == 0
+    assert time_left(RunBudget(steps=10, since=since), 0, at) is None  # no step yet to pace by
+    assert time_left(RunBudget(since=since), 3, at) is None  # no limit: until the feedback is used up
+
+
+def test_wrong_keys_from_one_address_are_limited_and_the_refusal_says_when_to_retry(site, monkeypatch):
+    from starlette.testclient import TestClient
+
+    running, _hive, _ids = site
+    app, clock = running.server.config.app, [1000.0]
+    monkeypatch.setattr(app.state.pages, "sign_ins", RateLimiter(SIGN_INS_PER_MINUTE, clock=lambda: clock[0]))
+
+    def attempt(client: TestClient, key: str):
+        return client.post("/ui/login", data={"key": key, "csrf": csrf_of(client.get("/ui/login").text)})
+
+    guesser = TestClient(app, client=("203.0.113.7", 40000), follow_redirects=False)
+    assert [attempt(guesser, f"guess-{i}").status_code for i in range(SIGN_INS_PER_MINUTE)] == [401] * SIGN_INS_PER_MINUTE
+    refused = attempt(guesser, "key-local")  # even the right key waits: guessing gains nothing
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "6" and "try again in 6 s" in refused.text
+    other = TestClient(app, client=("203.0.113.8", 40000), follow_redirects=False)
+    assert [attempt(other, "key-local").status_code for _ in range(SIGN_INS_PER_MINUTE + 2)] == [303] * (
+        SIGN_INS_PER_MINUTE + 2)  # another address is not slowed, and right keys do not count
+    clock[0] += 6
+    assert attempt(guesser, "key-local").status_code == 303
+
+
+def test_a_second_server_on_the_same_hive_keeps_the_first_ones_visitors_signed_in(site, tiny_core_dir):
+    running, hive, _ids = site
+    first = signed_in(running.url, "key-acme")
+    with server(hive, tiny_core_dir, Tenants(KEYS)) as replica:
+        second = httpx.Client(base_url=replica.url, cookies={"apiary_session": first.cookies["apiary_session"]})
+        page = second.get("/ui")
+        assert page.status_code == 200 and "acme-sums" in page.text
+        assert csrf_of(page.text) == csrf_of(first.get("/ui").text)  # a form of one server is good on the other
+    assert (hive.path / "session.key").stat().st_mode & 0o777 == 0o600

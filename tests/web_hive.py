@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from apiary import Hive
-from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, GateDecision, Run, now
+from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, GateDecision, Run, RunBudget, now
 
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
 PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
@@ -53,7 +53,9 @@ def _runs(store, job: str) -> None:
                      score=min(1.0, 0.2 + s * 0.03 + 0.1 * (k % 2)), origin="rl", worker="arith", run_id=finished, step=s)
              for s in range(20) for k in range(4)]
     store.add_episodes(steps)
-    running = store.start_run(Run(worker="arith", job=job, learner="rewards", step=3, started_at=now() - timedelta(minutes=2)))
+    started = now() - timedelta(minutes=2)
+    running = store.start_run(Run(worker="arith", job=job, learner="rewards", step=3, started_at=started,
+                                  budget=RunBudget(steps=10, since=started)))
     store.add_episodes([Episode(job=job, task_id="r", messages=[{"role": "user", "content": "2 + 2"}], completion="4",
                                 score=0.75, origin="rl", worker="arith", run_id=running, step=3)])
 

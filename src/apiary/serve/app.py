@@ -75,7 +75,7 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     async def chat_completions(request: Request):
         return await _complete(service, request.state.tenant, await _json(request, max_body))
 
-    mount_pages(app, service, tenants)  # the browser pages, under /ui (apiary.web): they sign visitors in themselves
+    app.state.pages = mount_pages(app, service, tenants)  # the browser pages, under /ui (apiary.web): they sign visitors in themselves
     return app
 
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apiary.serve.tenants import Unauthorized
 from apiary.store.browse import EpisodeFilter, Scope, find_episodes
-from apiary.web.ui import PREFIX, PageRefused, Ui
+from apiary.web.ui import PREFIX, PageRefused, TooManySignIns, Ui
 
 EXPORT_PAGE = 1000  # episodes read at a time while writing an export
 
@@ -121,9 +121,13 @@ def add_actions(app: FastAPI, ui: Ui) -> None:
         session = ui.anonymous(request)
         fields = await ui.form(request, session)
         try:
-            signed_in = ui.sign_in(fields.get("key", ""))
+            signed_in = ui.sign_in(request, fields.get("key", ""))
         except Unauthorized as err:
             return ui.render(request, session, "login.html", status=401, error=str(err))
+        except TooManySignIns as err:
+            refused = ui.render(request, session, "login.html", status=429, error=str(err))
+            refused.headers["Retry-After"] = str(err.seconds)
+            return refused
         return ui.redirect(request, PREFIX, signed_in)
 
     @app.post(PREFIX + "/logout", include_in_schema=False)

@@ -1,11 +1,12 @@
 """Who a browser is, and proof that a form came from our own page.
 
 A browser cannot send `Authorization: Bearer KEY` on its own, so the pages sign a session cookie
-instead: "TENANT:NONCE:SIG", where SIG is an HMAC of tenant and nonce under a secret this server
-made at start (a restart signs everyone out). A server without keys gives every visitor the local
+instead: "TENANT:NONCE:SIG", where SIG is an HMAC of tenant and nonce under the hive's session key
+(hive/session.key, made on first use: a restart, or another replica on the same hive, keeps everyone
+signed in; deleting the file signs everyone out). A server without keys gives every visitor the local
 tenant's session, but only when the page was asked for by a localhost name (a DNS-rebinding page
 reaches 127.0.0.1 under its own name). With keys, /ui/login turns a key into a session; the key
-itself is never stored in the cookie.
+itself is never stored in the cookie. Wrong keys are limited per client address (`Ui.sign_in`).
 
 Forms are protected by a signed double submit: every page carries a token, HMAC("csrf:" NONCE),
 in each form (and in an `X-CSRF-Token` header htmx adds); a POST whose token does not match the
@@ -35,7 +36,7 @@ class Session:
 
 
 class Sessions:
-    """Signs and reads session cookies and CSRF tokens with one secret per server process."""
+    """Signs and reads session cookies and CSRF tokens with one secret (the hive's; a random one if none is given)."""
 
     def __init__(self, secret: bytes | None = None):
         self._secret = secret or secrets.token_bytes(32)

@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from apiary.serve.limits import RateLimiter
 from apiary.serve.service import Service
 from apiary.serve.tenants import Tenants
 from apiary.store.browse import Scope
@@ -21,6 +22,7 @@ from apiary.store.store import LOCAL_TENANT
 from apiary.web.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions, local_host
 
 PREFIX = "/ui"
+SIGN_INS_PER_MINUTE = 10  # wrong keys one client address may try a minute (key guessing); right ones do not count
 MAX_FORM = 256 * 1024  # bytes of a form body
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -42,12 +44,23 @@ class SignIn(Exception):
     """The visitor has no session of a tenant: send them to the login page."""
 
 
+class TooManySignIns(Exception):
+    """Too many wrong keys from one address: it may try again after `seconds`."""
+
+    def __init__(self, seconds: int):
+        super().__init__(f"too many wrong keys from your address: this server takes {SIGN_INS_PER_MINUTE} a minute; "
+                         f"try again in {seconds} s")
+        self.seconds = seconds
+
+
 class Ui:
-    """The pages' shared state: the service they read and act through, the tenants, the sessions, the templates."""
+    """The pages' shared state: the service they read and act through, the tenants, the sessions, the templates,
+    and the limit on sign-in attempts per client address."""
 
     def __init__(self, service: Service, tenants: Tenants, sessions: Sessions | None = None):
         self.service, self.tenants = service, tenants
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or Sessions(service.store.session_secret())
+        self.sign_ins = RateLimiter(SIGN_INS_PER_MINUTE)
         self.templates = Environment(loader=PackageLoader("apiary.web", "templates"), autoescape=True,
                                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
@@ -74,9 +87,16 @@ class Ui:
             raise SignIn()
         return session
 
-    def sign_in(self, key: str) -> Session:
-        """A session of the key's tenant; Unauthorized if the key is wrong."""
-        return self.sessions.new(self.tenants.tenant("Bearer " + key.strip()))
+    def sign_in(self, request: Request, key: str) -> Session:
+        """A session of the key's tenant; Unauthorized if the key is wrong, TooManySignIns if the visitor's address
+        has tried too many wrong keys in the last minute (then even a right key waits: guessing gains nothing)."""
+        address = request.client.host if request.client else ""
+        wait = self.sign_ins.retry_after(address)
+        if wait is not None:
+            raise TooManySignIns(wait)
+        session = self.sessions.new(self.tenants.tenant("Bearer " + key.strip()))
+        self.sign_ins.refund(address)  # a right key does not count against the address
+        return session
 
     async def form(self, request: Request, session: Session) -> dict[str, str]:
         """A POSTed form's fields, after the CSRF check (403 if its token does not match the session)."""

@@ -8,23 +8,25 @@ of the shared core versions only which of its own workers they came from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import datetime, timezone
 
 from apiary.evals.curves import learning_curves
 from apiary.hive.status import gate_verdict, status
 from apiary.store.browse import Scope
-from apiary.store.records import EvalResult, Run, Worker, now
+from apiary.store.records import EvalResult, Run, RunBudget, Worker, now
 from apiary.store.store import Store
 
 
 @dataclass
 class RunProgress:
-    """A learning run as its page shows it: where it is, and how its last step scored."""
+    """A learning run as its page shows it: where it is, how its last step scored, and how far it has to go."""
 
     run: Run
     last_reward: float | None
     episodes: int
-    seconds: float
+    seconds: float  # since it started (or resumed)
+    last_step: int | None = None  # the step its budget ends at, when the budget counts steps
+    seconds_left: float | None = None  # None: not known (see time_left)
 
 
 @dataclass
@@ -88,8 +90,25 @@ def run_progress(store: Store, name: str) -> RunProgress | None:
         return None
     episodes = store.episodes(name, run_id=run.id)
     last = [e.score for e in episodes if e.step == max(x.step or 0 for x in episodes) and e.score is not None]
+    at = now()
+    budget = run.budget
     return RunProgress(run=run, last_reward=sum(last) / len(last) if last else None, episodes=len(episodes),
-                       seconds=(now() - _aware(run.started_at)).total_seconds())
+                       seconds=(at - _aware(budget.since if budget else run.started_at)).total_seconds(),
+                       last_step=budget.from_step + budget.steps if budget and budget.steps is not None else None,
+                       seconds_left=time_left(budget, run.step, at) if budget else None)
+
+
+def time_left(budget: RunBudget, step: int, at: datetime) -> float | None:
+    """Seconds until a run at `step` ends its budget: the sooner of its minutes by the clock and its steps left
+    at the pace of its steps so far. None when the budget has no limit, or counts only steps and none is done yet."""
+    elapsed = (at - _aware(budget.since)).total_seconds()
+    left = []
+    if budget.minutes is not None:
+        left.append(max(0.0, budget.minutes * 60 - elapsed))
+    done = step - budget.from_step
+    if budget.steps is not None and done > 0:
+        left.append(max(0, budget.steps - done) * elapsed / done)
+    return min(left) if left else None
 
 
 def _aware(moment):
