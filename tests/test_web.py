@@ -265,3 +265,19 @@ def test_a_second_server_on_the_same_hive_keeps_the_first_ones_visitors_signed_i
         assert page.status_code == 200 and "acme-sums" in page.text
         assert csrf_of(page.text) == csrf_of(first.get("/ui").text)  # a form of one server is good on the other
     assert (hive.path / "session.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_core_lineage_lists_the_feedback_its_sources_learned_folding_all_but_the_first_ten(site):
+    running, hive, _ids = site
+    learned = hive.store.feedback_learned("arith", 2)
+    items = hive.store.feedback_by_id(learned)
+    html = signed_in(running.url, "key-local").get("/ui").text
+    block = html[html.index('id="learned-v1-arith"'):]
+    block = block[:block.index("</div>")]
+    listed = [int(i) for i in re.findall(r">#(\d+)</a>", block)]
+    assert len(learned) == 13 and listed == sorted(learned) and "(13 feedback)" in html
+    shown, folded = block.split("<details>")
+    assert len(re.findall(r">#\d+</a>", shown)) == 10 and "and 3 more</summary>" in folded
+    first = items[listed[0]]
+    assert f'<a href="/ui/episodes/{first.episode_id}">#{first.id}</a> {first.kind}' in shown
+    assert "learned-v1" not in signed_in(running.url, "key-acme").get("/ui").text  # another tenant's worker's feedback

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from apiary import Hive
+from apiary.store.feedback import make_feedback
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, GateDecision, Run, RunBudget, now
 
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1"]
@@ -18,16 +19,17 @@ def populate(hive: Hive, random_adapter) -> dict[str, int]:
     """Fill `hive` (its workers deployed already: arith, acme-sums, bravo-times); returns the ids tests use."""
     store = hive.store
     job = store.worker("arith").job
+    learned = _runs(store, job)
     for version, seed in ((1, 1), (2, 2)):
         random_adapter(store.adapter_dir("arith", version), seed)
         store.add_adapter_version(AdapterVersion(worker="arith", version=version, parent=version - 1, step=10 * version,
-                                                 path=str(store.adapter_dir("arith", version))), [])
+                                                 path=str(store.adapter_dir("arith", version))), [],
+                                  learned[:2] if version == 1 else learned[2:])
         store.release_worker("arith", version, reason="gate")
     store.add_eval(EvalResult(worker=None, job=job, n=64, score=0.31))
     for version, score in ((1, 0.52), (2, 0.64)):
         store.add_eval(EvalResult(worker="arith", adapter_version=version, job=job, n=64, score=score))
     _gates(store, job)
-    _runs(store, job)
     ids = _episodes(store, job)
     store.add_core_version(CoreVersion(version=1, parent=0, method="distill", path=str(store.core_dir(1)),
                                        sources=[{"worker": "arith", "adapter_version": 2},
@@ -46,18 +48,23 @@ def _gates(store, job: str) -> None:
             "flips": {"right_to_wrong": version, "items": 878}}))
 
 
-def _runs(store, job: str) -> None:
-    """A finished run with a rising reward, and one in progress."""
+def _runs(store, job: str) -> list[int]:
+    """A finished run with a rising reward, and one in progress; returns the ids of 13 pieces of feedback on the
+    finished run's episodes (for arith's adapter versions to have learned from)."""
     finished = store.start_run(Run(worker="arith", job=job, learner="grpo", status="finished", step=20))
     steps = [Episode(job=job, task_id=f"t{s}-{k}", messages=[{"role": "user", "content": "1 + 1"}], completion="2",
                      score=min(1.0, 0.2 + s * 0.03 + 0.1 * (k % 2)), origin="rl", worker="arith", run_id=finished, step=s)
              for s in range(20) for k in range(4)]
-    store.add_episodes(steps)
+    rl = store.add_episodes(steps)
+    said = [make_feedback(rl[i], reward=1.0, by="ana") if i % 3 == 0 else
+            make_feedback(rl[i], correction="2", by="ana") if i % 3 == 1 else
+            make_feedback(rl[i], critique="Answer with the number only.", by="ben") for i in range(13)]
     started = now() - timedelta(minutes=2)
     running = store.start_run(Run(worker="arith", job=job, learner="rewards", step=3, started_at=started,
                                   budget=RunBudget(steps=10, since=started)))
     store.add_episodes([Episode(job=job, task_id="r", messages=[{"role": "user", "content": "2 + 2"}], completion="4",
                                 score=0.75, origin="rl", worker="arith", run_id=running, step=3)])
+    return [f.id for f in store.add_feedback(said)]
 
 
 def _episodes(store, job: str) -> dict[str, int]:

@@ -30,6 +30,15 @@ class RunProgress:
 
 
 @dataclass
+class LearnedItem:
+    """A piece of feedback an adapter version learned from, as the core lineage lists it."""
+
+    id: int
+    kind: str
+    episode_id: int
+
+
+@dataclass
 class VersionScore:
     """The held-out score of one adapter version of a worker (0: the core alone)."""
 
@@ -44,7 +53,7 @@ def overview(store: Store, scope: Scope, served: dict[str, int | None]) -> dict:
     s = status(store)
     cores = []
     for c in s["core_versions"]:
-        mine = [x | {"feedback": len(store.feedback_learned(x["worker"], x["adapter_version"]))}
+        mine = [x | {"feedback": learned_feedback(store, x["worker"], x["adapter_version"])}
                 for x in c["sources"] if scope.owns_worker(x.get("worker"))]
         cores.append(c | {"own_sources": mine, "other_sources": len(c["sources"]) - len(mine),
                           "verdict": "passed" if c["passed"] else ("refused: " + "; ".join(c["reasons"])
@@ -54,6 +63,13 @@ def overview(store: Store, scope: Scope, served: dict[str, int | None]) -> dict:
     gates = [g | {"verdict": gate_verdict(g)} for g in s["worker_gates"] if scope.owns_worker(g["worker"])]
     return {"current_core": s["current_core"], "base_core": s["base_core"], "cores": cores, "releases": s["releases"],
             "workers": workers, "gates": gates[::-1]}
+
+
+def learned_feedback(store: Store, worker: str, version: int) -> list[LearnedItem]:
+    """The feedback that adapter `version` of `worker` (and the versions it grew from) learned from, oldest first."""
+    ids = store.feedback_learned(worker, version)
+    by_id = store.feedback_by_id(ids) if ids else {}
+    return [LearnedItem(i, by_id[i].kind, by_id[i].episode_id) for i in sorted(set(ids)) if i in by_id]
 
 
 def heldout_by_version(store: Store, worker: Worker) -> list[VersionScore]:
