@@ -56,10 +56,15 @@ def test_each_page_loads_with_htmx_and_its_figures(site, browser):
     assert page.evaluate("typeof htmx") == "object"
     assert page.inner_text("#current-core") == "v0" and "arith" in page.inner_text("#workers")
     assert "refused: held-out 0.580" in page.inner_text("#gates")
+    folded = page.locator("#learned-v1-arith details a").first  # the 11th to 13th feedback core v1's source learned
+    assert page.locator("#learned-v1-arith > a").count() == 10 and not folded.is_visible()
+    page.click("#learned-v1-arith summary")
+    assert folded.is_visible()
     page.click("text=arith")
     page.wait_for_selector("#heldout")
     assert "0.640" in page.inner_text("#heldout")
-    assert "at step 3" in page.inner_text("#run-progress")  # the run in progress, updated in place every 2 s
+    assert "at step 3 of 10" in page.inner_text("#run-progress")  # the run in progress, updated in place every 2 s
+    assert "left" in page.inner_text("#run-left")
     hive.store.update_run(hive.store.unfinished_run("arith").id, step=4)
     page.wait_for_selector("#run-progress >> text=at step 4", timeout=10_000)
     page.wait_for_function("[...document.images].every(i => i.complete)")  # the three SVG charts
