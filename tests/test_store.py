@@ -138,6 +138,8 @@ def test_a_hive_made_before_runs_recorded_their_budget_opens_and_keeps_its_runs(
     new = store.start_run(Run(worker="w", job="j", learner="grpo", budget=RunBudget(steps=8, minutes=2.5)))
     run = store.unfinished_run("w")
     assert run.id == new and (run.budget.steps, run.budget.minutes, run.budget.from_step) == (8, 2.5, 0)
+    runs = pq.read_table(export(store, tmp_path / "out", "parquet")["runs"]["path"]).to_pylist()
+    assert runs[0]["budget"] is None and json.loads(runs[1]["budget"])["steps"] == 8
 
 
 def test_the_hives_session_key_is_made_once_private_and_read_back_by_every_store(tmp_path):
