@@ -133,7 +133,7 @@ def serve(
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
 ):
     """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn. Needs `.[serve]`."""
-    _need("serve", "fastapi", "uvicorn", "prometheus_client")
+    _need("serve", "fastapi", "uvicorn", "prometheus_client", "jinja2")
     from apiary.serve.run import run_server
 
     gate = _gate(tolerance, max_kl, max_flips, False)
