@@ -1,13 +1,16 @@
-"""Shared fixtures: a tiny randomly initialised Llama with the real SmolLM2 tokenizer, and jobs."""
+"""Shared fixtures: a tiny randomly initialised Llama with the real SmolLM2 tokenizer, jobs, and the
+stores the store's tests run against (the hive's SQLite file, and a throwaway PostgreSQL server)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from apiary.bench import pg_server
 from apiary.jobs.spec import load_job
 from apiary.models.core import load_core, resolve_core_dir
 
@@ -56,3 +59,31 @@ def random_adapter(tiny_core_dir):
         write_dir(path, lambda staging: adapters.save(model, staging))
 
     return save
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the session, from the machine's binaries (bench.pg_server), stopped
+    afterwards. Where the machine has no PostgreSQL (or no psycopg), the tests that need it skip, saying why."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -e '.[postgres]'")
+    try:
+        server = pg_server.start()
+    except pg_server.PostgresUnavailable as err:
+        pytest.skip(str(err))
+    yield server
+    server.stop()
+
+
+_schemas = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request):
+    """Where a test's store lives: None (the hive's own SQLite file) or a fresh, empty schema on the
+    session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").schema_url(f"test_{next(_schemas)}")

@@ -27,9 +27,9 @@ def _fill(text):
     return fill
 
 
-def _small_hive(root):
+def _small_hive(root, url=None):
     """Two adapter versions of one worker (v2 live) and a released core version, written as apiary writes them."""
-    store = Store(root)
+    store = Store(root, url)
     store.ensure_worker("arith", "chain_sum", "tiny", {})
     for version in (1, 2):
         write_dir(store.adapter_dir("arith", version), _fill(f"weights {version}"))
@@ -53,10 +53,32 @@ def test_an_artifact_directory_carries_the_checksums_of_its_files_written_with_i
     assert set(manifest) == {"adapter_model.safetensors", "adapter_config.json"}
 
 
-def test_a_clean_hive_checks_clean(tmp_path):
-    _small_hive(tmp_path / "hive")
-    report = check_hive(tmp_path / "hive")
+def test_a_clean_hive_checks_clean(tmp_path, store_url):
+    _small_hive(tmp_path / "hive", store_url)
+    report = check_hive(tmp_path / "hive", url=store_url)
     assert report.clean and report.findings == [] and report.artifacts == 3
+
+
+def test_a_deleted_artifact_of_a_postgresql_store_is_found_too(tmp_path, postgres):
+    url = postgres.schema_url("check_deleted")
+    _small_hive(tmp_path / "hive", url)
+    shutil.rmtree(tmp_path / "hive" / "adapters" / "arith" / "v1")
+    report = check_hive(tmp_path / "hive", url=url)
+    assert DAMAGE in _levels(report) and "adapter version 1 of worker arith is missing" in report.findings[0].what
+
+
+def test_check_notes_an_old_hive_without_a_schema_revision_and_refuses_one_a_newer_apiary_wrote(tmp_path):
+    from sqlalchemy import text
+
+    store = _small_hive(tmp_path / "hive")
+    with store.engine.begin() as db:
+        db.execute(text("DROP TABLE alembic_version"))
+    assert "no schema revision" in check_hive(tmp_path / "hive").findings[0].what
+    Store(tmp_path / "hive")  # opening it stamps it again
+    with store.engine.begin() as db:
+        db.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    report = check_hive(tmp_path / "hive")
+    assert not report.clean and "revision 9999, which this apiary does not know" in report.findings[0].what
 
 
 def test_a_corrupted_adapter_file_is_found_by_its_checksum_with_a_rollback_to_repair_it(tmp_path):

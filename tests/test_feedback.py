@@ -15,8 +15,8 @@ OTHER = [{"role": "user", "content": "Calculate 2 + 2 ="}]
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path)
+def store(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     store.add_episodes([
         Episode(job="j", task_id="a", messages=ASK, completion="13", score=0.0, answer="5", worker="w"),
         Episode(job="j", task_id="a", messages=ASK, completion="5", score=1.0, answer="5", worker="w"),
@@ -94,6 +94,17 @@ def test_feedback_log_and_worker_filter(store):
     log = store.feedback_log("w")
     assert len(log) == 1 and log[0]["learned_by_version"] is None and log[0]["text"] == "too high"
     assert store.feedback_log("someone-else") == []
+
+
+def test_feedback_not_yet_learned_is_counted_by_the_database(store):
+    from apiary.store.records import AdapterVersion
+
+    store.ensure_worker("w", "j", "core", {})
+    first, second = store.add_feedback([make_feedback(1, critique="too high"), make_feedback(2, reward=1.0)])
+    assert store.count_feedback("w", unconsumed=True) == 2 == len(store.feedback("w", unconsumed=True))
+    store.add_adapter_version(AdapterVersion(worker="w", version=1, parent=0, path="a", step=1), [], [first.id])
+    assert store.count_feedback("w", unconsumed=True) == 1 and store.count_feedback("w") == 2
+    assert store.count_feedback("someone-else") == 0
 
 
 def _episodes(store):

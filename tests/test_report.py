@@ -23,8 +23,8 @@ def _worker(store: Store, name: str, rewards: list[float], heldout: list[float])
         store.add_eval(EvalResult(worker=name, adapter_version=version, job="job", n=10, score=heldout[version]))
 
 
-def test_a_widening_gap_between_training_reward_and_heldout_is_flagged(tmp_path):
-    store = Store(tmp_path)
+def test_a_widening_gap_between_training_reward_and_heldout_is_flagged(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     _worker(store, "honest", rewards=[0.2, 0.5, 0.8], heldout=[0.2, 0.5, 0.8, 0.8])
     _worker(store, "hacker", rewards=[0.2, 0.6, 0.9], heldout=[0.2, 0.2, 0.3, 0.3])
     gaps = {g["worker"]: g for g in reward_gaps(store, gap_alarm=0.15)}
@@ -34,8 +34,8 @@ def test_a_widening_gap_between_training_reward_and_heldout_is_flagged(tmp_path)
     assert points[0]["gap"] == 0.0 and abs(points[2]["gap"] - 0.6) < 1e-9  # v2's rollouts: reward 0.9, held-out 0.3
 
 
-def test_training_reward_belongs_to_the_version_that_sampled_the_rollouts(tmp_path):
-    store = Store(tmp_path)
+def test_training_reward_belongs_to_the_version_that_sampled_the_rollouts(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     _worker(store, "w", rewards=[0.2, 0.6], heldout=[0.1, 0.3, 0.5])
     points = {p["adapter_version"]: p for p in reward_gaps(store, gap_alarm=0.15)[0]["points"]}
     assert abs(points[0]["train_reward"] - 0.2) < 1e-9 and abs(points[1]["train_reward"] - 0.6) < 1e-9  # not copied
@@ -44,23 +44,23 @@ def test_training_reward_belongs_to_the_version_that_sampled_the_rollouts(tmp_pa
     assert "| w | job | 2 | - | 0.500 | - |" in text
 
 
-def test_learning_curve_starts_at_step_0_with_the_core_score(tmp_path):
-    store = Store(tmp_path)
+def test_learning_curve_starts_at_step_0_with_the_core_score(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     _worker(store, "w", rewards=[0.2, 0.6], heldout=[0.1, 0.3, 0.5])
     curve = learning_curves(store)["w"]
     assert curve["steps"][0] == 1 and min(curve["heldout"]) == (0, 0.1)  # episodes of step s sit at s
 
 
-def test_report_without_core_versions_draws_no_retention_plot(tmp_path):
-    store = Store(tmp_path / "hive")
+def test_report_without_core_versions_draws_no_retention_plot(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
     _worker(store, "w", rewards=[0.2], heldout=[0.1, 0.4])
     files = write_report(store, tmp_path / "report")["files"]
     assert not any(f.endswith("retention.png") for f in files)
     assert "No core versions yet" in (tmp_path / "report" / "report.md").read_text()
 
 
-def test_report_files_and_matrix(tmp_path):
-    store = Store(tmp_path / "hive")
+def test_report_files_and_matrix(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
     _worker(store, "w", rewards=[0.2, 0.5], heldout=[0.1, 0.4, 0.6])
     matrix = forgetting_matrix(store)
     assert matrix["rows"] == ["core v0", "worker w"] and matrix["scores"] == [[0.1], [0.6]]

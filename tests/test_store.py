@@ -27,25 +27,25 @@ def fill(store):
     return ids
 
 
-def test_episodes_round_trip(tmp_path):
-    store = Store(tmp_path)
+def test_episodes_round_trip(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     ids = fill(store)
-    again = Store(tmp_path).episodes(worker="w")
+    again = Store(tmp_path, store_url).episodes(worker="w")
     assert [e.id for e in again] == ids
     assert again[1].messages == [{"role": "user", "content": "q1"}] and again[1].score == 1.0
     assert store.count_episodes("w") == 4
 
 
-def test_provenance_includes_ancestors(tmp_path):
-    store = Store(tmp_path)
+def test_provenance_includes_ancestors(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     ids = fill(store)
     assert store.trained_on("w", 1) == ids[:2]
     assert store.trained_on("w", 2) == ids
     assert store.worker("w").latest_version == 2
 
 
-def test_worker_cannot_switch_jobs(tmp_path):
-    store = Store(tmp_path)
+def test_worker_cannot_switch_jobs(tmp_path, store_url):
+    store = Store(tmp_path, store_url)
     store.ensure_worker("w", "j", "core", {})
     try:
         store.ensure_worker("w", "other", "core", {})
@@ -55,8 +55,8 @@ def test_worker_cannot_switch_jobs(tmp_path):
         raise AssertionError("expected a refusal")
 
 
-def test_export_parquet_and_jsonl(tmp_path):
-    store = Store(tmp_path / "hive")
+def test_export_parquet_and_jsonl(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
     fill(store)
     written = export(store, tmp_path / "pq", "parquet")
     table = pq.read_table(written["episodes"]["path"])
@@ -67,8 +67,8 @@ def test_export_parquet_and_jsonl(tmp_path):
     assert json.loads(lines[0])["score"] == 0.5
 
 
-def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path):
-    store = Store(tmp_path / "hive")
+def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
     fill(store)
     table = pq.read_table(export(store, tmp_path / "pq", "parquet")["episodes"]["path"])
     kind = table.schema.field("messages").type
@@ -78,7 +78,7 @@ def test_exported_messages_are_lists_of_role_and_content_not_json_text(tmp_path)
     assert rows[0]["messages"] == [{"role": "user", "content": "q0"}]
 
 
-def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
+def test_exported_and_atomically_written_files_follow_the_umask(tmp_path, store_url):
     import os
     import stat
 
@@ -86,7 +86,7 @@ def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
 
     umask = os.umask(0o022)
     os.umask(umask)
-    store = Store(tmp_path / "hive")
+    store = Store(tmp_path / "hive", store_url)
     fill(store)
     for info in export(store, tmp_path / "out", "jsonl").values():
         assert stat.S_IMODE(os.stat(info["path"]).st_mode) == 0o666 & ~umask  # 0644 under umask 022, not 0600
@@ -95,8 +95,8 @@ def test_exported_and_atomically_written_files_follow_the_umask(tmp_path):
     assert stat.S_IMODE(os.stat(staging_dir(tmp_path / "adapter")).st_mode) == 0o777 & ~umask  # adapter directories
 
 
-def test_export_of_empty_hive(tmp_path):
-    written = export(Store(tmp_path / "hive"), tmp_path / "out", "parquet")
+def test_export_of_empty_hive(tmp_path, store_url):
+    written = export(Store(tmp_path / "hive", store_url), tmp_path / "out", "parquet")
     assert all(info["rows"] == 0 for info in written.values())
     assert pq.read_table(written["episodes"]["path"]).num_rows == 0
 
@@ -132,7 +132,8 @@ def test_a_hive_made_before_runs_recorded_their_budget_opens_and_keeps_its_runs(
     old = store.start_run(Run(worker="w", job="j", learner="grpo"))
     store.engine.dispose()
     with sqlite3.connect(tmp_path / "hive.db") as db:
-        db.execute("ALTER TABLE runs DROP COLUMN budget")  # as an older apiary made it
+        db.execute("ALTER TABLE runs DROP COLUMN budget")  # as an apiary of schema revision 0002 made it
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
     store = Store(tmp_path)
     assert store.unfinished_run("w").id == old and store.unfinished_run("w").budget is None
     new = store.start_run(Run(worker="w", job="j", learner="grpo", budget=RunBudget(steps=8, minutes=2.5)))
@@ -149,3 +150,40 @@ def test_the_hives_session_key_is_made_once_private_and_read_back_by_every_store
     (tmp_path / "session.key").write_bytes(b"short")
     with pytest.raises(ValueError, match="too short for a secret: delete it"):
         Store(tmp_path).session_secret()
+
+
+def test_export_streams_in_bounded_batches_one_parquet_row_group_each(tmp_path, store_url):
+    store = Store(tmp_path / "hive", store_url)
+    store.add_episodes([episode(i) for i in range(5)])
+    batches = list(store.table_batches("episodes", batch_rows=2))
+    assert [len(b) for b in batches] == [2, 2, 1] and [r["id"] for b in batches for r in b] == [1, 2, 3, 4, 5]
+    written = export(store, tmp_path / "pq", "parquet", batch_rows=2)
+    parquet = pq.ParquetFile(written["episodes"]["path"])
+    assert written["episodes"]["rows"] == 5 and parquet.metadata.num_row_groups == 3
+    assert parquet.read().column("task_id").to_pylist() == [f"t{i}" for i in range(5)]
+    lines = open(export(store, tmp_path / "js", "jsonl", batch_rows=2)["episodes"]["path"]).read().splitlines()
+    assert [json.loads(line)["completion"] for line in lines] == ["0", "1", "2", "3", "4"]
+
+
+def test_report_figures_come_from_the_database_not_from_loading_every_episode(tmp_path, store_url, monkeypatch):
+    from apiary.evals.curves import learning_curves
+    from apiary.evals.reward_hacking import reward_gaps
+
+    store = Store(tmp_path / "hive", store_url)
+    store.ensure_worker("w", "j", "core", {"name": "j"})
+    run = store.start_run(Run(worker="w", job="j", learner="grpo"))
+    def rl(step, version, score):
+        return Episode(job="j", task_id="t", messages=[], completion="", score=score, origin="rl", worker="w",
+                       adapter_version=version, run_id=run, step=step)
+    sampled_by_v0 = store.add_episodes([rl(0, 0, 1.0), rl(0, 0, 0.0)])
+    sampled_by_v1 = store.add_episodes([rl(1, 1, 1.0), rl(1, 1, 1.0)])
+    store.add_adapter_version(AdapterVersion(worker="w", version=1, parent=0, path="a/v1", run_id=run, step=1), sampled_by_v0)
+    store.add_adapter_version(AdapterVersion(worker="w", version=2, parent=1, path="a/v2", run_id=run, step=2), sampled_by_v1)
+    for version, score in ((1, 0.25), (2, 0.5)):
+        store.add_eval(EvalResult(worker="w", adapter_version=version, job="j", n=2, score=score, details={}))
+    for name in ("episodes", "episodes_by_id"):
+        monkeypatch.setattr(Store, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded every episode")))
+    curve = learning_curves(store)["w"]
+    assert curve["steps"] == [0, 1] and curve["reward"] == [0.5, 1.0]
+    (gaps,) = reward_gaps(store, 0.15)
+    assert [(p["adapter_version"], p["train_reward"], p["gap"]) for p in gaps["points"]] == [(1, 1.0, 0.75), (2, None, None)]

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _consolidation_lines, _hive, _hive_dir, _named, _need, _run, app, console)
+                              _consolidation_lines, _hive, _hive_dir, _named, _need, _run, _store_url, app,
+                              console)
 from apiary.evals.gate import GateConfig
 
 @app.command()
@@ -51,7 +52,7 @@ def status(hive: HiveOpt = None, as_json: JsonOpt = False):
     """Core versions (released or refused, and why) and workers with their held-out scores."""
     from apiary.hive.status import gate_verdict
 
-    info = _hive(hive).status()
+    info = _run(as_json, lambda: _hive(hive).status())
     if as_json:
         print(json.dumps(info, default=str))
         return
@@ -152,7 +153,7 @@ def report(
     the reward-hacking check and every gate decision."""
     from apiary.hive.report import write_report
 
-    h = _hive(hive)
+    h = _run(as_json, lambda: _hive(hive))
     figures = _run(as_json, lambda: write_report(h.store, out or h.path / "report"))
     if as_json:
         print(json.dumps(figures, default=str))
@@ -230,7 +231,7 @@ def check(
     repair each finding; exit 1 if anything is damaged or left over."""
     from apiary.store.check import DAMAGE, LEFTOVER, check_hive, report_json
 
-    report = check_hive(_hive_dir(hive), repair=repair)
+    report = check_hive(_hive_dir(hive), repair=repair, url=_store_url())
     if as_json:
         print(report_json(report))
     else:
@@ -257,7 +258,7 @@ def backup(
     while a server or a learn runs) and the artifacts its rows point at, with the checkpoints."""
     from apiary.store.backup import backup as write_backup
 
-    result = _run(as_json, lambda: write_backup(_hive_dir(hive), out))
+    result = _run(as_json, lambda: write_backup(_hive_dir(hive), out, url=_store_url()))
     if as_json:
         print(json.dumps(result.__dict__))
     else:

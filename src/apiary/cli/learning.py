@@ -65,7 +65,7 @@ def learn(
         _fail("--release-ungated and --no-release contradict each other: pick one", as_json)
     gate = _gate(tolerance, max_kl, max_flips, as_json)
     release = "ungated" if release_ungated else "none" if no_release else "gated"
-    h = _hive(hive, core, template)
+    h = _run(as_json, lambda: _hive(hive, core, template))
 
     def run():
         rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
@@ -114,7 +114,7 @@ def attempt(
 ):
     """The worker answers training tasks of its job; answers are stored as episodes for feedback."""
     _named("--worker", worker, "worker", as_json)
-    h = _hive(hive, core, template)
+    h = _run(as_json, lambda: _hive(hive, core, template))
     episodes = _run(as_json, lambda: h.attempt(spec[0], worker, n, samples=samples, overrides=spec[1:]))
     if as_json:
         print(json.dumps([e.model_dump(mode="json", include={"id", "task_id", "messages", "completion", "score", "answer"})
@@ -154,7 +154,7 @@ def feedback(
 ):
     """Give feedback on an episode (one of --reward, --correction, --critique, --prefer), load a file
     of it, or --list a worker's feedback with the adapter version that learned from each."""
-    h = _hive(hive)
+    h = _run(as_json, lambda: _hive(hive))
     if list_worker is not None:
         return _feedback_log(h, list_worker, as_json)
     if file is not None:
@@ -212,7 +212,7 @@ def eval_cmd(
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
     """Held-out scores per job: a worker's live adapter version (or --version), or the core."""
-    h = _hive(hive, core, template)
+    h = _run(as_json, lambda: _hive(hive, core, template))
     jobs = [h.job(spec[0], spec[1:])] if spec else None
     results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs, version=version))
     if as_json:

@@ -32,6 +32,23 @@ MaxKlOpt = Annotated[float, typer.Option(help="gate: retention KL bound (nats/to
 MaxFlipsOpt = Annotated[float, typer.Option(help="gate: right-to-wrong flip bound (share of retention items)")]
 
 
+STORE_ENV = "APIARY_STORE_URL"
+
+
+@app.callback()
+def _options(store: Annotated[Optional[str], typer.Option(
+        "--store", help="the store's database URL, e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB (needs the "
+                        "postgres extra); default $APIARY_STORE_URL, else the hive's own SQLite file")] = None):
+    """Options before the command, for every command: `apiary --store URL status`."""
+    if store:  # through the environment, so that what a command starts (serve's learning) opens the same store
+        os.environ[STORE_ENV] = store
+
+
+def _store_url() -> str | None:
+    """The store's database URL the user gave (--store or $APIARY_STORE_URL), None for the hive's SQLite file."""
+    return os.environ.get(STORE_ENV) or None
+
+
 def _fail(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # read only through its methods; importing it here would pull in SQLAlchemy
@@ -15,10 +14,7 @@ def learning_curves(store: Store) -> dict[str, dict]:
     curves = {}
     evals = store.evals()
     for w in store.workers():
-        by_step: dict[tuple, list[float]] = defaultdict(list)
-        for e in store.episodes(w.name):
-            if e.origin == "rl":
-                by_step[(e.run_id, e.step)].append(e.score)
+        by_step = {(run_id, step): mean for run_id, step, mean in store.rl_reward_by_step(w.name)}
         keys = sorted(by_step)
         step_of_version = {0: 0}
         offset, runs = 0, {}
@@ -31,6 +27,6 @@ def learning_curves(store: Store) -> dict[str, dict]:
         heldout = [(0, e.score) for e in before] + [(step_of_version.get(e.adapter_version, 0), e.score) for e in evals
                                                     if e.worker == w.name and e.job == w.job]
         curves[w.name] = {"steps": [runs[r] + s for r, s in keys],  # step s sampled after s updates
-                             "reward": [sum(by_step[k]) / len(by_step[k]) for k in keys], "heldout": heldout,
+                             "reward": [by_step[k] for k in keys], "heldout": heldout,
                              "job": w.job}
     return curves

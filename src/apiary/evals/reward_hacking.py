@@ -21,10 +21,9 @@ def reward_gaps(store: Store, gap_alarm: float) -> list[dict]:
     for w in store.workers():
         reward_of: dict[int, float] = {}  # adapter version -> mean reward of the rollouts it sampled
         for v in store.adapter_versions(w.name):
-            scores = [e.score for e in store.episodes_by_id(store.trained_on(w.name, v.version)).values()
-                      if e.adapter_version == v.parent and e.origin == "rl"]
-            if scores:
-                reward_of[v.parent] = sum(scores) / len(scores)
+            reward = store.sampled_reward(w.name, v)  # computed by the database: no episode is loaded
+            if reward is not None:
+                reward_of[v.parent] = reward
         if not reward_of:
             continue
         core = [e for e in store.evals() if e.worker is None and e.job == w.job and e.core_version == w.core_version]

@@ -35,12 +35,13 @@ __all__ = ["DEFAULT_HIVE", "Hive", "LearnResult"]
 class Hive:
     """A hive directory (or database URL) and the core its workers start from. It composes the store,
     the core versions (`cores`) and the held-out evaluator, and hands each worker down as a handle
-    read once from the store (`worker`)."""
+    read once from the store (`worker`). The store is `db_url` (default $APIARY_STORE_URL, e.g. a
+    PostgreSQL URL), else the hive directory's own SQLite file; artifacts stay in the hive directory."""
 
     def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None,
                  template: str | None = None):
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
-        self.store = Store(self.path, url=db_url)
+        self.store = Store(self.path, url=db_url or os.environ.get("APIARY_STORE_URL") or None)
         self.core_source, self.template = core, template  # template: the prompt format (models.prompt_format)
         self.cores = Cores(self.store, core, template)
         self.evaluator = Evaluator(self.store, self.cores)

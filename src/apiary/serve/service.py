@@ -267,7 +267,7 @@ class Service:
                          "latest_version": w.latest_version,
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
-                         "unlearned_feedback": len(self.store.feedback(w.name, unconsumed=True)),
+                         "unlearned_feedback": self.store.count_feedback(w.name, unconsumed=True),
                          "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows

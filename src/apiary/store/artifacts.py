@@ -11,10 +11,9 @@ import os
 import pickle
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
-
-import torch
+from typing import BinaryIO, Callable, Iterator
 
 # The process's umask, read once at import (reading it means setting it, which is not thread-safe).
 # mkstemp and mkdtemp make private files (0600) and directories (0700); what the hive writes gets the
@@ -23,19 +22,27 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file written whole or not at all: written (in as many pieces as the caller likes) under a temporary
+    name beside `path`, then renamed over it; if the writing fails, the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_json(path: Path, value) -> None:
@@ -52,6 +59,8 @@ class UnsafeCheckpoint(ValueError):
 
 def write_tensors(path: Path, value) -> None:
     """Save tensors, numbers and strings in dicts, lists and tuples (an optimizer's state, a generator's)."""
+    import torch  # here, not at the top: export and check read and write files without the model stack
+
     buffer = io.BytesIO()
     torch.save(value, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -61,6 +70,8 @@ def read_tensors(path: Path):
     """What `write_tensors` saved, read with `weights_only=True`: torch's unpickler then builds only tensors,
     numbers, strings and containers, so a file that would build any other object (and so could run
     code) is refused with UnsafeCheckpoint instead of being executed."""
+    import torch
+
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect, select, text
 
-from apiary.store import schema
+from apiary.store import migrations, schema
 from apiary.store.artifacts import MANIFEST, file_sha256, read_json, read_tensors, recorded_checksums
 from apiary.store.names import inside
 
@@ -66,15 +66,15 @@ class Recorded:
     released_cores: set[int] = field(default_factory=set)
 
 
-def check_hive(root: Path, repair: bool = False) -> CheckReport:
-    """Check the hive at `root` (a SQLite hive: `root/hive.db`); see the module doc."""
+def check_hive(root: Path, repair: bool = False, url: str | None = None) -> CheckReport:
+    """Check the hive at `root` (its store: `root/hive.db`, or the database at `url`); see the module doc."""
     report = CheckReport(hive=str(root))
     database = root / "hive.db"
-    if not database.is_file():
+    if url is None and not database.is_file():
         report.findings.append(Finding(DAMAGE, f"no hive.db in {root}", "point --hive at a hive, or restore one from a "
                                        "backup (`apiary restore BACKUP --hive DIR`)", str(database)))
         return report
-    engine = create_engine(f"sqlite:///{database}")
+    engine = create_engine(url or f"sqlite:///{database}")
     try:
         report.findings += _check_database(engine)
         recorded = read_rows(engine)
@@ -92,18 +92,10 @@ def check_hive(root: Path, repair: bool = False) -> CheckReport:
 
 
 def _check_database(engine) -> list[Finding]:
-    found = []
-    with engine.connect() as db:
-        problems = [r[0] for r in db.execute(text("PRAGMA integrity_check"))]
-        broken_links = db.execute(text("PRAGMA foreign_key_check")).all()
-    if problems != ["ok"]:
-        found.append(Finding(DAMAGE, f"the database file is damaged: {'; '.join(problems[:3])}",
-                             "restore the hive from a backup (`apiary restore BACKUP --hive DIR --force`)"))
-    for row in broken_links[:5]:
-        found.append(Finding(DAMAGE, f"row {row[1]} of table {row[0]} points at a missing row of {row[2]}",
-                             "restore the hive from a backup (`apiary restore BACKUP --hive DIR --force`)"))
+    found = _check_sqlite_file(engine) if engine.dialect.name == "sqlite" else []
     inspector = inspect(engine)
     tables = set(inspector.get_table_names())
+    found += _check_revision(engine, tables)
     for table in schema.metadata.sorted_tables:
         if table.name not in tables:
             found.append(Finding(NOTE, f"table {table.name} is missing (a hive made by an older apiary)",
@@ -114,9 +106,39 @@ def _check_database(engine) -> list[Finding]:
         if missing:
             found.append(Finding(NOTE, f"table {table.name} lacks the column(s) {', '.join(missing)} (a hive made by an "
                                  "older apiary)", "any apiary command that opens the hive (e.g. `apiary status`) adds them"))
-    for name in sorted(tables - set(schema.metadata.tables)):
+    for name in sorted(tables - set(schema.metadata.tables) - {"alembic_version"}):
         found.append(Finding(NOTE, f"table {name} is not one this apiary knows (a newer apiary?)", "none needed"))
     return found
+
+
+def _check_sqlite_file(engine) -> list[Finding]:
+    """SQLite's own integrity and foreign-key checks (a PostgreSQL server checks its own)."""
+    found = []
+    with engine.connect() as db:
+        problems = [r[0] for r in db.execute(text("PRAGMA integrity_check"))]
+        broken_links = db.execute(text("PRAGMA foreign_key_check")).all()
+    if problems != ["ok"]:
+        found.append(Finding(DAMAGE, f"the database file is damaged: {'; '.join(problems[:3])}",
+                             "restore the hive from a backup (`apiary restore BACKUP --hive DIR --force`)"))
+    for row in broken_links[:5]:
+        found.append(Finding(DAMAGE, f"row {row[1]} of table {row[0]} points at a missing row of {row[2]}",
+                             "restore the hive from a backup (`apiary restore BACKUP --hive DIR --force`)"))
+    return found
+
+
+def _check_revision(engine, tables: set[str]) -> list[Finding]:
+    """The store's schema revision against the newest this apiary knows."""
+    revision = migrations.current(engine)
+    if revision == migrations.head() or not tables:
+        return []
+    if revision is None:
+        return [Finding(NOTE, "the store has no schema revision (a hive made before apiary used Alembic)",
+                        "any apiary command that opens the hive (e.g. `apiary status`) migrates it in place")]
+    if revision in migrations.known():
+        return [Finding(NOTE, f"the store is at schema revision {revision}, this apiary's newest is {migrations.head()}",
+                        "any apiary command that opens the hive (e.g. `apiary status`) migrates it")]
+    return [Finding(DAMAGE, f"the store is at schema revision {revision}, which this apiary does not know (a newer apiary "
+                    "wrote it)", "upgrade apiary to open this hive")]
 
 
 def read_rows(engine) -> Recorded:

@@ -1,6 +1,9 @@
-"""Tables of the experience store (SQLAlchemy Core; SQLite by default, any database URL works)."""
+"""Tables of the experience store as they are now (SQLAlchemy Core; SQLite by default, PostgreSQL by URL).
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text
+The database is made and migrated by the Alembic revisions in `store/migrations` (run at open), not
+from these tables: a change here goes with a new revision there that makes it."""
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -28,6 +31,7 @@ runs = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("budget", JSON),  # RunBudget: steps/minutes given at its last start (null in old hives: not recorded)
+    Index("ix_runs_worker", "worker"),
 )
 
 episodes = Table(
@@ -47,6 +51,8 @@ episodes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("tenant", String),  # served episodes: the tenant whose request it answered
     Column("info", JSON),  # multi-turn episodes: turns, invalid moves, success, cut_off
+    Index("ix_episodes_worker_origin", "worker", "origin"),  # the index revision 0002 adds
+    Index("ix_episodes_run_id", "run_id"),
 )
 
 adapter_versions = Table(
@@ -60,6 +66,7 @@ adapter_versions = Table(
     Column("step", Integer, nullable=False),
     Column("final", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_adapter_versions_worker_version", "worker", "version"),
 )
 
 # Provenance: which episodes trained an adapter version (beyond those of its parent version).
@@ -81,6 +88,7 @@ feedback = Table(
     Column("by", String, nullable=False),
     Column("conflict", Text),  # why it contradicts earlier feedback on the same episode, if it does
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_feedback_other_episode_id", "other_episode_id"),
 )
 
 # Provenance: which feedback an adapter version learned from (beyond that of its parent version).
@@ -88,6 +96,7 @@ adapter_feedback = Table(
     "adapter_feedback", metadata,
     Column("adapter_version_id", Integer, ForeignKey("adapter_versions.id"), primary_key=True),
     Column("feedback_id", Integer, ForeignKey("feedback.id"), primary_key=True),
+    Index("ix_adapter_feedback_feedback_id", "feedback_id"),
 )
 
 evals = Table(
@@ -102,6 +111,7 @@ evals = Table(
     Column("details", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("core_version", Integer),  # the core version evaluated (with the worker's adapter, if any)
+    Index("ix_evals_worker", "worker"),
 )
 
 # Core versions the hive built (version 0, the base core, is implicit), with their lineage.
@@ -134,6 +144,7 @@ worker_releases = Table(
     Column("adapter_version", Integer, nullable=False),
     Column("reason", String, nullable=False),  # learn | gate | rollback | serve (pinned before learning)
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_worker_releases_worker", "worker"),
 )
 
 # Every gate decision with its numbers, passed or not.
@@ -146,6 +157,7 @@ gate_decisions = Table(
     Column("evidence", JSON, nullable=False),
     Column("config", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gate_decisions_candidate", "candidate"),
 )
 
 EXPORTED = ["workers", "runs", "episodes", "feedback", "adapter_versions", "adapter_episodes", "adapter_feedback", "evals",

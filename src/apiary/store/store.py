@@ -1,20 +1,20 @@
-"""The experience store: one database (SQLite file in the hive by default) plus artifact folders."""
+"""The experience store: one database (SQLite file in the hive by default, PostgreSQL by URL) plus artifact folders."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
-from sqlalchemy import create_engine, event, func, insert, inspect, or_, select, text, update
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy import func, insert, or_, select, update
 
 from apiary.store import schema
+from apiary.store.database import open_database
 from apiary.store.feedback import FeedbackError, check, conflict
 from apiary.store.keyfile import read_or_make_secret
 from apiary.store.names import check_name, inside
 from apiary.store.records import (AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, RunBudget,
                                   Worker, now)
 
-BUSY_TIMEOUT_MS = 60_000  # how long a writer waits for another process's write (serve, learn, learn) to end
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
 
@@ -22,15 +22,12 @@ class Store:
     """Every episode, run, adapter version and eval of a hive, with provenance."""
 
     def __init__(self, hive: str | Path, url: str | None = None):
+        """The store of the hive directory `hive` (its artifacts live there): its own SQLite file, or the
+        database at `url` (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB), migrated to this apiary's schema."""
         self.root = Path(hive)
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = url or f"sqlite:///{self.root / 'hive.db'}"
-        self.engine = create_engine(self.url)
-        if self.url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        schema.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
-        _allow_unscored_episodes(self.engine)
+        self.engine = open_database(self.url)
 
     # -- paths (each checked to stay inside the hive) ---------------------------------------
     def adapter_dir(self, worker: str, version: int) -> Path:
@@ -111,11 +108,13 @@ class Store:
     # -- episodes ----------------------------------------------------------------------------
     def add_episodes(self, items: list[Episode]) -> list[int]:
         """Insert episodes in one transaction; returns their ids in order."""
+        if not items:
+            return []
+        ep = schema.episodes
         with self.engine.begin() as db:
-            return [
-                db.execute(insert(schema.episodes).values(**e.model_dump(exclude={"id"}))).inserted_primary_key[0]
-                for e in items
-            ]
+            rows = db.execute(insert(ep).returning(ep.c.id, sort_by_parameter_order=True),
+                              [e.model_dump(exclude={"id"}) for e in items])
+            return list(rows.scalars())
 
     def episodes(self, worker: str | None = None, run_id: int | None = None) -> list[Episode]:
         query = select(schema.episodes).order_by(schema.episodes.c.id)
@@ -164,6 +163,31 @@ class Store:
         with self.engine.connect() as db:
             return db.execute(query).scalar_one()
 
+    def rl_reward_by_step(self, worker: str) -> list[tuple[int | None, int | None, float]]:
+        """(run id, step, mean score) of a worker's RL rollouts per run and step, computed by the database
+        (a report reads one row per step, not every episode)."""
+        ep = schema.episodes
+        query = (select(ep.c.run_id, ep.c.step, func.avg(ep.c.score)).where(ep.c.worker == worker, ep.c.origin == "rl")
+                 .group_by(ep.c.run_id, ep.c.step))
+        with self.engine.connect() as db:
+            return [(r[0], r[1], float(r[2])) for r in db.execute(query) if r[2] is not None]
+
+    def sampled_reward(self, worker: str, version: AdapterVersion) -> float | None:
+        """Mean score of the RL rollouts that adapter version `version.parent` sampled and that trained
+        `version` or its ancestors (None if none), computed by the database."""
+        versions = {v.version: v for v in self.adapter_versions(worker)}
+        lineage, at = [], version.version
+        while at in versions and versions[at].id not in lineage:
+            lineage.append(versions[at].id)
+            at = versions[at].parent
+        ep, ae = schema.episodes, schema.adapter_episodes
+        trained = select(ae.c.episode_id).where(ae.c.adapter_version_id.in_(lineage))
+        query = select(func.avg(ep.c.score)).where(ep.c.id.in_(trained), ep.c.adapter_version == version.parent,
+                                                   ep.c.origin == "rl")
+        with self.engine.connect() as db:
+            mean = db.execute(query).scalar_one()
+        return None if mean is None else float(mean)
+
     # -- feedback ----------------------------------------------------------------------------
     def add_feedback(self, items: list[Feedback], where: list[str] | None = None) -> list[Feedback]:
         """Validate and insert feedback, all or nothing: if any item is refused, FeedbackError says
@@ -190,18 +214,15 @@ class Store:
                  unconsumed: bool = False) -> list[Feedback]:
         """Feedback, oldest first: on a worker's episodes, of one kind, on given episodes, or not yet
         learned from by any adapter version of the worker."""
-        fb, ep = schema.feedback, schema.episodes
-        query = select(fb).order_by(fb.c.id)
-        if worker is not None:
-            query = query.join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
-        if kind is not None:
-            query = query.where(fb.c.kind == kind)
-        if episode_ids is not None:
-            query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
-        if unconsumed:
-            query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
+        query = _feedback_query(select(schema.feedback), worker, kind, episode_ids, unconsumed).order_by(schema.feedback.c.id)
         with self.engine.connect() as db:
             return [Feedback(**r._mapping) for r in db.execute(query)]
+
+    def count_feedback(self, worker: str | None = None, unconsumed: bool = False) -> int:
+        """How many pieces of feedback `feedback(worker, unconsumed=...)` would return, counted by the database."""
+        query = _feedback_query(select(func.count(schema.feedback.c.id)), worker, None, None, unconsumed)
+        with self.engine.connect() as db:
+            return db.execute(query).scalar_one()
 
     def feedback_by_id(self, ids: list[int]) -> dict[int, Feedback]:
         with self.engine.connect() as db:
@@ -341,8 +362,31 @@ class Store:
             return [GateDecision(**r._mapping) for r in db.execute(query)]
 
     def table_rows(self, name: str) -> list[dict]:
+        """Every row of a small table (releases, worker releases); `table_batches` for the large ones."""
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
+
+    def table_batches(self, name: str, batch_rows: int = 10_000) -> Iterator[list[dict]]:
+        """Every row of a table in key order, `batch_rows` at a time: memory stays flat however large the
+        table grows (a server-side cursor on PostgreSQL; SQLite's cursor reads as it goes)."""
+        table = schema.metadata.tables[name]
+        query = select(table).order_by(*table.primary_key.columns)
+        with self.engine.connect() as db:
+            for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
+                yield [dict(r._mapping) for r in part]
+
+
+def _feedback_query(query, worker: str | None, kind: str | None, episode_ids: list[int] | None, unconsumed: bool):
+    fb, ep = schema.feedback, schema.episodes
+    if worker is not None:
+        query = query.select_from(fb).join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
+    if kind is not None:
+        query = query.where(fb.c.kind == kind)
+    if episode_ids is not None:
+        query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
+    if unconsumed:
+        query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
+    return query
 
 
 def _storable(row_id: int) -> bool:
@@ -355,42 +399,3 @@ def _budget_json(budget: RunBudget | None) -> dict | None:
     """A budget as the JSON column holds it (its time as ISO text)."""
     return budget.model_dump(mode="json") if budget is not None else None
 
-
-def _add_missing_columns(engine) -> None:
-    """Hives made by an older apiary lack newer (nullable) columns; add them in place."""
-    inspector = inspect(engine)
-    with engine.begin() as db:
-        for table in schema.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present and column.nullable:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    db.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-
-
-def _allow_unscored_episodes(engine) -> None:
-    """Hives made before served episodes existed have `episodes.score NOT NULL`; rebuild that table
-    with a nullable score (SQLite cannot alter a column), keeping every row and id."""
-    if not engine.url.get_backend_name() == "sqlite":
-        return
-    score = next(c for c in inspect(engine).get_columns("episodes") if c["name"] == "score")
-    if score["nullable"]:
-        return
-    columns = ", ".join(f'"{c.name}"' for c in schema.episodes.columns)
-    create = str(CreateTable(schema.episodes).compile(dialect=engine.dialect)).replace("TABLE episodes", "TABLE episodes_new", 1)
-    indexes = [str(CreateIndex(index).compile(dialect=engine.dialect)) for index in schema.episodes.indexes]
-    script = ["PRAGMA foreign_keys=OFF", "BEGIN", create, f"INSERT INTO episodes_new ({columns}) SELECT {columns} FROM episodes",
-              "DROP TABLE episodes", "ALTER TABLE episodes_new RENAME TO episodes", *indexes, "COMMIT", "PRAGMA foreign_keys=ON"]
-    raw = engine.raw_connection()  # SQLite's documented way: new table, copy, drop, rename the new one
-    try:
-        raw.driver_connection.executescript(";\n".join(script) + ";")
-    finally:
-        raw.close()
-
-
-def _sqlite_pragmas(connection, _record) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # a writer waits its turn instead of "database is locked"
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
