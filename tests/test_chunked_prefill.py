@@ -141,3 +141,20 @@ def test_a_prefill_chunk_that_is_not_a_whole_number_of_tokens_is_refused(tiny_co
 def test_serve_refuses_a_negative_prefill_chunk_with_a_clear_message():
     result = CliRunner().invoke(app, ["serve", "--prefill-chunk", "-1"])
     assert result.exit_code == 2 and "prefill chunk" in result.output and "Traceback" not in result.output
+
+
+def test_the_serving_benchmark_measures_streamed_replies_with_their_longest_pause(tmp_path, tiny_core_dir, monkeypatch):
+    from apiary import Hive
+    from apiary.bench.serve_load import load
+    from apiary.serve.app import ServerThread, create_app
+    from apiary.serve.service import Service
+    from apiary.serve.tenants import Tenants
+
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    service = Service(tmp_path / "hive", core=str(tiny_core_dir), config=ServeConfig(learn=False, prefill_chunk=8))
+    with ServerThread(create_app(service, Tenants())) as server:
+        figure = load(server.url, 3, 2, QUESTIONS, 12, stagger_s=0.05, stream=True)
+    service.close()
+    assert figure["requests"] == 6 and figure["errors"] == 0 and figure["completion_tokens"] > 0
+    assert 0 < figure["p95_longest_pause_s"] <= figure["max_pause_s"] <= figure["p95_s"]
