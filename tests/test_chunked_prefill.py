@@ -158,3 +158,24 @@ def test_the_serving_benchmark_measures_streamed_replies_with_their_longest_paus
     service.close()
     assert figure["requests"] == 6 and figure["errors"] == 0 and figure["completion_tokens"] > 0
     assert 0 < figure["p95_longest_pause_s"] <= figure["max_pause_s"] <= figure["p95_s"]
+
+
+def test_a_joining_request_cancelled_before_its_prompt_is_read_ends_without_reading_the_rest(tiny_core):
+    told, inputs = [], []
+    hook = tiny_core.model.register_forward_pre_hook(lambda _m, _a, kw: inputs.append(tuple(kw["input_ids"].shape)),
+                                                     with_kwargs=True)
+    batch = RunningBatch(tiny_core.model, tiny_core.tokenizer.pad_token_id, None, prefill_chunk=4)
+    running = request(ids(tiny_core, "Hi"), 20)
+    joining = request(ids(tiny_core, QUESTIONS[3]), 5, on_done=told.append)
+    try:
+        with torch.inference_mode():
+            batch.admit([running])
+            batch.step()
+            batch.admit([joining])
+            batch.step()
+            joining.cancelled = True
+            batch.step()
+    finally:
+        hook.remove()
+    assert told == [joining] and joining.finish_reason == "cancelled" and joining.tokens == []
+    assert len(batch) == 1 and inputs[1:] == [(1, 1), (1, 4), (1, 1)]  # one chunk read, then only the running row

@@ -160,8 +160,9 @@ def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int, 
             load(server.url, 1, 1, anchor_prompts(), 8)
             figure = load(server.url, clients, requests_each, anchor_prompts(), max_tokens, stagger_s=0.5, stream=True)
         figures.append(figure | {"prefill_chunk": chunk})
-        print(f"steady chunk {chunk:3d} {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, p50 {figure['p50_s']:.2f} s, "
-              f"p95 {figure['p95_s']:.2f} s, p95 longest pause {figure['p95_longest_pause_s']:.2f} s", flush=True)
+        print(f"steady chunk {chunk:3d} {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, "
+              f"p50 {figure['p50_s']:.2f} s, p95 {figure['p95_s']:.2f} s, "
+              f"p95 longest pause {figure['p95_longest_pause_s']:.2f} s", flush=True)
     return figures
 
 

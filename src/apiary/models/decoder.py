@@ -102,6 +102,11 @@ class RunningBatch:
         """Decode the running rows one token, then read one chunk of the oldest joining group's prompts."""
         if self.rows:
             self._decode()
+        while self.joining and all(r.cancelled or r.overdue() for r in self.joining[0].group):  # nobody waits for it
+            for r in self.joining.popleft().group:
+                r.finish_reason = "cancelled" if r.cancelled else "timeout"
+                if r.on_done is not None:
+                    r.on_done(r)
         if self.joining and self._read(self.joining[0], self.prefill_chunk if self.rows else 0):
             self.joining.popleft()
 
@@ -204,7 +209,8 @@ class RunningBatch:
 def check_prefill_chunk(prefill_chunk: int) -> None:
     """ValueError unless `prefill_chunk` is a whole number of prompt tokens >= 0."""
     if not isinstance(prefill_chunk, int) or isinstance(prefill_chunk, bool) or prefill_chunk < 0:
-        raise ValueError(f"the prefill chunk is a whole number of prompt tokens >= 0 (0: whole prompts), got {prefill_chunk!r}")
+        raise ValueError(f"the prefill chunk is a whole number of prompt tokens >= 0 (0: whole prompts), "
+                         f"got {prefill_chunk!r}")
 
 
 def decode(model, requests: list[Request], pad_id: int, generator: torch.Generator | None = None) -> None:

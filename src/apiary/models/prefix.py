@@ -99,11 +99,12 @@ class PrefillJob:
         if self.prefix_read < len(self.prefix):
             end = len(self.prefix) if budget == 0 else min(len(self.prefix), self.prefix_read + budget)
             prefix = torch.tensor([self.prefix[self.prefix_read:end]], device=model.device)
-            self.cache = model(input_ids=prefix, past_key_values=self.cache, use_cache=True, logits_to_keep=1).past_key_values
+            out = model(input_ids=prefix, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+            self.cache = out.past_key_values
             self.prefix_read = end
             if end == len(self.prefix):
-                n_prompts = self.ids_P_S.shape[0]
-                self.cache = DynamicCache([(layer.keys.expand(n_prompts, -1, -1, -1), layer.values.expand(n_prompts, -1, -1, -1))
+                n = self.ids_P_S.shape[0]
+                self.cache = DynamicCache([(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
                                            for layer in self.cache.layers])
             if budget > 0:
                 return None
