@@ -5,8 +5,9 @@
    and 16 concurrent clients (the official `openai` client, one thread each) ask the core general
    questions (greedy, up to --max-tokens tokens). Figures: completion tokens/s, p50/p95 latency.
    Then a staggered load (16 clients starting 0.5 s apart, streamed replies) once per
-   --prefill-chunks setting (default 0 and 64: joining prompts read whole, and 64 tokens per
-   decoding step), so the two are compared in one run; figures add the longest pause in a reply.
+   --prefill-chunks setting (default 0, 16 and 64: joining prompts read whole, or 16 / 64 tokens
+   per decoding step; the anchor prompts are 34-47 tokens, so 64 reads them in one chunk and 16 in
+   three), compared in one run; figures add the longest pause in a reply.
 2. Feedback end to end. A worker on chain_sum (two one-digit terms) is served; a client asks it 64
    training questions and sends each reply's correction (the right answer) to /v1/feedback; the
    server learns from them in the background, the gate decides, and the worker's held-out score
@@ -308,7 +309,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--corrections", type=int, default=64)
-    parser.add_argument("--prefill-chunks", default="0,64",
+    parser.add_argument("--prefill-chunks", default="0,16,64",
                         help="the steady load runs once per setting of `apiary serve --prefill-chunk` (0: off)")
     parser.add_argument("--parts", default="load,steady,feedback,self_distill,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
