@@ -118,6 +118,9 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     keys: Annotated[Optional[Path], typer.Option(help=escape('TOML file with a [keys] table of "KEY" = "TENANT"'))] = None,
     max_batch: Annotated[Optional[int], typer.Option(help="requests decoded together (default: ServeConfig's)")] = None,
+    prefill_chunk: Annotated[Optional[int], typer.Option(
+        help="prompt tokens a joining request is read by between the running replies' decoding steps, so they "
+             "keep streaming (default 64; 0: whole prompts, the running replies waiting)")] = None,
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
@@ -140,7 +143,7 @@ def serve(
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
                                    **_given(min_feedback=min_feedback, requests_per_minute=rate_limit,
-                                            generation_timeout=generation_timeout), gate=gate,
+                                            generation_timeout=generation_timeout, prefill_chunk=prefill_chunk), gate=gate,
                                    text_learner=text_learner))
 
 
