@@ -12,6 +12,8 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
   earlier feedback (`skip_conflicts`) and feedback of givers flagged as unreliable (`skip_flagged`,
   evals.givers), unless the learner's config says otherwise;
 - practice: the worker's failed attempts at its job's tasks, oldest first, cycling;
+- context_distill: the next questions of a documents job's training stream (its practice questions, never
+  its held-out ones); doc_pretrain: the job's next documents, cycling (jobs.documents);
 - distil_back: no material; it is asked every step and runs one distillation phase toward the core
   after every `every`-th (learners.distil_back), so it needs a learner that learns the job beside it.
 """
@@ -25,10 +27,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from apiary.jobs.base import Job
+from apiary.jobs.documents import documents_of
 from apiary.learners.common import FeedbackConfig, FeedbackItem, Learner, LearnerConfig
 from apiary.learners.corrections import CorrectionLearner, CorrectionsConfig
 from apiary.learners.critiques import CritiqueLearner, CritiquesConfig
+from apiary.learners.context_distill import ContextDistillConfig, ContextDistillLearner
 from apiary.learners.distil_back import DistilBackConfig, DistilBackLearner
+from apiary.learners.doc_pretrain import DocPretrainConfig, DocPretrainLearner
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.learners.practice import PracticeConfig, PracticeLearner
 from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
@@ -46,12 +51,14 @@ LEARNERS: dict[str, tuple[type, type]] = {
     "practice": (PracticeLearner, PracticeConfig),
     "self_distill": (SelfDistillLearner, SelfDistillConfig),
     "distil_back": (DistilBackLearner, DistilBackConfig),
+    "context_distill": (ContextDistillLearner, ContextDistillConfig),
+    "doc_pretrain": (DocPretrainLearner, DocPretrainConfig),
 }
 FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds of feedback it learns from
     "rewards": ("reward",), "corrections": ("correction",), "critiques": ("critique",), "preferences": ("preference",),
     "self_distill": ("correction", "critique"),
 }
-OPEN_ENDED = {"rl", "practice"}  # learners that never run out of material: they need a step or time budget
+OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain"}  # learners that never run out of material: they need a step or time budget
 
 
 def check_learners(names: list[str]) -> list[str]:
@@ -91,7 +98,7 @@ def configs_with(names: list[str], rl: GRPOConfig, learning_rate: float | None =
     configs = {}
     for name in names:
         config = rl if name == "rl" else LEARNERS[name][1]()
-        if isinstance(config, (FeedbackConfig, PracticeConfig)) and batch_size is not None:
+        if isinstance(config, (FeedbackConfig, PracticeConfig, ContextDistillConfig, DocPretrainConfig)) and batch_size is not None:
             config = replace(config, batch_size=batch_size)
         if isinstance(config, FeedbackConfig) and epochs is not None:
             config = replace(config, epochs=epochs)
@@ -109,6 +116,8 @@ class Batches:
     queues: dict[str, list[int]] = field(default_factory=dict)  # feedback learner -> feedback ids in order
     positions: dict[str, int] = field(default_factory=dict)
     distil_back: int = 0  # distil_back: the steps it was asked in
+    doc_questions: int = 0  # context_distill: next index into the documents job's training stream
+    doc_texts: int = 0  # doc_pretrain: next document
 
     def exhausted(self, names: list[str]) -> bool:
         """True when no learner has anything left (open-ended learners never run out)."""
@@ -142,6 +151,15 @@ def next_batch(name: str, config: LearnerConfig, store: Store, job: Job, worker:
     if name == "distil_back":
         batches.distil_back += 1
         return [batches.distil_back // config.every] if batches.distil_back % config.every == 0 else None
+    if name == "context_distill":
+        tasks = job.source.train(batches.doc_questions, config.batch_size)
+        batches.doc_questions += len(tasks)
+        return tasks
+    if name == "doc_pretrain":
+        documents = documents_of(job, name).all_documents()
+        batch = [documents[(batches.doc_texts + i) % len(documents)] for i in range(config.batch_size)]
+        batches.doc_texts += config.batch_size
+        return batch
     if name == "practice":
         failures = store.failed_episodes(worker, batches.practice, config.batch_size)
         if not failures and batches.practice:

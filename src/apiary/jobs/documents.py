@@ -197,3 +197,10 @@ def documents_job(path: str | Path, options: dict | None = None, name: str | Non
                             documents=options.get("documents"))
     return Job(name=name or Path(path).resolve().name, source=source, scorer=scorer("line_contains"),
                instruction=INSTRUCTION, max_tokens=24)
+
+
+def documents_of(job: Job, learner: str) -> DocumentSource:
+    """The documents of a documents job; a clear error for a learner given another kind of job."""
+    if not isinstance(job.source, DocumentSource):
+        raise ValueError(f"learner {learner} learns a folder of documents; job {job.name} is not one (use docs:PATH)")
+    return job.source
