@@ -88,7 +88,7 @@ def test_continued_pretraining_lowers_the_loss_on_the_documents(model, tiny_core
 
 def test_the_document_learners_refuse_a_job_that_is_not_a_folder_of_documents(model, tiny_core, chain_sum_job):
     for learner, config in ((ContextDistillLearner, ContextDistillConfig()), (DocPretrainLearner, DocPretrainConfig())):
-        with pytest.raises(ValueError, match="learns a folder of documents"):
+        with pytest.raises(ValueError, match="a documents job is needed"):
             learner(model, tiny_core.tokenizer, chain_sum_job, config, tiny_core.stop_token_ids)
 
 
@@ -101,6 +101,8 @@ def test_a_learning_run_on_documents_never_trains_on_a_held_out_question(tmp_pat
     adapters.detach(model)
     assert run.steps == 3 and run.learners == ["context_distill", "doc_pretrain"]
     trained = [json.dumps(e.messages) + e.completion for e in store.episodes("clerk")]
-    assert len(trained) == 6
+    assert len(trained) == 6 + 6  # context_distill's samples, and the documents doc_pretrain read
+    assert sum(e.origin == "doc_pretrain" and e.info["document"] in ("teams.md", "halvex.md")
+               for e in store.episodes("clerk")) == 6
     assert not any(q["question"] in text for q in QUESTIONS for text in trained)
     assert {e.id for e in store.episodes("clerk")} <= set(store.trained_on("clerk", run.version))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from apiary.jobs.base import Job, Task
@@ -183,6 +183,27 @@ def open_book(source: DocumentSource, task: Task) -> Task:
     return Task(question=open_book_text(source.document(task), task.question), answer=task.answer, metadata=task.metadata)
 
 
+@dataclass
+class OpenBookSource:
+    """A documents job's questions with their documents above them: the job as an open-book exam."""
+
+    documents: DocumentSource
+
+    def heldout(self) -> list[Task]:
+        return [open_book(self.documents, t) for t in self.documents.heldout()]
+
+    def train(self, start: int, count: int) -> list[Task]:
+        return [open_book(self.documents, t) for t in self.documents.train(start, count)]
+
+    def describe(self) -> dict:
+        return self.documents.describe() | {"kind": "documents, open book"}
+
+
+def open_book_job(job: Job) -> Job:
+    """The documents job `job` asked open-book (named JOB-open-book): what the worker can answer when it may read."""
+    return replace(job, name=f"{job.name}-open-book", source=OpenBookSource(documents_of(job, "open book")), origin=None)
+
+
 def documents_job(path: str | Path, options: dict | None = None, name: str | None = None) -> Job:
     """The job of a folder of documents; options: questions=FILE, max_chars=N, documents=N."""
     options = dict(options or {})
@@ -199,8 +220,8 @@ def documents_job(path: str | Path, options: dict | None = None, name: str | Non
                instruction=INSTRUCTION, max_tokens=24)
 
 
-def documents_of(job: Job, learner: str) -> DocumentSource:
-    """The documents of a documents job; a clear error for a learner given another kind of job."""
+def documents_of(job: Job, user: str) -> DocumentSource:
+    """The documents of a documents job; a clear error naming `user` (a learner) for another kind of job."""
     if not isinstance(job.source, DocumentSource):
-        raise ValueError(f"learner {learner} learns a folder of documents; job {job.name} is not one (use docs:PATH)")
+        raise ValueError(f"{user}: a documents job is needed (docs:PATH); job {job.name} is not one")
     return job.source

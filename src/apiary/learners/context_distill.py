@@ -51,7 +51,7 @@ class ContextDistillLearner:
 
     def __init__(self, model, tokenizer, job: Job, config: ContextDistillConfig, stop_ids: list[int],
                  generator: torch.Generator | None = None):
-        self.source = documents_of(job, self.name)
+        self.source = documents_of(job, f"learner {self.name}")
         self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
         self.stop_ids, self.generator = stop_ids, generator or torch.Generator().manual_seed(0)
         self.optimizer = new_optimizer(model, config.learning_rate)

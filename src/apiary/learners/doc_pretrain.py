@@ -1,13 +1,16 @@
 """Learning documents by continued pretraining on their raw text: the naive baseline.
 
 Each update teacher-forces a few whole documents (next-token negative log-likelihood on their text, no
-question, no chat format), cycling through the folder. This is how a model is usually taught a corpus,
+question, no chat format), cycling through the folder. Each document trained on is kept as an episode
+(origin "doc_pretrain": the text as its only message, no completion, no score), so the adapter version
+records what it read and the gate's contamination check sees the text. This is how a model is usually taught a corpus,
 and what context distillation (learners.context_distill) is measured against: a model that has read a
 sentence has not necessarily learned to answer a question about it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ from apiary.jobs.base import Job
 from apiary.jobs.documents import Document, documents_of
 from apiary.learners.common import (Example, LearnStep, StepStats, apply_update, batch_logprobs, check_settings,
                                     new_optimizer, sft_loss)
+from apiary.store.records import Episode
 
 
 @dataclass
@@ -35,8 +39,8 @@ class DocPretrainLearner:
 
     def __init__(self, model, tokenizer, job: Job, config: DocPretrainConfig, stop_ids: list[int],
                  generator: torch.Generator | None = None):
-        documents_of(job, self.name)
-        self.model, self.tokenizer, self.config = model, tokenizer, config
+        documents_of(job, f"learner {self.name}")
+        self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
         self.optimizer = new_optimizer(model, config.learning_rate)
 
     def examples(self, documents: list[Document]) -> list[Example]:
@@ -59,4 +63,7 @@ class DocPretrainLearner:
                           generate_seconds=0.0, train_seconds=0.0)
         stats.loss = apply_update(self.model, self.optimizer, loss, self.config.max_grad_norm)
         stats.train_seconds = time.perf_counter() - started
-        return LearnStep(stats=stats)
+        read = [Episode(job=self.job.name, task_id=hashlib.sha1(d.name.encode()).hexdigest()[:16],
+                        messages=[{"role": "user", "content": d.text}], completion="", origin=self.name,
+                        info={"document": d.name}) for d in documents]
+        return LearnStep(stats=stats, episodes=read)
