@@ -150,7 +150,7 @@ def test_apiary_learn_refuses_bad_input_and_writes_nothing(folder, how, tmp_path
 
 
 def test_the_shipped_workplace_is_as_the_issue_asks_and_regenerates_from_its_seed(tmp_path):
-    source = load_job(f"docs:{WORKPLACE}").source
+    source = load_job(WORKPLACE.parent / "jobs" / "workplace.toml").source
     docs, heldout = source.all_documents(), source.heldout()
     assert 50 <= len(docs) <= 200 and len(heldout) >= 200
     trained = [t.question for t in source.train(0, 10_000)] + [d.text for d in docs]
