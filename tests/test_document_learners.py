@@ -106,3 +106,39 @@ def test_a_learning_run_on_documents_never_trains_on_a_held_out_question(tmp_pat
                for e in store.episodes("clerk")) == 6
     assert not any(q["question"] in text for q in QUESTIONS for text in trained)
     assert {e.id for e in store.episodes("clerk")} <= set(store.trained_on("clerk", run.version))
+
+
+def test_self_study_keeps_only_supported_questions_that_are_not_held_out():
+    from apiary.learners.self_study import supported
+
+    document = "Project Halvex is led by Mirel Dostrand."
+    assert supported("Who leads Halvex?", "Mirel Dostrand.", document, set())
+    assert not supported("Who leads Halvex?", "Orla Venn", document, set())  # the document does not say so
+    assert not supported("Who leads Halvex", "Mirel Dostrand", document, set())  # not a question
+    assert not supported("Who runs Project Halvex?", "Mirel Dostrand", document, {"Who runs Project Halvex?"})
+    assert not supported("Who leads Halvex?", "", document, set())
+
+
+def test_a_self_study_run_learns_from_its_own_questions_only(tmp_path, tiny_core, job, monkeypatch):
+    """The tiny random model writes no real questions, so one written question is put in its mouth: the run
+    trains on it and on nothing held out."""
+    from apiary.jobs.base import Task
+    from apiary.learners.self_study import SelfStudyConfig, SelfStudyLearner
+
+    written = Task(question="Who leads Project Halvex?", answer="Mirel Dostrand", metadata={"doc": "halvex.md"})
+    monkeypatch.setattr(SelfStudyLearner, "write_questions", lambda self, documents: [written])
+    store = Store(tmp_path / "hive")
+    model, run = learn(store, worker_on(store, "clerk", job, tiny_core), Budget(steps=1), lora=LoraSpec(rank=2, alpha=4),
+                       show_progress=False, learners=["self_study"], configs={"self_study": SelfStudyConfig(samples=2)})
+    adapters.detach(model)
+    episodes = store.episodes("clerk")
+    assert run.steps == 1 and len(episodes) == 2 and {e.origin for e in episodes} == {"self_study"}
+    assert all(e.messages[-1]["content"].startswith("Who leads Project Halvex?") for e in episodes)
+
+
+def test_self_study_writes_questions_with_the_tiny_model_without_failing(model, tiny_core, job):
+    from apiary.learners.self_study import SelfStudyConfig, SelfStudyLearner
+
+    learner = SelfStudyLearner(model, tiny_core.tokenizer, job, SelfStudyConfig(), tiny_core.stop_token_ids)
+    step = learner.learn(job.source.all_documents())
+    assert step.stats.extra["questions_kept"] >= 0

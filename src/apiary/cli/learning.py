@@ -38,7 +38,7 @@ def learn(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(
         help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
-             "distil_back; for a documents job (docs:PATH) context_distill or doc_pretrain")] = "rl",
+             "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain")] = "rl",
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
         help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,
