@@ -6,7 +6,8 @@ from apiary.bench.documents import TITLE, DocumentsPlan, run
 
 
 def test_quick_documents_bench_measures_every_learner_and_size(tiny_core_dir, tmp_path):
-    figures = run(DocumentsPlan(core=str(tiny_core_dir), docs=tmp_path, quick=True, hive=tmp_path / "hive"))
+    figures = run(DocumentsPlan(core=str(tiny_core_dir), docs=tmp_path, quick=True, hive=tmp_path / "hive",
+                                learners=("context_distill", "doc_pretrain")))
     assert json.loads((tmp_path / "documents.json").read_text()) == figures
     assert figures["all"]["documents"] == 4 and figures["all"]["questions"] == 8
     for learner in ("context_distill", "doc_pretrain"):

@@ -1,10 +1,10 @@
 """Documents into weights, checked closed-book, on the shipped workplace (examples/workplace).
 
-    python -m apiary.bench.documents [--minutes 10] [--sizes 10 50] [--quick] [--core DIR]
+    python -m apiary.bench.documents [--minutes 10] [--sizes 10 50] [--learners ...] [--quick] [--core DIR]
 
 On the bundled core: held-out accuracy closed-book (the question alone) before learning, and open-book (the
 document above the question: what the core can do when it may read); then one fresh worker per learner
-(context_distill, and doc_pretrain, the naive baseline) learns all the documents for `--minutes`, and is
+(context_distill, self_study, and doc_pretrain, the naive baseline) learns all the documents for `--minutes`, and is
 scored closed-book and judged by the default worker gate (nothing is released): its right-to-wrong flips
 on the retention suite against the gate's allowance. Last, context_distill learns only N of the documents
 (`--sizes`; all of them is the run above) for the same time: how recall falls as the workplace grows.
@@ -30,7 +30,7 @@ from apiary.jobs.documents import open_book_job
 
 WORKPLACE = Path(__file__).resolve().parents[3] / "examples" / "workplace"
 TITLE = "Documents: a workplace learned, checked closed-book"
-LEARNERS = ("context_distill", "doc_pretrain")
+LEARNERS = ("context_distill", "self_study", "doc_pretrain")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class DocumentsPlan:
     folder: Path = WORKPLACE
     minutes: float = 10.0
     sizes: tuple[int, ...] = (10, 50)  # documents learned, besides all of them
+    learners: tuple[str, ...] = LEARNERS
     core: str | None = None
     docs: Path = DOCS  # where documents.json and benchmarks.md go
     quick: bool = False
@@ -80,11 +81,11 @@ def run(plan: DocumentsPlan) -> dict:
         hive = Hive(plan.hive or Path(tmp) / "hive", core=plan.core)
         figures = {"machine": machine(), "budget": budget, "all": reference(hive, spec, overrides), "learners": {},
                    "sizes": []}
-        for learner in LEARNERS:
+        for learner in plan.learners:
             figures["learners"][learner] = learn_point(hive, spec, overrides, learner, f"docs-{learner}", budget)
         total = figures["all"]["documents"]
         for n in sorted(set(sizes)):
-            if n >= total:
+            if n >= total and "context_distill" in figures["learners"]:
                 point = figures["learners"]["context_distill"]
             else:
                 point = learn_point(hive, spec, [*overrides, f"documents={n}"], "context_distill", f"docs-n{n}", budget)
@@ -98,7 +99,8 @@ def run(plan: DocumentsPlan) -> dict:
 def command(plan: DocumentsPlan) -> str:
     if plan.quick:
         return "python -m apiary.bench.documents --quick"
-    return f"python -m apiary.bench.documents --minutes {plan.minutes:g} --sizes {' '.join(map(str, plan.sizes))}"
+    return (f"python -m apiary.bench.documents --minutes {plan.minutes:g} --sizes {' '.join(map(str, plan.sizes))} "
+            f"--learners {' '.join(plan.learners)}")
 
 
 def markdown(figures: dict, command: str) -> str:
@@ -130,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="learning minutes per worker")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50], help="documents learned, besides all of them")
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--quick", action="store_true", help="a check of the code path: 4 documents, 1 step per worker")
     parser.add_argument("--core", default=None, help="a core directory (default: the bundled core)")
     parser.add_argument("--docs", type=Path, default=None,
@@ -138,8 +141,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         docs = args.docs or (Path(tmp) if args.quick else DOCS)
-        run(DocumentsPlan(minutes=args.minutes, sizes=tuple(args.sizes), core=args.core, docs=docs, quick=args.quick,
-                          hive=args.hive))
+        run(DocumentsPlan(minutes=args.minutes, sizes=tuple(args.sizes), learners=tuple(args.learners), core=args.core,
+                          docs=docs, quick=args.quick, hive=args.hive))
         if args.quick:
             print((docs / "benchmarks.md").read_text())
 

@@ -41,7 +41,7 @@ def learn(
              "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain")] = "rl",
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
-        help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,
+        help="feedback items (or practice tasks; a documents job's questions or documents) per update (default: the learner's config)")] = None,
     from_version: Annotated[Optional[int], typer.Option("--from-version", help="adapter version to learn on from "
                                                          "(default: the live one; 0: the core alone)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
