@@ -60,7 +60,8 @@ FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds 
     "rewards": ("reward",), "corrections": ("correction",), "critiques": ("critique",), "preferences": ("preference",),
     "self_distill": ("correction", "critique"),
 }
-OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study"}  # learners that never run out of material: they need a step or time budget
+# learners that never run out of material: they need a step or time budget
+OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study"}
 
 
 def check_learners(names: list[str]) -> list[str]:

@@ -107,8 +107,8 @@ class SelfDistillLearner:
     def _sample(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         params = SamplingParams(max_new_tokens=self.config.max_new_tokens or self.job.max_tokens,
                                 temperature=self.config.temperature)
-        return student_samples(self.model, prompts, self.config.samples, params, self.stop_ids,
-                               self.tokenizer.pad_token_id, self.generator)
+        return student_samples(self.model, prompts, self.config.samples, params, self.stop_ids, self.tokenizer.pad_token_id,
+                               self.generator)
 
     def _episodes(self, items: list[FeedbackItem], samples: list[list[list[int]]]) -> list[Episode]:
         """The student's samples as episodes of the feedback's task, scored where its reference answer is known."""
