@@ -173,6 +173,9 @@ def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, Learner
     batches = fill_queues(store, name, settings, seed, {g["by"] for g in held_back})
     batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
     batches.practice = saved["batches"].get("practice", 0)
+    batches.doc_questions = saved["batches"].get("doc_questions", 0)
+    batches.doc_texts = saved["batches"].get("doc_texts", 0)
+    batches.doc_study = saved["batches"].get("doc_study", 0)
     if start_version is not None and start_version not in {v.version for v in store.adapter_versions(name)} | {0}:
         raise ValueError(f"worker {name!r} has no adapter version {start_version} to start from")
     return _RunState(run_id=store.start_run(run), batches=batches, version=worker.version(start_version), latest=latest,
