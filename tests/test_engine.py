@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
@@ -24,11 +26,13 @@ def alone(core_dir, adapter_dir, question: str, max_new_tokens: int) -> list[int
                     core.tokenizer.pad_token_id)[0]
 
 
-def test_rows_joining_and_leaving_a_mixed_adapter_batch_get_their_solo_replies(tiny_core_dir, tmp_path, random_adapter):
+@pytest.mark.parametrize("prefill_chunk", [0, 8])  # 8: the prompts join a chunk per step, under their adapters
+def test_rows_joining_and_leaving_a_mixed_adapter_batch_get_their_solo_replies(tiny_core_dir, tmp_path, random_adapter,
+                                                                                prefill_chunk):
     random_adapter(tmp_path / "a", seed=1)
     random_adapter(tmp_path / "b", seed=2)
     core = load_core(tiny_core_dir)
-    engine = Engine(max_batch=4)  # 6 requests: some wait for a free row
+    engine = Engine(max_batch=4, prefill_chunk=prefill_chunk)  # 6 requests: some wait for a free row
     try:
         engine.deploy("core", core)
         engine.deploy("worker:a", core, tmp_path / "a", 1)

@@ -1,7 +1,7 @@
 """Every module imports only from its own layer or the layers below it (DESIGN.md, "Shape of the code").
 
 (base: leaf helpers such as extras.py) < models < jobs < store < learners < evals < hive < interfaces (the CLI, the package's front door,
-the server and the benchmarks). Imports inside functions and under TYPE_CHECKING count too: a
+the server, its browser pages and the benchmarks). Imports inside functions and under TYPE_CHECKING count too: a
 lower layer that reaches up, even lazily, is the tangle this guards against.
 """
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "apiary"
 LAYERS = ["base", "models", "jobs", "store", "learners", "evals", "hive", "interfaces"]
 BASE = {"extras"}  # leaf helpers below every layer (which optional install a feature needs): they import no apiary module
-INTERFACES = {"cli", "serve", "bench", "__init__", "__main__"}
+INTERFACES = {"cli", "serve", "web", "bench", "__init__", "__main__"}
 
 
 def layer_of(module: str) -> str:

@@ -17,6 +17,7 @@ from apiary.hive.worker import worker_on
 from apiary.jobs.base import Job, OneReply
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.scoring import Scorer
+from apiary.jobs.spec import load_job
 from apiary.learners.common import Learner
 from apiary.learners.corrections import CorrectionsConfig
 from apiary.learners.grpo import GRPOConfig
@@ -86,25 +87,38 @@ def test_heldout_eval_of_a_single_turn_job_keeps_its_details_and_uses_the_heldou
     assert result.score == pytest.approx(sum(result.details["scores"]) / len(tasks))
 
 
-def test_every_learner_follows_the_protocol_and_is_built_the_same_way(tiny_core):
+def documents_job(folder):
+    """A documents job of one document, for the learners that learn documents."""
+    folder.mkdir()
+    (folder / "a.md").write_text("Room Zanthe-3 is on floor 2.")
+    (folder / "questions.jsonl").write_text(json.dumps({"question": "Which floor?", "answer": "2", "doc": "a.md"}) + "\n")
+    return load_job(f"docs:{folder}")
+
+
+def test_every_learner_follows_the_protocol_and_is_built_the_same_way(tiny_core, tmp_path):
     shape = None
     for name, (cls, config_cls) in LEARNERS.items():
         params = list(inspect.signature(cls.__init__).parameters)
         shape = shape or params
         assert params == shape == ["self", "model", "tokenizer", "job", "config", "stop_ids", "generator"], name
         # 1e-3: the rate every learner used before it had its own; self_distill came later, and rl moved to 2e-4 with
-        # the anchor (issue 16's frontier, docs/benchmarks.md); distil_back distils at rl's rate
-        default = {"self_distill": 1e-4, "rl": 2e-4, "distil_back": 2e-4}.get(name, 1e-3)
+        # the anchor (issue 16's frontier, docs/benchmarks.md); distil_back distils at rl's rate; context_distill and
+        # self_study (documents) between the two, not yet measured
+        default = {"self_distill": 1e-4, "rl": 2e-4, "distil_back": 2e-4, "context_distill": 5e-4,
+                   "self_study": 5e-4}.get(name, 1e-3)
         assert config_cls().learning_rate == default, name
     job = parity_job()
     job.solve = lambda question: None  # practice needs a check
+    documents = {"context_distill", "self_study", "doc_pretrain"}  # they learn a documents job only
     model = adapters.attach(tiny_core.model, LoraSpec(rank=2, alpha=4))
     try:
         rates = {name: 1e-3 * (i + 1) for i, name in enumerate(LEARNERS)}
-        configs = configs_with(list(LEARNERS), GRPOConfig(), learning_rates=rates)
-        for name, learner in build_learners(configs, model, tiny_core, job, torch.Generator()):
-            assert isinstance(learner, Learner) and learner.name == name and learner.config is configs[name]
-            assert learner.optimizer.param_groups[0]["lr"] == rates[name]
+        for names, on in (([n for n in LEARNERS if n not in documents], job),
+                          (sorted(documents), documents_job(tmp_path / "docs"))):
+            configs = configs_with(names, GRPOConfig(), learning_rates={n: rates[n] for n in names})
+            for name, learner in build_learners(configs, model, tiny_core, on, torch.Generator()):
+                assert isinstance(learner, Learner) and learner.name == name and learner.config is configs[name]
+                assert learner.optimizer.param_groups[0]["lr"] == rates[name]
     finally:
         adapters.detach(model)
 

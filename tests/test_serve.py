@@ -169,6 +169,15 @@ def test_a_tenant_past_its_rate_limit_gets_429_with_retry_after_and_other_tenant
         assert 'apiary_requests_total{endpoint="/v1/models",status="429"} 1.0' in httpx.get(server.url + "/metrics").text
 
 
+def test_a_request_given_back_to_the_rate_limit_does_not_count_and_never_overfills_it():
+    limiter = RateLimiter(2, clock=lambda: 0.0)
+    assert [limiter.retry_after("acme") for _ in range(2)] == [None, None]
+    limiter.refund("acme")
+    assert limiter.retry_after("acme") is None and limiter.retry_after("acme") == 30
+    limiter.refund("bravo")  # a full bucket stays full
+    assert [limiter.retry_after("bravo") for _ in range(3)] == [None, None, 30]
+
+
 def test_a_rate_limit_refills_evenly_and_is_off_by_default():
     now = [0.0]
     limiter = RateLimiter(60, clock=lambda: now[0])

@@ -122,6 +122,36 @@ def test_a_directory_artifact_is_replaced_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["v1"]  # no staging left behind
 
 
+def test_a_hive_made_before_runs_recorded_their_budget_opens_and_keeps_its_runs(tmp_path):
+    import sqlite3
+
+    from apiary.store.records import RunBudget
+
+    store = Store(tmp_path)
+    store.ensure_worker("w", "j", "core", {"name": "j"})
+    old = store.start_run(Run(worker="w", job="j", learner="grpo"))
+    store.engine.dispose()
+    with sqlite3.connect(tmp_path / "hive.db") as db:
+        db.execute("ALTER TABLE runs DROP COLUMN budget")  # as an apiary of schema revision 0002 made it
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    store = Store(tmp_path)
+    assert store.unfinished_run("w").id == old and store.unfinished_run("w").budget is None
+    new = store.start_run(Run(worker="w", job="j", learner="grpo", budget=RunBudget(steps=8, minutes=2.5)))
+    run = store.unfinished_run("w")
+    assert run.id == new and (run.budget.steps, run.budget.minutes, run.budget.from_step) == (8, 2.5, 0)
+    runs = pq.read_table(export(store, tmp_path / "out", "parquet")["runs"]["path"]).to_pylist()
+    assert runs[0]["budget"] is None and json.loads(runs[1]["budget"])["steps"] == 8
+
+
+def test_the_hives_session_key_is_made_once_private_and_read_back_by_every_store(tmp_path):
+    key = Store(tmp_path).session_secret()
+    assert len(key) == 32 and Store(tmp_path).session_secret() == key
+    assert (tmp_path / "session.key").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "session.key").write_bytes(b"short")
+    with pytest.raises(ValueError, match="too short for a secret: delete it"):
+        Store(tmp_path).session_secret()
+
+
 def test_export_streams_in_bounded_batches_one_parquet_row_group_each(tmp_path, store_url):
     store = Store(tmp_path / "hive", store_url)
     store.add_episodes([episode(i) for i in range(5)])

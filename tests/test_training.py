@@ -52,12 +52,15 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, tiny_core, chain
               show_progress=False, on_step=stop_at(3))
     interrupted = store.unfinished_run("w")
     assert interrupted is not None and interrupted.status == "interrupted"
+    assert interrupted.step == 3 and (interrupted.budget.steps, interrupted.budget.from_step) == (10, 0)
     assert store.count_episodes("w") == 12  # all three steps' episodes were kept
     assert store.worker("w").latest_version == 1  # checkpoint at step 2
     model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(steps=2), CONFIG, LORA, checkpoint_every=2,
                        show_progress=False)
     adapters.detach(model)
     assert run.resumed and run.run_id == interrupted.id
+    (row,) = [r for r in store.table_rows("runs") if r["id"] == run.run_id]
+    assert row["step"] == 4 and (row["budget"]["steps"], row["budget"]["from_step"]) == (2, 2)  # the budget it resumed with
     assert store.count_episodes("w") == 20
     steps = sorted(e.step for e in store.episodes("w"))
     assert steps.count(2) == 8  # step 2 ran twice: once before the kill, once after resuming

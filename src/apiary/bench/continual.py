@@ -2,14 +2,14 @@
 distillation) against merges of the same workers, naive sequential fine-tuning of one LoRA adapter,
 and naive sequential full fine-tuning. Same core, same jobs, same learning budget per job.
 
-1. Workers: the core becomes three workers, each learning its job for the budget with the demo's RL
-   settings, all starting from the same core. Each worker is also scored on the other jobs.
+1. Workers: the core becomes three workers, each learning its job for the budget with the demo's
+   learners (rl, then distil back toward the core), all starting from the same core. Each worker is also scored on the other jobs.
 2. Consolidation: each method (distillation into a core adapter or into every weight; linear, TIES
    and DARE merges via PEFT) builds a
    candidate core from the three workers; each is measured and gated, none is released (so all
    start from the same core and the same workers).
 3. Naive sequential LoRA: one adapter learns job 1, then job 2, then job 3, one budget each, by plain
-   GRPO (the workers' settings without the anchor toward the core); after
+   GRPO (the workers' rl settings, without distil_back or rl's anchor toward the core); after
    each stage it is scored on every job (the forgetting matrix R, with ACC/BWT/FWT as in GEM).
 4. Naive sequential full fine-tuning: the same, training every weight (bench.naive_full).
 5. Retention (KL to the base on the retention prompts; right-to-wrong flips on the retention items)
@@ -31,6 +31,8 @@ from apiary.hive.distill import DistillConfig
 from apiary.hive.hive import Hive
 from apiary.hive.recipes import CONTINUAL, WorkerPlan
 from apiary.hive.training import Budget
+from apiary.learners.common import LearnerConfig
+from apiary.learners.distil_back import DistilBackConfig
 from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
@@ -48,7 +50,17 @@ class ContinualSetup:
     steps: int | None = None  # or a step budget (the quick form)
     distill_steps: int = 40
     config: GRPOConfig = field(default_factory=lambda: CONTINUAL.rl)
+    distil_back: DistilBackConfig | None = field(default_factory=lambda: CONTINUAL.distil_back)  # the workers' (not the naive peers')
     jobs: list[WorkerPlan] = field(default_factory=lambda: list(CONTINUAL.workers))
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # consolidation methods to compare
+
+    def __post_init__(self):
+        unknown = set(self.methods) - set(METHODS)
+        if unknown or not self.methods:
+            raise ValueError(f"unknown or no consolidation method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+
+    def worker_configs(self) -> dict[str, LearnerConfig]:
+        return {"rl": self.config} | ({"distil_back": self.distil_back} if self.distil_back else {})
 
     def budget(self) -> dict:
         return {"minutes": self.minutes} if self.steps is None else {"steps": self.steps}
@@ -80,13 +92,15 @@ def workers_and_merges(hive: Hive, jobs, setup: ContinualSetup) -> tuple[dict, l
     for (worker, _, _), job in zip(setup.jobs, jobs):
         # every worker goes live by the user's override: the bench consolidates and measures (retention included)
         # what the workers learned, whatever the worker gate would say
-        result = hive.learn(job, worker, config=setup.config, show_progress=False, release="ungated", **setup.budget())
+        configs = setup.worker_configs()
+        result = hive.learn(job, worker, learners=list(configs), configs=configs, show_progress=False, release="ungated",
+                            **setup.budget())
         workers[worker] = {"job": job.name, "before": result.before, "after": result.after, "seconds": result.learn_seconds,
                            "episodes": result.episodes} | retention_of(hive, worker)
     rows = [[hive.eval_worker(w, job).score for job in jobs] for w, _, _ in setup.jobs]
     print("workers", json.dumps(workers), flush=True)
     consolidated = {}
-    for method in METHODS:
+    for method in setup.methods:
         config = ConsolidateConfig(method=method, distill=DistillConfig(steps=setup.distill_steps), release=False)
         result = hive.consolidate(config=config, jobs={w: j for (w, _, _), j in zip(setup.jobs, jobs)}, show_progress=False)
         consolidated[method] = result.model_dump()

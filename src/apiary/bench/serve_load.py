@@ -4,6 +4,10 @@
    same server with one request at a time (--max-batch 1) as the baseline, in the same run; 1, 4
    and 16 concurrent clients (the official `openai` client, one thread each) ask the core general
    questions (greedy, up to --max-tokens tokens). Figures: completion tokens/s, p50/p95 latency.
+   Then a staggered load (16 clients starting 0.5 s apart, streamed replies) once per
+   --prefill-chunks setting (default 0, 16 and 64: joining prompts read whole, or 16 / 64 tokens
+   per decoding step; the anchor prompts are 34-47 tokens, so 64 reads them in one chunk and 16 in
+   three), compared in one run; figures add the longest pause in a reply.
 2. Feedback end to end. A worker on chain_sum (two one-digit terms) is served; a client asks it 64
    training questions and sends each reply's correction (the right answer) to /v1/feedback; the
    server learns from them in the background, the gate decides, and the worker's held-out score
@@ -72,10 +76,12 @@ class Server:
         self.log.close()
 
 
-def load(url: str, clients: int, requests_each: int, prompts: list[str], max_tokens: int, stagger_s: float = 0.0) -> dict:
+def load(url: str, clients: int, requests_each: int, prompts: list[str], max_tokens: int, stagger_s: float = 0.0,
+         stream: bool = False) -> dict:
     """`clients` threads, each sending `requests_each` chats one after another (client k starts after
-    k x `stagger_s` seconds, so that replies do not start and end in waves)."""
-    latencies, tokens, errors = [], [], []
+    k x `stagger_s` seconds, so that replies do not start and end in waves); streamed replies also
+    give the longest pause between two pieces of each reply."""
+    latencies, tokens, errors, pauses = [], [], [], []
 
     def client(k: int) -> None:
         time.sleep(k * stagger_s)
@@ -84,13 +90,17 @@ def load(url: str, clients: int, requests_each: int, prompts: list[str], max_tok
             prompt = prompts[(k * requests_each + j) % len(prompts)]
             started = time.perf_counter()
             try:
-                reply = c.chat.completions.create(model="core", messages=[{"role": "user", "content": prompt}],
-                                                  max_tokens=max_tokens, temperature=0)
+                if stream:
+                    used, pause = _streamed(c, prompt, max_tokens)
+                    pauses.append(pause)
+                else:
+                    used = c.chat.completions.create(model="core", messages=[{"role": "user", "content": prompt}],
+                                                     max_tokens=max_tokens, temperature=0).usage.completion_tokens
             except openai.OpenAIError as err:
                 errors.append(str(err))
                 continue
             latencies.append(time.perf_counter() - started)
-            tokens.append(reply.usage.completion_tokens)
+            tokens.append(used)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -99,11 +109,30 @@ def load(url: str, clients: int, requests_each: int, prompts: list[str], max_tok
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    latencies.sort()
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "completion_tokens": sum(tokens),
-            "wall_s": wall, "tokens_per_s": sum(tokens) / wall, "p50_s": statistics.median(latencies),
-            "p95_s": latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))],
-            "mean_completion_tokens": statistics.mean(tokens)}
+    figure = {"clients": clients, "requests": len(latencies), "errors": len(errors), "completion_tokens": sum(tokens),
+              "wall_s": wall, "tokens_per_s": sum(tokens) / wall, "p50_s": statistics.median(latencies),
+              "p95_s": _p95(latencies), "mean_completion_tokens": statistics.mean(tokens)}
+    if pauses:
+        figure |= {"p95_longest_pause_s": _p95(pauses), "max_pause_s": max(pauses)}
+    return figure
+
+
+def _p95(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+
+def _streamed(c: openai.OpenAI, prompt: str, max_tokens: int) -> tuple[int, float]:
+    """One streamed chat: its completion tokens, and the longest pause between two pieces of it."""
+    stream = c.chat.completions.create(model="core", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                       temperature=0, stream=True, stream_options={"include_usage": True})
+    used, arrivals = 0, []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.perf_counter())
+        if chunk.usage is not None:
+            used = chunk.usage.completion_tokens
+    return used, max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0)
 
 
 def load_suite(work: Path, levels: list[int], requests: dict[int, int], max_tokens: int) -> dict:
@@ -122,14 +151,20 @@ def load_suite(work: Path, levels: list[int], requests: dict[int, int], max_toke
     return results
 
 
-def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int) -> dict:
-    """The batched server under a long, staggered load: requests join and leave the batch all the time."""
-    with Server(work / "hive-steady", 8733, "--max-batch", "32", "--no-learn", log=work / "steady.log") as server:
-        load(server.url, 1, 1, anchor_prompts(), 8)
-        figure = load(server.url, clients, requests_each, anchor_prompts(), max_tokens, stagger_s=0.5)
-    print(f"steady         {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, p50 {figure['p50_s']:.2f} s, "
-          f"p95 {figure['p95_s']:.2f} s", flush=True)
-    return figure
+def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int, chunks: list[int]) -> list[dict]:
+    """The batched server under a long, staggered load, where requests join and leave the batch all
+    the time: once per prefill chunk setting (0: joining prompts read whole while the batch waits)."""
+    figures = []
+    for chunk in chunks:
+        with Server(work / f"hive-steady-{chunk}", 8733, "--max-batch", "32", "--prefill-chunk", str(chunk), "--no-learn",
+                    log=work / f"steady-{chunk}.log") as server:
+            load(server.url, 1, 1, anchor_prompts(), 8)
+            figure = load(server.url, clients, requests_each, anchor_prompts(), max_tokens, stagger_s=0.5, stream=True)
+        figures.append(figure | {"prefill_chunk": chunk})
+        print(f"steady chunk {chunk:3d} {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, "
+              f"p50 {figure['p50_s']:.2f} s, p95 {figure['p95_s']:.2f} s, "
+              f"p95 longest pause {figure['p95_longest_pause_s']:.2f} s", flush=True)
+    return figures
 
 
 def feedback_suite(work: Path, n: int, min_feedback: int, timeout_s: float, gate_flags: list[str]) -> dict:
@@ -228,15 +263,24 @@ the held-out score is read back from `/v1/workers`.
 
 
 def _steady(fig: dict, base: dict, single: dict) -> str:
-    st = fig.get("steady")
-    if not st:
+    figures = fig.get("steady")
+    if not figures:
         return ""
-    return (f"Under a longer, staggered load ({st['clients']} clients starting 0.5 s apart, {st['requests']} requests), "
-            f"where requests join and leave the running batch all the time: **{st['tokens_per_s']:.1f} tokens/s** "
-            f"({st['tokens_per_s'] / base['tokens_per_s']:.1f}x one at a time), p50 {st['p50_s']:.2f} s, "
-            f"**p95 {st['p95_s']:.2f} s ({st['p95_s'] / single['p50_s']:.2f}x single-client)**. A request that joins "
-            "is prefilled in a forward pass of its own (about 0.15 s for a 40-token prompt) during which the batch "
-            "does not decode, and a decoding step of 16 rows costs about twice one of 1 row on 2 cores.")
+    st = figures[0]
+    streamed = ", streamed" if "p95_longest_pause_s" in st else ""
+    text = (f"Under a longer, staggered load ({st['clients']} clients starting 0.5 s apart, {st['requests']} "
+            f"requests{streamed}), where requests join and leave the running batch all the time:")
+    for st in figures:
+        how = (f"`--prefill-chunk {st['prefill_chunk']}` (a joining prompt read at most {st['prefill_chunk']} tokens "
+               "per decoding step)" if st["prefill_chunk"] else "`--prefill-chunk 0` (a joining prompt read whole, the "
+               "batch waiting)")
+        pause = (f", longest pause in a reply p95 {st['p95_longest_pause_s']:.2f} s (max {st['max_pause_s']:.2f} s)"
+                 if "p95_longest_pause_s" in st else "")
+        text += (f" {how}: **{st['tokens_per_s']:.1f} tokens/s** ({st['tokens_per_s'] / base['tokens_per_s']:.1f}x one at "
+                 f"a time), p50 {st['p50_s']:.2f} s, **p95 {st['p95_s']:.2f} s ({st['p95_s'] / single['p50_s']:.2f}x "
+                 f"single-client)**{pause}.")
+    return text + (" On 2 CPU cores a forward's cost grows with its tokens, so chunks spread a joining prompt's "
+                   "prefill over the running replies' steps (shorter pauses) rather than removing it.")
 
 
 def _feedback(title: str, fb: dict | None) -> str:
@@ -265,6 +309,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--corrections", type=int, default=64)
+    parser.add_argument("--prefill-chunks", default="0,16,64",
+                        help="the steady load runs once per setting of `apiary serve --prefill-chunk` (0: off)")
     parser.add_argument("--parts", default="load,steady,feedback,self_distill,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
@@ -273,6 +319,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     path = DOCS / "serve_load.json"
     fig = json.loads(path.read_text()) if path.exists() else {}
+    if isinstance(fig.get("steady"), dict):  # written before --prefill-chunk: one run, prompts read whole
+        fig["steady"] = [fig["steady"] | {"prefill_chunk": 0}]
     work = Path(tempfile.mkdtemp(prefix="apiary-serve-"))
     print(f"work directory: {work}", flush=True)
     fig |= {"machine": machine(), "max_tokens": args.max_tokens, "levels": [1, 4, 16],
@@ -280,7 +328,7 @@ def main() -> None:
     if "load" in parts:
         fig["load"] = load_suite(work, fig["levels"], {int(k): v for k, v in fig["requests"].items()}, args.max_tokens)
     if "steady" in parts:
-        fig["steady"] = steady_suite(work, 16, 10, args.max_tokens)
+        fig["steady"] = steady_suite(work, 16, 10, args.max_tokens, [int(c) for c in args.prefill_chunks.split(",")])
     if "feedback" in parts:
         fig["feedback"] = feedback_suite(work / "default-gate", args.corrections, args.corrections, 3600, [])
     if "self_distill" in parts:

@@ -20,6 +20,7 @@ from pathlib import Path
 from apiary.bench import continual, continual_report, generation, peers_report, trl_race
 from apiary.bench.report import DOCS, machine, merge_json, versions, write_section
 from apiary.hive.recipes import CONTINUAL, DEMO, WorkerPlan
+from apiary.learners.distil_back import DistilBackConfig
 from apiary.jobs.spec import load_job
 from apiary.models.core import load_core
 
@@ -54,6 +55,7 @@ class BenchPlan:
             self.continual = continual.ContinualSetup(
                 minutes=None, steps=1, distill_steps=1, config=replace(CONTINUAL.rl, prompts_per_step=2, samples_per_prompt=2,
                                                                        max_new_tokens=4),
+                distil_back=DistilBackConfig(every=1, updates=1, prompts_per_update=2, new_tokens=4),
                 jobs=[WorkerPlan(w, s, o + [QUICK_HELDOUT]) for w, s, o in CONTINUAL.workers[:2]])
             self.batches, self.new_tokens, self.stop_new_tokens = (1, 4), 4, 8
 
@@ -63,6 +65,7 @@ class BenchPlan:
             setup = self.continual
             flags += f" --minutes {setup.minutes:g}" if setup.steps is None else f" --steps {setup.steps}"
             flags += f" --distill-steps {setup.distill_steps}"
+            flags += f" --methods {','.join(setup.methods)}" if setup.methods != continual.METHODS else ""
         if part == "trl" and not self.quick:
             flags += f" --race-steps {self.race.steps}"
         return f"apiary bench --parts {part}{flags}"

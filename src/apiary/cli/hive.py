@@ -118,6 +118,9 @@ def serve(
     port: Annotated[int, typer.Option(help="port")] = 8000,
     keys: Annotated[Optional[Path], typer.Option(help=escape('TOML file with a [keys] table of "KEY" = "TENANT"'))] = None,
     max_batch: Annotated[Optional[int], typer.Option(help="requests decoded together (default: ServeConfig's)")] = None,
+    prefill_chunk: Annotated[Optional[int], typer.Option(
+        help="prompt tokens a joining request is read by between the running replies' decoding steps, so they "
+             "keep streaming (default 64; 0: whole prompts, the running replies waiting)")] = None,
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
@@ -134,13 +137,13 @@ def serve(
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
 ):
     """An OpenAI-compatible server: chat with the core or a worker, send feedback, watch it learn. Needs `.[serve]`."""
-    _need("serve", "fastapi", "uvicorn", "prometheus_client")
+    _need("serve", "fastapi", "uvicorn", "prometheus_client", "jinja2")
     from apiary.serve.run import run_server
 
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
                                    **_given(min_feedback=min_feedback, requests_per_minute=rate_limit,
-                                            generation_timeout=generation_timeout), gate=gate,
+                                            generation_timeout=generation_timeout, prefill_chunk=prefill_chunk), gate=gate,
                                    text_learner=text_learner))
 
 
@@ -188,6 +191,7 @@ def bench(
     minutes: Annotated[Optional[float], typer.Option(help="continual: RL minutes per job (default: the setup's)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
     distill_steps: Annotated[Optional[int], typer.Option(help="continual: distillation steps (default: the setup's)")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="continual: comma-separated consolidation methods (default: all)")] = None,
     race_steps: Annotated[Optional[int], typer.Option(help="trl: optimizer steps for each side (default: the race's)")] = None,
     render: Annotated[bool, typer.Option(help="rewrite the docs from docs/peers.json; run nothing")] = False,
     core: CoreOpt = None, as_json: JsonOpt = False,
@@ -208,7 +212,8 @@ def bench(
     plan = _run(as_json, lambda: BenchPlan(
         parts=names, docs=docs, core=core, quick=quick,
         race=Race(**_given(steps=race_steps)),
-        continual=ContinualSetup(**_given(minutes=minutes, steps=steps, distill_steps=distill_steps))))
+        continual=ContinualSetup(**_given(minutes=minutes, steps=steps, distill_steps=distill_steps,
+                                          methods=methods and [m.strip() for m in methods.split(",") if m.strip()]))))
     figures = _run(as_json, lambda: (render_bench if render else run_bench)(plan))
     if as_json:
         print(json.dumps({part: figures.get(part) for part in plan.parts} | {"time_ratio_vs_trl": figures.get("time_ratio_vs_trl")}))

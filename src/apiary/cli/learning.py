@@ -27,7 +27,7 @@ CpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each wor
 
 @app.command()
 def learn(
-    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME or tools:calc+lookup, then key=value config")],
+    spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME, tools:calc+lookup or docs:PATH, then key=value config")],
     worker: Annotated[Optional[str], typer.Option("--worker", "-w", help="worker name")] = None,
     workers: WorkersOpt = None, cluster: ClusterOpt = None, cpus_per_worker: CpusOpt = 1,
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
@@ -46,10 +46,11 @@ def learn(
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(
-        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill")] = "rl",
+        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
+             "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain")] = "rl",
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
-        help="feedback items (or practice tasks) per update (default: the feedback config's)")] = None,
+        help="feedback items (or practice tasks; a documents job's questions or documents) per update (default: the learner's config)")] = None,
     from_version: Annotated[Optional[int], typer.Option("--from-version", help="adapter version to learn on from "
                                                          "(default: the live one; 0: the core alone)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,

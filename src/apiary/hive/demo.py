@@ -29,8 +29,9 @@ def run_demo(hive: Hive, recipe: Recipe = DEMO, minutes: float | None = None,
     those whose live version passed its gate (`consolidation`: default, the recipe's)."""
     started = time.perf_counter()
     minutes = recipe.minutes if minutes is None else minutes
-    learned = [hive.learn(spec, worker, minutes=minutes, config=recipe.rl, overrides=overrides, show_progress=show_progress)
-               for worker, spec, overrides in recipe.workers]
+    configs = recipe.configs()
+    learned = [hive.learn(spec, worker, minutes=minutes, learners=list(configs), configs=configs, overrides=overrides,
+                          show_progress=show_progress) for worker, spec, overrides in recipe.workers]
     current = hive.store.current_core()
     records = [hive.store.worker(r.worker) for r in learned]
     sources = consolidation_sources(records, current)

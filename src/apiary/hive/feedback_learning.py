@@ -2,7 +2,8 @@
 
 When a worker has `min_feedback` pieces of feedback no adapter version has learned from yet (not
 counting those flagged as contradicting earlier feedback, nor those of givers flagged as unreliable:
-evals.givers), a learning run uses them up with the
+evals.givers), or any at all once someone asked it to learn now (`FeedbackLearning.learn_now`, the
+pages' button), a learning run uses them up with the
 matching feedback learners, from its live version, on a copy of the core of its own (the server's
 models are never touched), and the new adapter version goes through the worker gate, as every
 `learn` does (hive/learning.py). The gate releases it only if it passed; the server's watcher then
@@ -54,16 +55,18 @@ def learner_of(kind: str, text_learner: str = "separate") -> str:
     return LEARNER_OF[kind]
 
 
-def ready_workers(store: Store, min_feedback: int, text_learner: str = "separate") -> list[tuple[Worker, list[str]]]:
+def ready_workers(store: Store, min_feedback: int, text_learner: str = "separate",
+                  asked: frozenset[str] = frozenset()) -> list[tuple[Worker, list[str]]]:
     """Workers with enough unlearned, unflagged feedback from givers not flagged as unreliable, and the
-    learners that feedback needs."""
+    learners that feedback needs. For a worker someone asked to learn now (`asked`), any is enough."""
     ready = []
     for worker in store.workers():
+        enough = 1 if worker.name in asked else min_feedback
         pending = [f for f in store.feedback(worker.name, unconsumed=True) if not f.conflict]
-        if len(pending) >= min_feedback:  # only then is it worth checking the givers
+        if len(pending) >= enough:  # only then is it worth checking the givers
             held_back = {g.by for g in flagged_givers(store, worker.name, verifier(worker))}
             pending = [f for f in pending if f.by not in held_back]
-        if len(pending) >= min_feedback:
+        if len(pending) >= enough:
             ready.append((worker, sorted({learner_of(f.kind, text_learner) for f in pending})))
     return ready
 
@@ -77,6 +80,19 @@ class FeedbackLearning:
         self._wake, self._stopping = threading.Event(), False
         self._thread = threading.Thread(target=self._loop, name="apiary-learning", daemon=True)
         self.busy = False
+        self._asked: set[str] = set()  # workers to learn from any pending feedback, not waiting for min_feedback
+        self._asked_lock = threading.Lock()
+
+    def learn_now(self, worker: str) -> None:
+        """Start learning from the worker's pending feedback (however little) on the next round."""
+        with self._asked_lock:
+            self._asked.add(worker)
+        self._wake.set()
+
+    def _take_asked(self) -> frozenset[str]:
+        with self._asked_lock:
+            asked, self._asked = frozenset(self._asked), set()
+        return asked
 
     def start(self) -> None:
         self._thread.start()
@@ -98,7 +114,9 @@ class FeedbackLearning:
                 break
             try:
                 hive = hive or self.make_hive()  # loaded on first use: its own copy of the core
-                for record, learners in ready_workers(hive.store, self.config.min_feedback, self.config.text_learner):
+                asked = self._take_asked()
+                for record, learners in ready_workers(hive.store, self.config.min_feedback, self.config.text_learner,
+                                                      asked):
                     if record.name in unusable:
                         continue
                     self.busy = True

@@ -12,6 +12,8 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
   earlier feedback (`skip_conflicts`) and feedback of givers flagged as unreliable (`skip_flagged`,
   evals.givers), unless the learner's config says otherwise;
 - practice: the worker's failed attempts at its job's tasks, oldest first, cycling;
+- context_distill: the next questions of a documents job's training stream (its practice questions, never
+  its held-out ones); doc_pretrain and self_study: the job's next documents, cycling (jobs.documents);
 - distil_back: no material; it is asked every step and runs one distillation phase toward the core
   after every `every`-th (learners.distil_back), so it needs a learner that learns the job beside it.
 """
@@ -25,15 +27,19 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from apiary.jobs.base import Job
+from apiary.jobs.documents import documents_of
 from apiary.learners.common import FeedbackConfig, FeedbackItem, Learner, LearnerConfig
 from apiary.learners.corrections import CorrectionLearner, CorrectionsConfig
 from apiary.learners.critiques import CritiqueLearner, CritiquesConfig
+from apiary.learners.context_distill import ContextDistillConfig, ContextDistillLearner
 from apiary.learners.distil_back import DistilBackConfig, DistilBackLearner
+from apiary.learners.doc_pretrain import DocPretrainConfig, DocPretrainLearner
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.learners.practice import PracticeConfig, PracticeLearner
 from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
 from apiary.learners.rewards import RewardLearner, RewardsConfig
 from apiary.learners.self_distill import SelfDistillConfig, SelfDistillLearner
+from apiary.learners.self_study import SelfStudyConfig, SelfStudyLearner
 from apiary.models.core import Core
 from apiary.store.store import Store
 
@@ -46,12 +52,16 @@ LEARNERS: dict[str, tuple[type, type]] = {
     "practice": (PracticeLearner, PracticeConfig),
     "self_distill": (SelfDistillLearner, SelfDistillConfig),
     "distil_back": (DistilBackLearner, DistilBackConfig),
+    "context_distill": (ContextDistillLearner, ContextDistillConfig),
+    "doc_pretrain": (DocPretrainLearner, DocPretrainConfig),
+    "self_study": (SelfStudyLearner, SelfStudyConfig),
 }
 FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds of feedback it learns from
     "rewards": ("reward",), "corrections": ("correction",), "critiques": ("critique",), "preferences": ("preference",),
     "self_distill": ("correction", "critique"),
 }
-OPEN_ENDED = {"rl", "practice"}  # learners that never run out of material: they need a step or time budget
+# learners that never run out of material: they need a step or time budget
+OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study"}
 
 
 def check_learners(names: list[str]) -> list[str]:
@@ -91,7 +101,8 @@ def configs_with(names: list[str], rl: GRPOConfig, learning_rate: float | None =
     configs = {}
     for name in names:
         config = rl if name == "rl" else LEARNERS[name][1]()
-        if isinstance(config, (FeedbackConfig, PracticeConfig)) and batch_size is not None:
+        if isinstance(config, (FeedbackConfig, PracticeConfig, ContextDistillConfig, DocPretrainConfig,
+                                   SelfStudyConfig)) and batch_size is not None:
             config = replace(config, batch_size=batch_size)
         if isinstance(config, FeedbackConfig) and epochs is not None:
             config = replace(config, epochs=epochs)
@@ -109,6 +120,9 @@ class Batches:
     queues: dict[str, list[int]] = field(default_factory=dict)  # feedback learner -> feedback ids in order
     positions: dict[str, int] = field(default_factory=dict)
     distil_back: int = 0  # distil_back: the steps it was asked in
+    doc_questions: int = 0  # context_distill: next index into the documents job's training stream
+    doc_texts: int = 0  # doc_pretrain: next document
+    doc_study: int = 0  # self_study: next document
 
     def exhausted(self, names: list[str]) -> bool:
         """True when no learner has anything left (open-ended learners never run out)."""
@@ -142,6 +156,16 @@ def next_batch(name: str, config: LearnerConfig, store: Store, job: Job, worker:
     if name == "distil_back":
         batches.distil_back += 1
         return [batches.distil_back // config.every] if batches.distil_back % config.every == 0 else None
+    if name == "context_distill":
+        tasks = job.source.train(batches.doc_questions, config.batch_size)
+        batches.doc_questions += len(tasks)
+        return tasks
+    if name == "doc_pretrain":
+        batches.doc_texts += config.batch_size
+        return _documents(job, name, batches.doc_texts - config.batch_size, config.batch_size)
+    if name == "self_study":
+        batches.doc_study += config.batch_size
+        return _documents(job, name, batches.doc_study - config.batch_size, config.batch_size)
     if name == "practice":
         failures = store.failed_episodes(worker, batches.practice, config.batch_size)
         if not failures and batches.practice:
@@ -153,6 +177,12 @@ def next_batch(name: str, config: LearnerConfig, store: Store, job: Job, worker:
     ids = queue[start:start + config.batch_size]
     batches.positions[name] = start + len(ids)
     return _feedback_items(store, ids) if ids else None
+
+
+def _documents(job: Job, learner: str, start: int, count: int) -> list:
+    """`count` documents of the documents job from position `start`, cycling through the folder."""
+    documents = documents_of(job, learner).all_documents()
+    return [documents[(start + i) % len(documents)] for i in range(count)]
 
 
 def _feedback_items(store: Store, ids: list[int]) -> list[FeedbackItem]:

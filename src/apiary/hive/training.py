@@ -28,7 +28,7 @@ from apiary.learners.grpo import GRPOConfig
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.store.artifacts import atomic_write_json, read_json, read_tensors, write_dir, write_tensors
-from apiary.store.records import AdapterVersion, Run, now
+from apiary.store.records import AdapterVersion, Run, RunBudget, now
 from apiary.store.store import Store
 
 
@@ -98,7 +98,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
         raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
     store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version,
                         prompt_format=core.prompt_format.name)
-    state, resumed = _open_run(store, worker, settings, checkpoint_every, seed, start_version)
+    state, resumed = _open_run(store, worker, settings, checkpoint_every, seed, budget, start_version)
     model = adapters.attach(core.model, lora, path=store.adapter_dir(name, state.version) if state.version else None)
     generator = torch.Generator().manual_seed(seed)
     try:
@@ -120,6 +120,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
                 if stats is None:
                     break
                 _account(summary, stats)
+                store.update_run(state.run_id, step=state.step)  # where it is, for the pages (the checkpoint is the commit)
                 bar.update(task, advance=1 if not budget.minutes else stats.generate_seconds + stats.train_seconds,
                            description=f"{name} on {job.name}  {_step_figures(state.step, stats)}")
                 if on_step is not None:
@@ -147,16 +148,18 @@ def _check_rank(model, asked: LoraSpec | None, worker: str, version: int) -> Non
 
 
 def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, LearnerConfig], checkpoint_every: int,
-              seed: int, start_version: int | None = None) -> tuple[_RunState, bool]:
+              seed: int, budget: Budget, start_version: int | None = None) -> tuple[_RunState, bool]:
     """Resume the worker's unfinished run if there is one (from its last checkpoint, the worker's latest
-    version), else start a new run from `start_version` (default: the live version)."""
+    version), else start a new run from `start_version` (default: the live version). Either way the run
+    records the budget it has now, counted from the step it starts at."""
     name, latest = worker.name, worker.latest_version  # the store, not the state file, is the commit point
     unfinished = store.unfinished_run(name)
     state_file = store.checkpoint_dir(name) / "state.json"
     saved = read_json(state_file) if state_file.is_file() else {}
     saved.setdefault("batches", {"cursor": saved.get("cursor", 0)})  # state files of apiary < 0.2 kept only the cursor
     if unfinished is not None and saved.get("run_id") == unfinished.id:
-        store.update_run(unfinished.id, status="running")
+        store.update_run(unfinished.id, status="running", step=saved["step"],
+                         budget=RunBudget(steps=budget.steps, minutes=budget.minutes, from_step=saved["step"]))
         batches = Batches(**saved["batches"])
         return _RunState(run_id=unfinished.id, batches=batches, step=saved["step"], version=latest, latest=latest,
                          seconds=saved["seconds"], held_back=unfinished.config.get("held_back", [])), True
@@ -165,10 +168,14 @@ def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, Learner
     held_back = _held_back(store, worker, settings)
     run = Run(worker=name, job=worker.job.name, learner="+".join(settings),
               config={"learners": {learner: asdict(c) for learner, c in settings.items()},
-                      "checkpoint_every": checkpoint_every, "seed": seed, "held_back": held_back})
+                      "checkpoint_every": checkpoint_every, "seed": seed, "held_back": held_back},
+              budget=RunBudget(steps=budget.steps, minutes=budget.minutes))
     batches = fill_queues(store, name, settings, seed, {g["by"] for g in held_back})
     batches.cursor = saved["batches"].get("cursor", 0)  # a new run continues the task stream
     batches.practice = saved["batches"].get("practice", 0)
+    batches.doc_questions = saved["batches"].get("doc_questions", 0)
+    batches.doc_texts = saved["batches"].get("doc_texts", 0)
+    batches.doc_study = saved["batches"].get("doc_study", 0)
     if start_version is not None and start_version not in {v.version for v in store.adapter_versions(name)} | {0}:
         raise ValueError(f"worker {name!r} has no adapter version {start_version} to start from")
     return _RunState(run_id=store.start_run(run), batches=batches, version=worker.version(start_version), latest=latest,

@@ -5,6 +5,9 @@
 - numeric:  the first number in the completion (e.g. "-4", "3.5", "1,200") equals the answer as a
             number. A long answer that contains the right number later gets no credit.
 - contains: the answer appears in the completion (case-insensitive).
+- line_contains: the answer, trimmed, case-folded, trailing period dropped, appears in the completion's
+            first non-empty line ("It is in room Tessaly-4." answers "Tessaly-4"; a right answer after a
+            wrong first line gets no credit).
 - regex:    the answer is a regular expression that must match somewhere in the completion.
 """
 
@@ -66,6 +69,11 @@ def contains(completion: str, answer: str) -> float:
     return float(answer.strip().casefold() in completion.casefold())
 
 
+def line_contains(completion: str, answer: str) -> float:
+    want = _normalise(answer)
+    return float(bool(want) and want in first_line(completion).casefold())
+
+
 def regex(completion: str, answer: str) -> float:
     return float(re.search(answer, completion) is not None)
 
@@ -91,6 +99,7 @@ SCORERS = {
     "exact": (exact, first_line_decided),
     "numeric": (numeric, number_decided),
     "contains": (contains, None),
+    "line_contains": (line_contains, first_line_decided),
     "regex": (regex, None),
 }
 

@@ -1,18 +1,21 @@
 """Describe a job in a small TOML file, or inline as `rg:TASK key=value ...`, `ta:GAME` (a TextArena
-game, e.g. ta:GuessTheNumber-v0) or `tools:calc+lookup` (the tool-use job); the multi-turn ones take
-`heldout_size=N max_turns=N`.
+game, e.g. ta:GuessTheNumber-v0), `tools:calc+lookup` (the tool-use job) or `docs:PATH` (a folder of
+documents, learned and asked about closed-book: jobs.documents); the multi-turn ones take
+`heldout_size=N max_turns=N`, a documents job `questions=FILE max_chars=N documents=N`.
 
     name = "chain_sum"
     source = "reasoning_gym"          # or "jsonl" (with path = "data.jsonl") or "python"
     task = "chain_sum"                # reasoning_gym only
     instruction = "Answer with only the number."
-    scorer = "numeric"                # exact | numeric | contains | regex
+    scorer = "numeric"                # exact | numeric | contains | line_contains | regex
     heldout_scorer = "exact"          # optional: score held-out answers differently from the training reward
     heldout_size = 100
     max_tokens = 32
     [config]                          # reasoning-gym config
     min_terms = 2
 
+For source = "documents", `path = "workplace"` (the folder, relative to the job file) and optionally
+`questions = "FILE"`, max_chars, documents, name, instruction, max_tokens.
 For source = "textarena", `game = "GuessTheNumber-v0"`; source = "tools" needs nothing more. Both take
 heldout_size, max_turns, max_tokens and name.
 For source = "python", `make = "package.module:function"` names a function index -> (question, answer).
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from apiary.jobs.base import Job
 from apiary.jobs.checks import arithmetic_answer
+from apiary.jobs.documents import documents_job
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.jsonl import JobFileError, JsonlSource
 from apiary.jobs.reasoning_gym import ReasoningGymSource
@@ -39,7 +43,7 @@ from apiary.jobs.tools import tools_job
 
 NUMBER_INSTRUCTION = "Answer with only the number."
 KEYS = {"name", "source", "task", "config", "instruction", "system", "scorer", "heldout_scorer", "heldout_size", "max_tokens", "path", "make",
-        "check", "game", "max_turns"}
+        "check", "game", "max_turns", "questions", "max_chars", "documents"}
 TOOLS_SPEC = "tools:calc+lookup"  # the inline spec of the tool-use job
 MULTI_TURN_OPTIONS = {"heldout_size", "max_turns"}
 ARITHMETIC_TASKS = {"chain_sum", "products", "basic_arithmetic"}  # reasoning-gym tasks arithmetic_answer can verify
@@ -57,6 +61,8 @@ def _load(text: str, overrides: list[str]) -> Job:
         return reasoning_gym_job(text[3:], parse_overrides(overrides))
     if text.startswith("ta:"):
         return textarena_job(text[3:], **_multi_turn_options(parse_overrides(overrides), text))
+    if text.startswith("docs:"):
+        return documents_job(text[5:], parse_overrides(overrides))
     if text == TOOLS_SPEC:
         return tools_job(**_multi_turn_options(parse_overrides(overrides), text))
     path = Path(text)
@@ -93,8 +99,11 @@ def job_from_dict(data: dict, base_dir: Path = Path("."), origin: str = "job") -
         source = FunctionSource(_import(data.get("make", ""), origin), heldout_size=heldout)
     elif kind in ("textarena", "tools"):
         return _multi_turn_from_dict(kind, data, origin)
+    elif kind == "documents":
+        return _documents_from_dict(data, base_dir, origin)
     else:
-        raise JobFileError(f"{origin}: unknown source {kind!r}; use reasoning_gym, jsonl, python, textarena or tools")
+        raise JobFileError(f"{origin}: unknown source {kind!r}; use reasoning_gym, jsonl, python, textarena, tools "
+                           "or documents")
     name = data.get("name") or data.get("task") or Path(origin).stem
     if "scorer" not in data and kind == "reasoning_gym":
         job = _numeric_or_exact(name, source)
@@ -148,6 +157,24 @@ def _multi_turn_from_dict(kind: str, data: dict, origin: str) -> Job:
         job = textarena_job(data["game"], name=data.get("name"), **options)
     else:
         job = tools_job(name=data.get("name", "tools"), **options)
+    job.max_tokens = _count(data, "max_tokens", job.max_tokens, origin)
+    return job
+
+
+def _documents_from_dict(data: dict, base_dir: Path, origin: str) -> Job:
+    """source = "documents" with path = FOLDER (relative to the job file); questions, max_chars, documents optional."""
+    allowed = {"name", "source", "path", "questions", "max_chars", "documents", "instruction", "max_tokens", "config"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise JobFileError(f"{origin}: key(s) {', '.join(sorted(unknown))} do not apply to a documents job; "
+                           f"allowed: {', '.join(sorted(allowed))}")
+    if "path" not in data:
+        raise JobFileError(f"{origin}: a documents job needs 'path' (the folder of documents)")
+    options = {k: data[k] for k in ("max_chars", "documents") if k in data} | dict(data.get("config", {}))
+    if "questions" in data:
+        options["questions"] = str((base_dir / data["questions"]).resolve())
+    job = documents_job((base_dir / data["path"]).resolve(), options, name=data.get("name"))
+    job.instruction = data.get("instruction", job.instruction)
     job.max_tokens = _count(data, "max_tokens", job.max_tokens, origin)
     return job
 

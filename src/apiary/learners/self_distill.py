@@ -17,6 +17,7 @@ what the update trained on.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -104,15 +105,10 @@ class SelfDistillLearner:
         return prompt_ids(self.tokenizer, teacher_messages(item))
 
     def _sample(self, prompts: list[list[int]]) -> list[list[list[int]]]:
-        """`samples` replies of the student (the adapter as it is now, no context) to each prompt, as token ids."""
         params = SamplingParams(max_new_tokens=self.config.max_new_tokens or self.job.max_tokens,
                                 temperature=self.config.temperature)
-        self.model.eval()
-        with torch.no_grad(), adapters.merged(self.model):
-            outputs = generate(self.model, prompts, self.config.samples, params, self.stop_ids,
-                               self.tokenizer.pad_token_id, self.generator)
-        k = self.config.samples
-        return [outputs[i * k:(i + 1) * k] for i in range(len(prompts))]
+        return student_samples(self.model, prompts, self.config.samples, params, self.stop_ids, self.tokenizer.pad_token_id,
+                               self.generator)
 
     def _episodes(self, items: list[FeedbackItem], samples: list[list[list[int]]]) -> list[Episode]:
         """The student's samples as episodes of the feedback's task, scored where its reference answer is known."""
@@ -126,6 +122,15 @@ class SelfDistillLearner:
         return episodes
 
 
+def student_samples(model, prompts: list[list[int]], k: int, params: SamplingParams, stop_ids: list[int], pad_id: int,
+                    generator: torch.Generator) -> list[list[list[int]]]:
+    """`k` replies of the student (the adapter as it is now, no context) to each prompt, as token ids, prompt-major."""
+    model.eval()
+    with torch.no_grad(), adapters.merged(model):
+        outputs = generate(model, prompts, k, params, stop_ids, pad_id, generator)
+    return [outputs[i * k:(i + 1) * k] for i in range(len(prompts))]
+
+
 @dataclass
 class DistillRow:
     """One student sample with both prompts it is read under: the student's own and the teacher's (with context)."""
@@ -135,10 +140,12 @@ class DistillRow:
     completion: list[int]
 
 
-def context_kl(model, rows: list[DistillRow], pad_id: int) -> torch.Tensor:
+def context_kl(model, rows: list[DistillRow], pad_id: int, core_teacher: bool = False) -> torch.Tensor:
     """Mean over every sampled token of KL(model on the student's prompt || model on the teacher's prompt),
-    over the whole vocabulary; gradients flow through the student's side only. Runs in the caller's grad mode."""
-    with torch.no_grad():
+    over the whole vocabulary; gradients flow through the student's side only. Runs in the caller's grad mode.
+    `core_teacher`: the teacher is the worker's core (its adapter disabled: learners.anchor says why that is
+    its own core), not the worker itself."""
+    with torch.no_grad(), (model.disable_adapter() if core_teacher else nullcontext()):
         teacher_N_V = pair_logits(model, [(r.teacher_prompt, r.completion) for r in rows], pad_id)
     student_N_V = pair_logits(model, [(r.student_prompt, r.completion) for r in rows], pad_id)
     return reverse_kl(student_N_V, teacher_N_V)

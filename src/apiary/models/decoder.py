@@ -9,11 +9,20 @@ the shared-prefix prefill and identical prompts read once (a group of samples of
 one prefill), padded to the batch's length and appended; a finished row is dropped at once, so a
 long straggler does not make every other row pay for its tokens, and columns no remaining row uses
 are cut off the left. Each row samples with its own temperature (0: greedy) and top-p.
+
+With `prefill_chunk` N > 0 (the server's engine), joining requests are not read in one forward
+while the running rows wait: each `step` decodes the running rows one token, then reads at most N
+prompt tokens of the oldest joining group into that group's own cache, which joins the batch when
+its prompts are all read. So a long prompt pauses the running replies by one chunk's forward per
+token, not by its whole prefill. (One forward carrying both the decode tokens and a chunk would
+need a ragged batch: a rectangular KV cache pads every decoding row to the chunk's length.) With
+no rows running, nobody waits, and the group is read whole.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,7 +32,7 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import DynamicCache
 
-from apiary.models.prefix import PromptState, prefill
+from apiary.models.prefix import PrefillJob, PromptState
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -50,30 +59,69 @@ class Request:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
-class RunningBatch:
-    """The rows being decoded by one model, and their shared left-padded KV cache."""
+@dataclass
+class Joining:
+    """Requests of one adapter whose prompts are being read (each distinct prompt once)."""
 
-    def __init__(self, model, pad_id: int, generator: torch.Generator | None):
-        self.model, self.pad_id, self.generator = model, pad_id, generator
+    adapter: str | None
+    group: list[Request]
+    job: PrefillJob
+    prompt_of_row: list[int]  # the job's prompt that each request of `group` continues
+
+
+class RunningBatch:
+    """The rows being decoded by one model, their shared left-padded KV cache, and the requests
+    joining it (their prompts being read a chunk per step, when `prefill_chunk` > 0)."""
+
+    def __init__(self, model, pad_id: int, generator: torch.Generator | None, prefill_chunk: int = 0):
+        check_prefill_chunk(prefill_chunk)
+        self.model, self.pad_id, self.generator, self.prefill_chunk = model, pad_id, generator, prefill_chunk
         self.rows: list[Request] = []
+        self.joining: deque[Joining] = deque()
         self.cache: DynamicCache | None = None
         self.mask_B_T = self.position_B = self.logits_B_V = None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        """Requests decoding or joining."""
+        return len(self.rows) + sum(len(j.group) for j in self.joining)
 
     def admit(self, requests: list[Request]) -> None:
-        """Prefill `requests` (grouped by adapter, each distinct prompt once) and add them to the batch."""
+        """Prefill `requests` (grouped by adapter, each distinct prompt once) and add them to the batch;
+        with `prefill_chunk` > 0 they join over the next steps instead."""
         for adapter in dict.fromkeys(r.adapter for r in requests):
             group = [r for r in requests if r.adapter == adapter]
             distinct = {prompt: i for i, prompt in enumerate(dict.fromkeys(tuple(r.prompt) for r in group))}
-            with self._adapter([adapter]):
-                state = prefill(self.model, [list(p) for p in distinct], self.pad_id)
-            if len(distinct) < len(group):
-                state = state.select(torch.tensor([distinct[tuple(r.prompt)] for r in group], device=self.model.device))
-            self._append(group, state)
+            job = PrefillJob([list(p) for p in distinct], self.pad_id, self.model.device)
+            joining = Joining(adapter, group, job, [distinct[tuple(r.prompt)] for r in group])
+            if self.prefill_chunk == 0:
+                self._read(joining, 0)
+            else:
+                self.joining.append(joining)
 
     def step(self) -> None:
+        """Decode the running rows one token, then read one chunk of the oldest joining group's prompts."""
+        if self.rows:
+            self._decode()
+        while self.joining and all(r.cancelled or r.overdue() for r in self.joining[0].group):  # nobody waits for it
+            for r in self.joining.popleft().group:
+                r.finish_reason = "cancelled" if r.cancelled else "timeout"
+                if r.on_done is not None:
+                    r.on_done(r)
+        if self.joining and self._read(self.joining[0], self.prefill_chunk if self.rows else 0):
+            self.joining.popleft()
+
+    def _read(self, joining: Joining, budget: int) -> bool:
+        """Read the next `budget` prompt tokens of `joining` (0: all); True once its requests are rows."""
+        with self._adapter([joining.adapter]):
+            state = joining.job.advance(self.model, budget)
+        if state is None:
+            return False
+        if len(joining.prompt_of_row) > state.last_logits_P_V.shape[0]:
+            state = state.select(torch.tensor(joining.prompt_of_row, device=self.model.device))
+        self._append(joining.group, state)
+        return True
+
+    def _decode(self) -> None:
         """Pick each row's next token, finish the rows that are done, and run the rest one token on."""
         device = self.logits_B_V.device
         temperature = torch.tensor([r.temperature for r in self.rows], device=device)
@@ -104,12 +152,13 @@ class RunningBatch:
         self.cache, self.logits_B_V, self.position_B = out.past_key_values, out.logits[:, -1, :], self.position_B + 1
 
     def fail(self, reason: str = "error") -> None:
-        """End every row (the model raised): each request is told, none is left waiting."""
-        for row in self.rows:
+        """End every row and joining request (the model raised): each is told, none is left waiting."""
+        for row in self.rows + [r for j in self.joining for r in j.group]:
             row.finish_reason = reason
             if row.on_done is not None:
                 row.on_done(row)
         self.rows, self.cache = [], None
+        self.joining.clear()
 
     def _append(self, group: list[Request], state: PromptState) -> None:
         if not self.rows:
@@ -155,6 +204,13 @@ class RunningBatch:
             if self.model.active_adapter != names[0]:
                 self.model.set_adapter(names[0])
             yield {}
+
+
+def check_prefill_chunk(prefill_chunk: int) -> None:
+    """ValueError unless `prefill_chunk` is a whole number of prompt tokens >= 0."""
+    if not isinstance(prefill_chunk, int) or isinstance(prefill_chunk, bool) or prefill_chunk < 0:
+        raise ValueError(f"the prefill chunk is a whole number of prompt tokens >= 0 (0: whole prompts), "
+                         f"got {prefill_chunk!r}")
 
 
 def decode(model, requests: list[Request], pad_id: int, generator: torch.Generator | None = None) -> None:

@@ -58,39 +58,68 @@ def shared_prefix_length(prompts: list[list[int]]) -> int:
 
 def prefill(model: PreTrainedModel, prompts: list[list[int]], pad_id: int) -> PromptState:
     """Read P tokenised prompts, sharing the work on their common prefix."""
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("prefill needs at least one non-empty prompt")
-    device = model.device
-    n_prompts = len(prompts)
-    prefix_len = shared_prefix_length(prompts) if n_prompts > 1 else 0  # one prompt: one pass is cheaper
-    cache = None
-    if prefix_len > 0:
-        prefix = torch.tensor([prompts[0][:prefix_len]], device=device)
-        out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
-        cache = DynamicCache(
-            [(layer.keys.expand(n_prompts, -1, -1, -1), layer.values.expand(n_prompts, -1, -1, -1))
-             for layer in out.past_key_values.layers]
+    return PrefillJob(prompts, pad_id, model.device).advance(model)
+
+
+class PrefillJob:
+    """P prompts being read, whole (`advance()`) or a chunk per call (`advance(budget)`), so that a
+    server can read a long prompt between the decoding steps of the replies already running.
+
+    The pieces are the prefix common to all prompts (batch 1; its cache is then expanded to P rows,
+    not copied) and the prompts' own suffixes, left-padded to one width; a chunk is a range of
+    columns of either. Every query sees exactly the keys it would see in one pass (the causal mask
+    over the cache plus the chunk, zeros at the pads), so chunking changes the arithmetic's grouping,
+    not what is computed.
+    """
+
+    def __init__(self, prompts: list[list[int]], pad_id: int, device: torch.device):
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("prefill needs at least one non-empty prompt")
+        n_prompts = len(prompts)
+        self.prefix = prompts[0][:shared_prefix_length(prompts) if n_prompts > 1 else 0]  # one prompt: one pass is cheaper
+        suffixes = [p[len(self.prefix):] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        self.ids_P_S = torch.full((n_prompts, width), pad_id, dtype=torch.long, device=device)
+        suffix_mask_P_S = torch.zeros((n_prompts, width), dtype=torch.long, device=device)
+        for row, suffix in enumerate(suffixes):
+            self.ids_P_S[row, width - len(suffix):] = torch.tensor(suffix, device=device)
+            suffix_mask_P_S[row, width - len(suffix):] = 1
+        self.positions_P_S = len(self.prefix) + (suffix_mask_P_S.cumsum(1) - 1).clamp(min=0)
+        self.mask_P_T = torch.cat([torch.ones((n_prompts, len(self.prefix)), dtype=torch.long, device=device),
+                                   suffix_mask_P_S], 1)
+        self.next_position_P = len(self.prefix) + suffix_mask_P_S.sum(1)
+        self.cache: DynamicCache | None = None
+        self.prefix_read = self.suffix_read = 0  # tokens of the prefix, columns of the suffixes, read so far
+
+    def advance(self, model: PreTrainedModel, budget: int = 0) -> PromptState | None:
+        """Run the next chunk of at most `budget` tokens (at least one column of the suffixes) through
+        `model` (the caller's: a server may wrap its model in PEFT between two chunks); 0: read all
+        that is left (the prefix, then the suffixes, one forward each). Returns the state once every
+        prompt is read, None before."""
+        if self.prefix_read < len(self.prefix):
+            end = len(self.prefix) if budget == 0 else min(len(self.prefix), self.prefix_read + budget)
+            prefix = torch.tensor([self.prefix[self.prefix_read:end]], device=model.device)
+            out = model(input_ids=prefix, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+            self.cache = out.past_key_values
+            self.prefix_read = end
+            if end == len(self.prefix):
+                n = self.ids_P_S.shape[0]
+                self.cache = DynamicCache([(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
+                                           for layer in self.cache.layers])
+            if budget > 0:
+                return None
+        start, width = self.suffix_read, self.ids_P_S.shape[1]
+        end = width if budget == 0 else min(width, start + max(1, budget // self.ids_P_S.shape[0]))
+        out = model(
+            input_ids=self.ids_P_S[:, start:end],
+            attention_mask=self.mask_P_T[:, :len(self.prefix) + end],
+            position_ids=self.positions_P_S[:, start:end],
+            past_key_values=self.cache if self.cache is not None else DynamicCache(),
+            use_cache=True,
+            logits_to_keep=1,
         )
-    suffixes = [p[prefix_len:] for p in prompts]
-    width = max(len(s) for s in suffixes)
-    ids = torch.full((n_prompts, width), pad_id, dtype=torch.long, device=device)
-    suffix_mask = torch.zeros((n_prompts, width), dtype=torch.long, device=device)
-    for row, suffix in enumerate(suffixes):
-        ids[row, width - len(suffix):] = torch.tensor(suffix, device=device)
-        suffix_mask[row, width - len(suffix):] = 1
-    positions = prefix_len + (suffix_mask.cumsum(1) - 1).clamp(min=0)
-    attention_mask = torch.cat([torch.ones((n_prompts, prefix_len), dtype=torch.long, device=device), suffix_mask], 1)
-    out = model(
-        input_ids=ids,
-        attention_mask=attention_mask,
-        position_ids=positions,
-        past_key_values=cache if cache is not None else DynamicCache(),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    return PromptState(
-        cache=out.past_key_values,
-        attention_mask_P_T=attention_mask,
-        next_position_P=prefix_len + suffix_mask.sum(1),
-        last_logits_P_V=out.logits[:, -1, :],
-    )
+        self.cache, self.suffix_read = out.past_key_values, end
+        if end < width:
+            return None
+        return PromptState(cache=self.cache, attention_mask_P_T=self.mask_P_T, next_position_P=self.next_position_P,
+                           last_logits_P_V=out.logits[:, -1, :])

@@ -20,6 +20,8 @@ from apiary.serve.limits import RateLimiter
 from apiary.serve.openapi import CHAT, FEEDBACK, body
 from apiary.serve.service import Chat, Reply, ServeError, Service, kind
 from apiary.serve.tenants import Tenants, Unauthorized
+from apiary.web import mount_pages
+from apiary.web.ui import PREFIX as PAGES
 
 MAX_BODY = 1 << 20  # bytes
 LOCALHOST = {"127.0.0.1", "localhost", "::1"}
@@ -73,12 +75,14 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     async def chat_completions(request: Request):
         return await _complete(service, request.state.tenant, await _json(request, max_body))
 
+    app.state.pages = mount_pages(app, service, tenants)  # the browser pages, under /ui (apiary.web): they sign visitors in themselves
     return app
 
 
 def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int):
     """Middleware: body size, API key and the tenant's rate limit before anything else; every answer counted
-    by endpoint and status."""
+    by endpoint and status. The browser pages (/ui) are let through without a key: they check their own
+    session cookie."""
 
     async def guard(request: Request, call_next):
         endpoint = request.url.path
@@ -88,7 +92,7 @@ def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int):
                 raise ServeError(400, "the Content-Length header is not a number")
             if int(length) > max_body:
                 raise ServeError(413, f"the body is larger than {max_body} bytes")
-            request.state.tenant = None if endpoint in ("/health", "/metrics") else tenants.tenant(
+            request.state.tenant = None if endpoint in ("/health", "/metrics") or _page(endpoint) else tenants.tenant(
                 request.headers.get("authorization"))
             wait = None if request.state.tenant is None else limiter.retry_after(request.state.tenant)
         except ServeError as err:
@@ -97,10 +101,15 @@ def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int):
             response = _error(401, str(err))
         else:
             response = await call_next(request) if wait is None else _too_many(limiter.capacity, wait)
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.requests.labels(PAGES if _page(endpoint) else endpoint, str(response.status_code)).inc()
         return response
 
     return guard
+
+
+def _page(path: str) -> bool:
+    """A browser page: it has no API key header; its session cookie says the tenant (apiary.web)."""
+    return path == PAGES or path.startswith(PAGES + "/")
 
 
 async def _complete(service: Service, tenant: str, body):

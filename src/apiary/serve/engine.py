@@ -23,7 +23,7 @@ import torch
 from peft import PeftModel
 
 from apiary.models.core import MODEL_LOADS, Core
-from apiary.models.decoder import BASE, Request, RunningBatch
+from apiary.models.decoder import BASE, Request, RunningBatch, check_prefill_chunk
 
 log = logging.getLogger("apiary.serve")
 
@@ -60,10 +60,13 @@ class Lane:
 
 
 class Engine:
-    """Continuous batching over the lanes; at most `max_batch` rows decode together per lane."""
+    """Continuous batching over the lanes; at most `max_batch` rows decode (or join) together per lane;
+    joining prompts are read at most `prefill_chunk` tokens per decoding step (0: whole, while the
+    lane's running rows wait)."""
 
-    def __init__(self, max_batch: int, seed: int = 0):
-        self.max_batch = max_batch
+    def __init__(self, max_batch: int, seed: int = 0, prefill_chunk: int = 0):
+        check_prefill_chunk(prefill_chunk)  # refused here, not on the engine's thread
+        self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self._generator = torch.Generator().manual_seed(seed)
         self._lanes: dict[int, Lane] = {}
         self._routes: dict[str, Route] = {}
@@ -101,7 +104,8 @@ class Engine:
 
         def switch() -> Route:
             if core.version not in self._lanes:
-                self._lanes[core.version] = Lane(core, RunningBatch(core.model, core.tokenizer.pad_token_id, self._generator))
+                batch = RunningBatch(core.model, core.tokenizer.pad_token_id, self._generator, self.prefill_chunk)
+                self._lanes[core.version] = Lane(core, batch)
             lane = self._lanes[core.version]
             if adapter_dir is not None and not (isinstance(lane.model, PeftModel) and name in lane.model.peft_config):
                 lane.load(name, adapter_dir)
@@ -129,7 +133,7 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not (self._stopping or self._commands or any(l.waiting or l.batch.rows for l in self._lanes.values())):
+                while not (self._stopping or self._commands or any(l.waiting or len(l.batch) for l in self._lanes.values())):
                     self._lock.wait()
                 if self._stopping:
                     break
@@ -144,7 +148,7 @@ class Engine:
                 for version, requests in admit.items():
                     self._guarded(self._lanes[version], lambda b, r=requests: b.admit(r), requests)
                 for lane in self._lanes.values():
-                    if lane.batch.rows:
+                    if len(lane.batch):
                         self._guarded(lane, lambda b: b.step(), [])
             self._unload_unused()
         for lane in self._lanes.values():
@@ -154,7 +158,7 @@ class Engine:
 
     def _take(self, lane: Lane) -> list[Request]:
         taken = []
-        while lane.waiting and len(lane.batch.rows) + len(taken) < self.max_batch:
+        while lane.waiting and len(lane.batch) + len(taken) < self.max_batch:
             request = lane.waiting.popleft()
             if request.cancelled or request.overdue():  # its time ran out in the queue: never started
                 self._end(request, "cancelled" if request.cancelled else "timeout")

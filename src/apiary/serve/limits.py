@@ -3,6 +3,8 @@
 A tenant may send `requests_per_minute` requests in a burst and then one every 60/rpm seconds; a
 request over that is answered 429 with Retry-After (whole seconds until a request would pass). One
 tenant's burst never slows another tenant. Off (0) by default: a local server has one tenant.
+The browser pages' sign-in uses one too, keyed by client address, and gives back the attempts that
+signed in, so that only wrong keys count (apiary.web.actions).
 """
 
 from __future__ import annotations
@@ -34,3 +36,11 @@ class RateLimiter:
                 return None
             self._buckets[tenant] = (tokens, now)
             return max(1, math.ceil((1 - tokens) / self.per_second))
+
+    def refund(self, key: str) -> None:
+        """Give back the request just taken from `key`'s bucket (it turned out not to count)."""
+        if self.capacity == 0:
+            return
+        with self._lock:
+            tokens, then = self._buckets.get(key, (float(self.capacity), self.clock()))
+            self._buckets[key] = (min(float(self.capacity), tokens + 1), then)

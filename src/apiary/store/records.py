@@ -107,6 +107,16 @@ class EvalResult(BaseModel):
     core_version: int | None = 0
 
 
+class RunBudget(BaseModel):
+    """What a run was given when it started or resumed: steps and/or minutes of learning (None: no limit of that
+    kind), counted from step `from_step` at `since`. It lets a page say how far a running run has to go."""
+
+    steps: int | None = None
+    minutes: float | None = None
+    from_step: int = 0
+    since: datetime = Field(default_factory=now)
+
+
 class Run(BaseModel):
     """One learning run of a worker on a job."""
 
@@ -119,6 +129,7 @@ class Run(BaseModel):
     step: int = 0
     started_at: datetime = Field(default_factory=now)
     finished_at: datetime | None = None
+    budget: RunBudget | None = None  # None: not recorded (a run of apiary before budgets were stored)
 
 
 class CoreVersion(BaseModel):

@@ -30,6 +30,7 @@ runs = Table(
     Column("step", Integer, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    Column("budget", JSON),  # RunBudget: steps/minutes given at its last start (null in old hives: not recorded)
     Index("ix_runs_worker", "worker"),
 )
 

@@ -10,8 +10,10 @@ from sqlalchemy import func, insert, or_, select, update
 from apiary.store import schema
 from apiary.store.database import open_database
 from apiary.store.feedback import FeedbackError, check, conflict
+from apiary.store.keyfile import read_or_make_secret
 from apiary.store.names import check_name, inside
-from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, Worker, now
+from apiary.store.records import (AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, RunBudget,
+                                  Worker, now)
 
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
@@ -36,6 +38,11 @@ class Store:
 
     def core_dir(self, version: int) -> Path:
         return inside(self.root, self.root / "cores" / f"v{int(version)}")
+
+    def session_secret(self) -> bytes:
+        """The key the browser pages sign sessions with (hive/session.key, 0600, made on first use): every server
+        on this hive, and the next one after a restart, reads the same key, so nobody is signed out. Not backed up."""
+        return read_or_make_secret(inside(self.root, self.root / "session.key"))
 
     # -- workers -----------------------------------------------------------------------------
     def ensure_worker(self, name: str, job: str, core: str, job_spec: dict, core_version: int = 0,
@@ -79,10 +86,14 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, run: Run) -> int:
+        values = run.model_dump(exclude={"id", "budget"}) | {"budget": _budget_json(run.budget)}
         with self.engine.begin() as db:
-            return db.execute(insert(schema.runs).values(**run.model_dump(exclude={"id"}))).inserted_primary_key[0]
+            return db.execute(insert(schema.runs).values(**values)).inserted_primary_key[0]
 
-    def update_run(self, run_id: int, **values) -> None:
+    def update_run(self, run_id: int, budget: RunBudget | None = None, **values) -> None:
+        """Change a run's status, step or finish time; a resumed run records its new `budget`."""
+        if budget is not None:
+            values["budget"] = _budget_json(budget)
         with self.engine.begin() as db:
             db.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
 
@@ -382,3 +393,9 @@ def _storable(row_id: int) -> bool:
     """Whether a row id fits a 64-bit integer column; one that does not names no row (and would make the
     database driver raise OverflowError instead of finding nothing)."""
     return -(1 << 63) <= row_id < (1 << 63)
+
+
+def _budget_json(budget: RunBudget | None) -> dict | None:
+    """A budget as the JSON column holds it (its time as ISO text)."""
+    return budget.model_dump(mode="json") if budget is not None else None
+
