@@ -15,6 +15,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # a hive that lost its revision and is stamped again may have the column already (legacy.bring_to_baseline)
+    if "budget" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("runs")}:
+        return
     with op.batch_alter_table("runs") as batch:  # batch: SQLite's way of altering a table
         batch.add_column(sa.Column("budget", sa.JSON(), nullable=True))
 
