@@ -56,6 +56,7 @@ def test_every_page_answers_a_signed_in_tenant(site):
         answer = c.get(f"/ui/workers/arith/{chart}.svg")
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
     assert "script-src 'self'" in c.get("/ui").headers["content-security-policy"]
+    assert "held-out: chain_sum 0.60 (gain kept 0.88)" in c.get("/ui").text  # the consolidation's per-job figures, as stored
     token = csrf_of(c.get("/ui").text)
     odd = c.post("/ui/inbox", data={"episode_id": str(ids["a"]), "kind": "preference", "other": "²", "csrf": token})
     assert odd.status_code == 400 and "Refused: pick one of the two answers" in odd.text

@@ -34,7 +34,8 @@ def populate(hive: Hive, random_adapter) -> dict[str, int]:
     store.add_core_version(CoreVersion(version=1, parent=0, method="distill", path=str(store.core_dir(1)),
                                        sources=[{"worker": "arith", "adapter_version": 2},
                                                 {"worker": "bravo-times", "adapter_version": 0}],
-                                       details={"jobs": [job], "retention_kl": 0.0021,
+                                       details={"jobs": [{"job": job, "worker": "arith", "released": 0.31, "worker_score": 0.64,
+                                                          "candidate": 0.6, "gain_kept": 0.88}], "retention_kl": 0.0021,
                                                 "flips": {"right_to_wrong": 4, "items": 878}}))
     store.add_decision(GateDecision(candidate="core:1", passed=True, evidence={}))
     return ids
