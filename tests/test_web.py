@@ -19,17 +19,13 @@ from apiary.store.records import Run, RunBudget
 from apiary.web.ui import SIGN_INS_PER_MINUTE
 from apiary.web.views import time_left
 from apiary.web.session import Sessions, local_host
-from web_hive import KEYS, SECRET, make_hive, populate, server
+from web_hive import KEYS, SECRET, make_hive, running_site, server
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_core_dir, random_adapter):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("APIARY_CACHE", str(tmp_path_factory.mktemp("cache")))
-        hive = make_hive(tmp_path_factory.mktemp("web") / "hive", tiny_core_dir)
-        ids = populate(hive, random_adapter)
-        with server(hive, tiny_core_dir, Tenants(KEYS)) as running:
-            yield running, hive, ids
+    with running_site(tmp_path_factory, tiny_core_dir, random_adapter) as running:
+        yield running
 
 
 def signed_in(url: str, key: str) -> httpx.Client:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from apiary.serve.tenants import Tenants
-from web_hive import KEYS, PAYLOAD, make_hive, populate, server
+from web_hive import PAYLOAD, running_site
 
 CHROMIUM = "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -22,12 +21,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMI
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_core_dir, random_adapter):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("APIARY_CACHE", str(tmp_path_factory.mktemp("cache")))
-        hive = make_hive(tmp_path_factory.mktemp("web") / "hive", tiny_core_dir)
-        ids = populate(hive, random_adapter)
-        with server(hive, tiny_core_dir, Tenants(KEYS)) as running:
-            yield running, hive, ids
+    with running_site(tmp_path_factory, tiny_core_dir, random_adapter) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,13 @@ The records are written straight into the store, as learning and serving would w
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
+
 from apiary import Hive
+from apiary.serve.tenants import Tenants
 from apiary.store.feedback import make_feedback
 from apiary.store.records import AdapterVersion, CoreVersion, Episode, EvalResult, GateDecision, Run, RunBudget, now
 
@@ -104,3 +108,14 @@ def server(hive: Hive, tiny_core_dir, tenants):
 
     config = ServeConfig(learn=False, watch_seconds=0.1, max_tokens=16)
     return ServerThread(create_app(Service(hive.path, core=str(tiny_core_dir), config=config), tenants))
+
+
+@contextmanager
+def running_site(tmp_path_factory, tiny_core_dir, random_adapter):
+    """The populated hive served with the test keys: (the running server, the hive, the ids tests use)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("APIARY_CACHE", str(tmp_path_factory.mktemp("cache")))
+        hive = make_hive(tmp_path_factory.mktemp("web") / "hive", tiny_core_dir)
+        ids = populate(hive, random_adapter)
+        with server(hive, tiny_core_dir, Tenants(KEYS)) as running:
+            yield running, hive, ids
