@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench setup clean clean-demo
 
 # One stamp per set of extras: `make demo` installs the core only (the demo needs nothing more),
 # `make test` and `make bench` everything the tests and benchmarks use. A stamp is remade when
@@ -37,5 +37,10 @@ bench: $(ALL)
 	$(BIN)/python -m apiary.bench.long_horizon --jobs guess,lake
 	$(BIN)/python -m apiary.bench.long_horizon --jobs tools --lr 3e-4
 
+# a fresh demo hive, the install kept
+clean-demo:
+	rm -rf hive-demo
+
+# everything made here, the install included
 clean:
 	rm -rf $(VENV) hive hive-demo
