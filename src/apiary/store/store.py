@@ -86,14 +86,14 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, run: Run) -> int:
-        values = run.model_dump(exclude={"id", "budget"}) | {"budget": _budget_json(run.budget)}
+        values = run.model_dump(exclude={"id", "budget"}) | {"budget": run.budget and run.budget.model_dump(mode="json")}
         with self.engine.begin() as db:
             return db.execute(insert(schema.runs).values(**values)).inserted_primary_key[0]
 
     def update_run(self, run_id: int, budget: RunBudget | None = None, **values) -> None:
         """Change a run's status, step or finish time; a resumed run records its new `budget`."""
         if budget is not None:
-            values["budget"] = _budget_json(budget)
+            values["budget"] = budget.model_dump(mode="json")  # its time as ISO text
         with self.engine.begin() as db:
             db.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
 
@@ -393,9 +393,4 @@ def _storable(row_id: int) -> bool:
     """Whether a row id fits a 64-bit integer column; one that does not names no row (and would make the
     database driver raise OverflowError instead of finding nothing)."""
     return -(1 << 63) <= row_id < (1 << 63)
-
-
-def _budget_json(budget: RunBudget | None) -> dict | None:
-    """A budget as the JSON column holds it (its time as ISO text)."""
-    return budget.model_dump(mode="json") if budget is not None else None
 
