@@ -8,6 +8,10 @@ matching feedback learners, from its live version, on a copy of the core of its 
 models are never touched), and the new adapter version goes through the worker gate, as every
 `learn` does (hive/learning.py). The gate releases it only if it passed; the server's watcher then
 makes it live. Every run, version and decision is in the store.
+
+Several server replicas on one store each run this loop; a worker's learning run happens once, in the
+replica that holds the worker's lease in the store (store.leases: `learn:WORKER`, renewed while it runs,
+free again within `lease_seconds` of a replica dying).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from apiary.hive.training import Budget
 from apiary.hive.worker import WorkerHandle
 from apiary.hive.worker_gate import WorkerGateResult
 from apiary.models.core import MODEL_LOADS
+from apiary.store import leases
 from apiary.store.records import Worker
 from apiary.store.store import Store
 
@@ -39,11 +44,14 @@ class LearningConfig:
     min_feedback: int = 8  # unlearned pieces of feedback that start a learning run for a worker
     poll_seconds: float = 5.0  # how often workers are checked even when no feedback arrives
     gate: GateConfig = field(default_factory=GateConfig)
+    lease_seconds: float = 60.0  # how long a replica's claim on a worker's learning lasts unless renewed (every third)
     text_learner: str = "separate"
     """"separate": corrections by SFT (learners.corrections), critiques by revision (learners.critiques);
     "self_distill": both by on-policy self-distillation from context (learners.self_distill)."""
 
     def __post_init__(self):
+        if not (isinstance(self.lease_seconds, (int, float)) and 0 < self.lease_seconds < float("inf")):
+            raise ValueError(f"the lease lasts a number of seconds > 0, got {self.lease_seconds!r}")
         if self.text_learner not in TEXT_LEARNERS:
             raise ValueError(f"text learner {self.text_learner!r} is not one of {', '.join(TEXT_LEARNERS)}")
 
@@ -82,6 +90,7 @@ class FeedbackLearning:
         self.busy = False
         self._asked: set[str] = set()  # workers to learn from any pending feedback, not waiting for min_feedback
         self._asked_lock = threading.Lock()
+        self.holder = leases.holder_id()  # this process, as the holder of workers' learning leases
 
     def learn_now(self, worker: str) -> None:
         """Start learning from the worker's pending feedback (however little) on the next round."""
@@ -115,23 +124,35 @@ class FeedbackLearning:
             try:
                 hive = hive or self.make_hive()  # loaded on first use: its own copy of the core
                 asked = self._take_asked()
-                for record, learners in ready_workers(hive.store, self.config.min_feedback, self.config.text_learner,
-                                                      asked):
-                    if record.name in unusable:
-                        continue
-                    self.busy = True
-                    try:
-                        worker = hive.worker(record)  # its job and core, loaded now (see models.core.LoadGate)
-                        hive.core_at(0)  # the base core, retention's reference: loaded now too
-                        outcome = learn_and_gate(hive.store, hive.evaluator, worker, learners, self.config.gate)
-                        self.on_result(outcome)
-                    except ValueError as err:  # e.g. a worker whose job was defined in Python code
-                        unusable.add(record.name)
-                        log.warning("worker %s cannot learn while serving: %s", record.name, err)
+                for record, _ in ready_workers(hive.store, self.config.min_feedback, self.config.text_learner, asked):
+                    if record.name not in unusable:
+                        self._learn(hive, record, asked, unusable)
             except Exception:  # noqa: BLE001 - a failed run is logged; the server keeps serving
                 log.exception("learning from feedback failed")
             finally:
                 self.busy = False
+
+    def _learn(self, hive, record: Worker, asked: frozenset[str], unusable: set[str]) -> None:
+        """One learning run for the worker, if this process gets its lease (another replica may hold it)."""
+        with leases.held(hive.store.engine, f"learn:{record.name}", self.holder, self.config.lease_seconds) as mine:
+            if not mine:  # another replica learns it now; a request to learn now is kept for the next round
+                if record.name in asked:
+                    with self._asked_lock:
+                        self._asked.add(record.name)
+                return
+            still = dict((r.name, ls) for r, ls in ready_workers(hive.store, self.config.min_feedback,
+                                                                    self.config.text_learner, asked))
+            if record.name not in still:  # another replica learnt that feedback before this one took the lease
+                return
+            self.busy = True
+            try:
+                worker = hive.worker(record)  # its job and core, loaded now (see models.core.LoadGate)
+                hive.core_at(0)  # the base core, retention's reference: loaded now too
+                outcome = learn_and_gate(hive.store, hive.evaluator, worker, still[record.name], self.config.gate)
+                self.on_result(outcome)
+            except ValueError as err:  # e.g. a worker whose job was defined in Python code
+                unusable.add(record.name)
+                log.warning("worker %s cannot learn while serving: %s", record.name, err)
 
 
 def learn_and_gate(store: Store, evaluator: Evaluator, worker: WorkerHandle, learners: list[str],

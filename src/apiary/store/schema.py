@@ -160,5 +160,15 @@ gate_decisions = Table(
     Index("ix_gate_decisions_candidate", "candidate"),
 )
 
+# Who does a piece of work that must run once however many processes could (a worker's background learning,
+# whichever server replica takes it): held until `expires` (unix seconds), renewed while the work runs
+# (store.leases). Not history: not exported.
+leases = Table(
+    "leases", metadata,
+    Column("name", String, primary_key=True),  # e.g. "learn:arith"
+    Column("holder", String, nullable=False),  # host:pid:random of the process holding it
+    Column("expires", Float, nullable=False),
+)
+
 EXPORTED = ["workers", "runs", "episodes", "feedback", "adapter_versions", "adapter_episodes", "adapter_feedback", "evals",
             "core_versions", "releases", "worker_releases", "gate_decisions"]
