@@ -134,3 +134,22 @@ def test_opening_a_hive_finishes_a_restore_killed_mid_swap(hives, tmp_path):
     assert [w.name for w in store.workers()] == ["new"]  # the open rolled the swap forward
     store.engine.dispose()
     assert _which(old) == "new"
+
+
+def test_a_swap_whose_roll_back_fails_too_is_kept_and_finished_by_the_next_open(hives, monkeypatch):
+    old, archive = hives
+    move = swap._move
+
+    def fail_once(source, target):
+        monkeypatch.setattr(swap, "_move", move)  # the next rename works again
+        raise OSError("disk full")
+
+    def no_roll_back(*_):
+        raise OSError("still full")
+
+    monkeypatch.setattr(swap, "_move", fail_once)
+    monkeypatch.setattr(swap, "_roll_back", no_roll_back)
+    with pytest.raises(OSError, match="disk full"):
+        restore(archive, old, force=True)
+    assert [committed for _, committed in swap.interrupted(old)] == [True]  # not removed: it holds the hive's parts
+    assert _which(old) == "new"  # the open finished the committed swap

@@ -32,14 +32,16 @@ READY = "READY"
 @contextmanager
 def staging(root: Path) -> Iterator[Path]:
     """A locked staging directory inside the hive; `new/` is where the new parts go. Removed on the way
-    out (after a swap, or when anything before it failed), unless the process is killed."""
+    out (after a swap, or when anything before it failed), unless a swap is left committed (a roll back
+    that failed too): then it holds parts of the hive, and the next open finishes it."""
     directory = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
     lock = _lock(directory, wait=True)
     try:
         (directory / "new").mkdir()
         yield directory
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if not (directory / READY).exists():
+            shutil.rmtree(directory, ignore_errors=True)
         os.close(lock)
 
 
@@ -51,8 +53,12 @@ def swap(directory: Path, root: Path) -> None:
     _durable(directory / READY)
     try:
         _roll_forward(directory, root)
-    except Exception:
-        _roll_back(directory, root)
+    except Exception as err:
+        try:
+            _roll_back(directory, root)
+        except Exception as undo:  # noqa: BLE001 - the first error is the one to report; the swap stays committed
+            err.add_note(f"the swap could not be rolled back either ({undo}): the next command that opens the hive "
+                         "(or `apiary check --repair`) finishes it")
         raise
 
 
