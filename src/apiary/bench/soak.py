@@ -83,6 +83,8 @@ class Window:
 def soak(seconds: float, clients: int, core: Path | None, work: Path, sample_s: float = 5.0, min_feedback: int = 32,
          heldout: int = 32) -> SoakReport:
     """Serve a fresh hive in `work` and soak it for `seconds`; see the module doc."""
+    if not seconds > 0 or clients < 1 or not sample_s > 0:
+        raise ValueError(f"a soak needs seconds > 0, clients >= 1 and sample seconds > 0, got {seconds}, {clients}, {sample_s}")
     hive = Hive(work / "hive", core=str(core) if core else None)
     job = hive.job(ARITH.spec, ARITH.overrides + [f"heldout_size={heldout}"])
     hive.deploy(ARITH.spec, WORKER, overrides=ARITH.overrides + [f"heldout_size={heldout}"])
