@@ -102,16 +102,14 @@ def soak(seconds: float, clients: int, core: Path | None, work: Path, sample_s: 
         started = time.monotonic()
         for t in threads:
             t.start()
-        while (now := time.monotonic()) - started < seconds:
-            time.sleep(min(sample_s, seconds - (now - started)))
+        while not stopping.is_set():
+            time.sleep(max(0.0, min(sample_s, started + seconds - time.monotonic())))
+            if time.monotonic() - started >= seconds:  # the last sample: after the clients finished what they began
+                stopping.set()
+                for t in threads:
+                    t.join()
             samples.append(_sample(url, server.pid, window, time.monotonic() - started))
             print(_row(samples[-1]), flush=True)
-        stopping.set()
-        for t in threads:
-            t.join()
-        latencies, feedback, errors = window.take()  # what the clients finished after the last sample: into it
-        samples[-1].requests, samples[-1].feedback = samples[-1].requests + len(latencies), samples[-1].feedback + feedback
-        samples[-1].errors = dict(Counter(samples[-1].errors) + errors)
     finally:
         _stop(server)
     errors = sum((Counter(s.errors) for s in samples), Counter())
