@@ -1,8 +1,8 @@
-"""Concurrent writers on one store. On SQLite: two `apiary learn` processes on two workers while feedback
-is written through the store, as `apiary serve` does; no "database is locked", nothing lost. Two learn
-processes (each with its held-out evals and gate) take minutes on a 2-core machine, so that one runs only
-when asked: APIARY_SLOW_TESTS=1 pytest tests/test_concurrent_writers.py. On SQLite and PostgreSQL: four
-writer processes inserting episodes and feedback at once lose and duplicate nothing (quick)."""
+"""Concurrent writers on one store. On SQLite: a live `apiary serve` taking chats and feedback over HTTP
+while two `apiary learn` processes learn two other workers; no "database is locked", nothing lost. Two
+learn processes (each with its held-out evals and gate) take minutes on a 2-core machine, so that one runs
+only when asked: APIARY_SLOW_TESTS=1 pytest tests/test_concurrent_writers.py. On SQLite and PostgreSQL:
+four writer processes inserting episodes and feedback at once lose and duplicate nothing (quick)."""
 
 from __future__ import annotations
 
@@ -12,42 +12,73 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from apiary import Hive
-from apiary.store.feedback import make_feedback
-from apiary.store.records import Episode
+from apiary.bench.kill_serve import give_feedback
+from apiary.bench.kill_trials import free_port
 
 CHAIN = ["rg:chain_sum", "min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def learn(hive: Path, core: Path, worker: str) -> subprocess.Popen:
-    args = [sys.executable, "-c", "from apiary.cli import main; main()", "learn", *CHAIN, "--worker", worker, "--steps", "2", "--prompts", "2",
-            "--samples", "2", "--max-new-tokens", "3", "--hive", str(hive), "--core", str(core), "--json"]
+def apiary(*args: str, **streams) -> subprocess.Popen:
+    """An `apiary` command as its own process, on this checkout's sources."""
     env = os.environ | {"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", "from apiary.cli import main; main()", *args], env=env, text=True,
+                            **streams)
+
+
+def learn(hive: Path, core: Path, worker: str) -> subprocess.Popen:
+    return apiary("learn", *CHAIN, "--worker", worker, "--steps", "2", "--prompts", "2", "--samples", "2",
+                  "--max-new-tokens", "3", "--hive", str(hive), "--core", str(core), "--json",
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until_serving(server: subprocess.Popen, url: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the server did not come up (exit code {server.poll()})")
 
 
 @pytest.mark.skipif(not os.environ.get("APIARY_SLOW_TESTS"), reason="minutes long: set APIARY_SLOW_TESTS=1")
-def test_two_learn_processes_and_feedback_writes_share_one_sqlite_hive_without_locks_or_losses(tmp_path, tiny_core_dir):
+def test_a_live_server_taking_feedback_and_two_learn_processes_share_one_sqlite_hive_without_locks_or_losses(
+        tmp_path, tiny_core_dir):
     hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
-    chat = lambda n: Episode(job="chat", task_id=f"t{n}", messages=[{"role": "user", "content": f"{n} + 1"}],  # noqa: E731
-                             completion="?", score=None, origin="serve")
-    runs = [learn(hive.path, tiny_core_dir, worker) for worker in ("left", "right")]
-    written = []
-    while any(r.poll() is None for r in runs):  # a server's writes: an episode, then feedback on it
-        (episode_id,) = hive.store.add_episodes([chat(len(written))])
-        written.append(hive.add_feedback([make_feedback(episode_id, reward=len(written) % 3 / 2)])[0].id)
-        time.sleep(0.05)
-    outputs = [r.communicate() for r in runs]
-    for r, (out, err) in zip(runs, outputs):
+    hive.deploy(CHAIN[0], "arith", overrides=CHAIN[1:])
+    port, log = free_port(), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:  # a file, not a pipe: an unread pipe would block the server
+        server = apiary("serve", "--hive", str(hive.path), "--core", str(tiny_core_dir), "--port", str(port),
+                        "--no-learn", stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(server, url)
+        runs = [learn(hive.path, tiny_core_dir, worker) for worker in ("left", "right")]
+        acknowledged, exchanges = [], 0
+        with httpx.Client(base_url=url, timeout=120) as client:
+            while any(r.poll() is None for r in runs):  # a chat with the server's worker, then feedback on the reply
+                acknowledged += give_feedback(client, exchanges)
+                exchanges += 1
+        outputs = [r.communicate() for r in runs]
+        assert server.poll() is None, log.read_text()[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    for r, (_out, err) in zip(runs, outputs):
         assert r.returncode == 0 and "database is locked" not in err, err[-2000:]
-    assert len(written) >= 5  # the writes did overlap the learning
-    assert sorted(f.id for f in hive.store.feedback()) == sorted(written)  # every acknowledged write is there
+    assert "database is locked" not in log.read_text()
+    assert exchanges >= 5 and len(acknowledged) == exchanges  # the writes overlapped the learning; none was refused
+    assert sorted(f.id for f in hive.store.feedback()) == sorted(acknowledged)  # every acknowledged write is there
+    assert len(hive.store.episodes("arith")) == exchanges
     for worker in ("left", "right"):
         assert hive.store.worker(worker).latest_version == 1 and len(hive.store.episodes(worker)) == 8
-
 
 
 def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, store_url):

@@ -132,6 +132,9 @@ def serve(
     generation_timeout: Annotated[Optional[float], typer.Option(
         help="seconds one reply may take, queue included; past it the request gets 504 and the server goes on "
              "(default 120)")] = None,
+    body_timeout: Annotated[Optional[float], typer.Option(
+        help="seconds a request's body may take to arrive; past it the request gets 408 and its connection is "
+             "closed (default 30)")] = None,
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None,
@@ -143,7 +146,8 @@ def serve(
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
                                    **_given(min_feedback=min_feedback, requests_per_minute=rate_limit,
-                                            generation_timeout=generation_timeout, prefill_chunk=prefill_chunk), gate=gate,
+                                            generation_timeout=generation_timeout, body_timeout=body_timeout,
+                                            prefill_chunk=prefill_chunk), gate=gate,
                                    text_learner=text_learner))
 
 

@@ -37,7 +37,7 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     metrics = service.metrics
 
     limiter = RateLimiter(service.config.requests_per_minute)
-    app.middleware("http")(_guard(tenants, limiter, metrics, max_body))
+    app.middleware("http")(_guard(tenants, limiter, metrics, max_body, service.config.body_timeout))
 
     @app.exception_handler(ServeError)
     async def refused(_request, err: ServeError):
@@ -79,10 +79,12 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
     return app
 
 
-def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int):
+def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int, body_timeout: float):
     """Middleware: body size, API key and the tenant's rate limit before anything else; every answer counted
     by endpoint and status. The browser pages (/ui) are let through without a key: they check their own
-    session cookie."""
+    session cookie. The body is read here, within `body_timeout` seconds (the routes get it from the cache),
+    so a client that sends headers and then trickles or never finishes its body gets 408 and the connection
+    closed, instead of holding a server slot forever."""
 
     async def guard(request: Request, call_next):
         endpoint = request.url.path
@@ -100,11 +102,27 @@ def _guard(tenants: Tenants, limiter: RateLimiter, metrics, max_body: int):
         except Unauthorized as err:
             response = _error(401, str(err))
         else:
-            response = await call_next(request) if wait is None else _too_many(limiter.capacity, wait)
+            if wait is not None:
+                response = _too_many(limiter.capacity, wait)
+            elif not await _body_within(request, body_timeout):
+                response = _error(408, f"the request body did not arrive within this server's body timeout of "
+                                       f"{body_timeout:g} s (apiary serve --body-timeout); send it again")
+                response.headers["Connection"] = "close"  # the rest of the body may still come: drop the connection
+            else:
+                response = await call_next(request)
         metrics.requests.labels(PAGES if _page(endpoint) else endpoint, str(response.status_code)).inc()
         return response
 
     return guard
+
+
+async def _body_within(request: Request, seconds: float) -> bool:
+    """Read the whole body (cached on the request for the route) within `seconds`; False if it did not come."""
+    try:
+        await asyncio.wait_for(request.body(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 def _page(path: str) -> bool:
@@ -194,7 +212,8 @@ def _timed_out(service: Service) -> str:
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 408: "timeout",
+            413: "request_too_large",
             429: "rate_limit_error", 504: "timeout"}
     return JSONResponse({"error": {"message": message, "type": kind.get(status, "invalid_request_error"), "code": status}},
                         status_code=status)

@@ -55,6 +55,7 @@ class ServeConfig:
     learn: bool = True  # workers learn from feedback in the background
     requests_per_minute: int = 0  # per tenant, answered 429 past it (serve.limits); 0: no limit
     generation_timeout: float = 120.0  # seconds a reply may take, queue included; past it: 504 (or an error event)
+    body_timeout: float = 30.0  # seconds a request's body may take to arrive; past it: 408, nothing read or written
     learning: LearningConfig = field(default_factory=LearningConfig)
 
     def __post_init__(self) -> None:
@@ -62,9 +63,9 @@ class ServeConfig:
         rate = self.requests_per_minute
         if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
             raise ValueError(f"the rate limit is a whole number of requests a minute >= 0 (0: none), got {rate!r}")
-        timeout = self.generation_timeout
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf"):
-            raise ValueError(f"the generation timeout is a number of seconds > 0, got {timeout!r}")
+        for name, timeout in (("generation", self.generation_timeout), ("body", self.body_timeout)):
+            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf"):
+                raise ValueError(f"the {name} timeout is a number of seconds > 0, got {timeout!r}")
 
 
 @dataclass

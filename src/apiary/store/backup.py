@@ -12,7 +12,6 @@ can resume after a restore. A PostgreSQL store is backed up with `pg_dump`, not 
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import tarfile
 import tempfile
@@ -22,8 +21,8 @@ from pathlib import Path
 from sqlalchemy import create_engine
 
 from apiary.store.check import read_rows
+from apiary.store.swap import PARTS, finish_interrupted, staging, swap
 
-PARTS = ("hive.db", "adapters", "cores", "checkpoints")  # what a backup holds, and what restore --force replaces
 
 
 @dataclass(frozen=True)
@@ -87,27 +86,22 @@ def _add(tar: tarfile.TarFile, root: Path, relative: Path) -> None:
 
 def restore(archive: Path, root: Path, force: bool = False) -> None:
     """Make the hive at `root` the one backed up in `archive`. A hive that is not empty is refused unless
-    `force`, which replaces its store and artifacts (other files there, e.g. reports, are left)."""
+    `force`, which replaces its store and artifacts (other files there, e.g. reports, are left). The backup
+    is unpacked and checked in a staging directory inside the hive first, then swapped in part by part
+    with a journal (store.swap): killed at any moment, the hive is the old one or the new one, whole. Run
+    it while nothing else uses the hive."""
     if not archive.is_file():
         raise FileNotFoundError(f"no backup file {archive}")
+    finish_interrupted(root)  # what an earlier restore, killed, left
     if root.exists() and any(root.iterdir()) and not force:
         raise ValueError(f"{root} is not empty: restore refuses to overwrite a hive (--force replaces its store and "
                          "artifacts with the backup's)")
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.restore.", dir=root.parent))
-    try:
-        _unpack(archive, staging)
-        _repoint(staging / "hive.db", root)
-        for part in PARTS:
-            for stale in [root / part] + ([root / "hive.db-wal", root / "hive.db-shm"] if part == "hive.db" else []):
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-                else:
-                    stale.unlink(missing_ok=True)
-            if (staging / part).exists():
-                os.replace(staging / part, root / part)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staging(root) as directory:
+        _unpack(archive, directory / "new")
+        _check_database(directory / "new" / "hive.db", archive)
+        _repoint(directory / "new" / "hive.db", root)
+        swap(directory, root)
 
 
 def _unpack(archive: Path, staging: Path) -> None:
@@ -122,6 +116,25 @@ def _unpack(archive: Path, staging: Path) -> None:
             tar.extractall(staging, filter="data")
     except (tarfile.TarError, EOFError) as err:
         raise ValueError(f"{archive} is not a readable backup: {err}") from None
+
+
+def _check_database(database: Path, archive: Path) -> None:
+    """The unpacked database is whole (SQLite's integrity check) and holds a hive's rows."""
+    try:
+        db = sqlite3.connect(database)
+        try:
+            problems = [r[0] for r in db.execute("PRAGMA integrity_check")]
+        finally:
+            db.close()
+        engine = create_engine(f"sqlite:///{database}")
+        try:
+            read_rows(engine)
+        finally:
+            engine.dispose()
+    except Exception as err:  # noqa: BLE001 - whatever a bad file makes SQLite or SQLAlchemy raise: refused, not a crash
+        raise ValueError(f"{archive} holds a database that cannot be read: {str(err).splitlines()[0][:200]}") from None
+    if problems != ["ok"]:
+        raise ValueError(f"{archive} holds a damaged database: {'; '.join(problems[:3])}")
 
 
 def _repoint(database: Path, root: Path) -> None:

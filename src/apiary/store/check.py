@@ -8,7 +8,8 @@ What it looks at, read-only unless asked to repair:
   was written (a directory written before manifests existed: a note, "no checksum recorded");
 - what no row points at: staging directories and temporary files a kill left behind (`.NAME.*`), and
   version directories written but never recorded (a run killed between saving and recording);
-- each worker's checkpoint: state.json readable, optimizer.pt readable without unpickling objects.
+- each worker's checkpoint: state.json readable, optimizer.pt readable without unpickling objects;
+- a restore killed midway (`.restore.*`, store.swap): repair finishes its swap or removes its staging.
 
 Each finding says how to repair it. `repair=True` does the safe repairs only: it removes what no row
 points at (run it while nothing else writes to the hive: a running `learn` may be mid-write).
@@ -27,6 +28,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from apiary.store import migrations, schema
 from apiary.store.artifacts import MANIFEST, file_sha256, read_json, read_tensors, recorded_checksums
 from apiary.store.names import inside
+from apiary.store.swap import finish_interrupted, interrupted
 
 DAMAGE, LEFTOVER, NOTE = "damage", "leftover", "note"  # damage and leftovers make a check fail; notes do not
 VERSION_DIR = re.compile(r"v(\d+)")
@@ -69,6 +71,9 @@ class Recorded:
 def check_hive(root: Path, repair: bool = False, url: str | None = None) -> CheckReport:
     """Check the hive at `root` (its store: `root/hive.db`, or the database at `url`); see the module doc."""
     report = CheckReport(hive=str(root))
+    if repair:
+        report.repaired += finish_interrupted(root)
+    report.findings += _restores(root)
     database = root / "hive.db"
     if url is None and not database.is_file():
         report.findings.append(Finding(DAMAGE, f"no hive.db in {root}", "point --hive at a hive, or restore one from a "
@@ -249,6 +254,15 @@ def _leftovers(root: Path, recorded: Recorded) -> list[Finding]:
                                      f"killed between saving and recording it): {entry}",
                                      "remove it (`apiary check --repair`); the next run writes over it anyway", str(entry), True))
     return found
+
+
+def _restores(root: Path) -> list[Finding]:
+    """What a restore killed midway left: a swap to finish, or a staging directory to remove."""
+    return [Finding(LEFTOVER, f"a restore was killed while swapping in its parts: {d}" if committed else
+                    f"{d} is the staging directory of a restore killed before it changed the hive",
+                    "`apiary check --repair`, or any command that opens the hive, " +
+                    ("finishes the swap (the hive becomes the restored one)" if committed else "removes it"), str(d))
+            for d, committed in interrupted(root)]
 
 
 def _check_checkpoints(root: Path, recorded: Recorded) -> list[Finding]:

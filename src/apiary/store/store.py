@@ -14,6 +14,7 @@ from apiary.store.keyfile import read_or_make_secret
 from apiary.store.names import check_name, inside
 from apiary.store.records import (AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, RunBudget,
                                   Worker, now)
+from apiary.store.swap import finish_interrupted
 
 LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and of workers made without one
 
@@ -26,6 +27,7 @@ class Store:
         database at `url` (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB), migrated to this apiary's schema."""
         self.root = Path(hive)
         self.root.mkdir(parents=True, exist_ok=True)
+        finish_interrupted(self.root)  # a restore killed mid-swap is finished before anything reads the hive
         self.url = url or f"sqlite:///{self.root / 'hive.db'}"
         self.engine = open_database(self.url)
 
