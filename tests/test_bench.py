@@ -111,3 +111,24 @@ def test_bench_cli_refuses_unknown_parts(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--parts", "trl,nope", "--docs", str(tmp_path), "--json"])
     assert result.exit_code == 2 and "unknown bench part" in result.stdout
     assert not (tmp_path / "peers.json").exists()
+
+
+def test_the_continual_report_renders_a_run_without_the_naive_lora_baseline(tmp_path):
+    """A run that measured naive sequential full fine-tuning but not naive LoRA (the target compares with the
+    former) still gets its table, headline and plot; the missing baseline reads as not run."""
+    cand = {"jobs": [{"job": "a", "candidate": 0.5, "gain_kept": 0.95}, {"job": "b", "candidate": 0.6, "gain_kept": 1.0}],
+            "retention_kl": 0.01, "flips": {"right_to_wrong": 3, "items": 400}, "passed": True, "reasons": []}
+    full = {"R": [[0.6, 0.1], [0.2, 0.7]], "transfer": {"acc": 0.45, "bwt": -0.4, "fwt": 0.0}, "retention_kl": 0.3,
+            "flips": {"right_to_wrong": 20, "items": 400}, "learning_rate": 1e-5, "stages": []}
+    worker = {"retention_kl": 0.02, "flips": {"right_to_wrong": 5, "items": 400}}
+    fig = {"jobs": ["a", "b"], "job_specs": [["rg:a", []], ["rg:b", []]], "base": [0.1, 0.1],
+           "worker_rows": [[0.6, 0.1], [0.1, 0.7]], "workers": {"x": worker, "y": worker}, "consolidated": {"distill": cand},
+           "sequential_full": full, "budget_per_job": {"steps": 20}, "distill_steps": 16, "wall_seconds": 600,
+           "machine": "test"}
+    top = continual_report.headline(fig)
+    assert top["meets_target"] == ["distill"] and top["flips_ratio_distill_vs_naive_lora"] is None
+    text = continual_report.markdown(fig, "Continual", "apiary bench --parts continual", "c.png")
+    assert "naive LoRA - (not run)" in text and "naive sequential full fine-tuning: forgetting matrix" in text
+    assert "naive sequential LoRA:" not in text
+    continual_report.plot(fig, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0

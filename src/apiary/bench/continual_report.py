@@ -44,7 +44,7 @@ def headline(fig: dict) -> dict:
     """The issue's two targets: distillation's flips vs naive LoRA's; distillation's gain vs the best merge."""
     by_model = {r["model"]: r for r in summary_rows(fig)}
     flips = {name: by_model[name]["flips"]["right_to_wrong"] for name in by_model}
-    distill, naive_lora = flips.get("hive: distill"), flips["naive sequential LoRA"]
+    distill, naive_lora = flips.get("hive: distill"), flips.get("naive sequential LoRA")
     gains = {m: mean_gain(by_model[f"hive: {m}"]["gain_kept"]) for m in fig["consolidated"]}
     merges = {m: g for m, g in gains.items() if m != "distill" and g is not None}
     best_merge = max(merges, key=merges.get) if merges else None
@@ -54,7 +54,7 @@ def headline(fig: dict) -> dict:
     meets = [m for m in fig["consolidated"] if full is not None and by_model[f"hive: {m}"]["gate"] == "pass"
              and all(g is None or g >= 0.9 for g in by_model[f"hive: {m}"]["gain_kept"])
              and flips[f"hive: {m}"] < flips[full["model"]] and by_model[f"hive: {m}"]["acc"] > full["acc"]]
-    return {"flips_right_to_wrong": flips, "retention_items": by_model["naive sequential LoRA"]["flips"]["items"],
+    return {"flips_right_to_wrong": flips, "retention_items": next(iter(by_model.values()))["flips"]["items"],
             "meets_target": meets,
             "flips_ratio_distill_vs_naive_lora": distill / naive_lora if naive_lora and distill is not None else None,
             "mean_normalised_gain": gains, "best_merge": best_merge,
@@ -64,9 +64,10 @@ def headline(fig: dict) -> dict:
 
 def plot(fig: dict, path: Path) -> None:
     jobs, workers = fig["jobs"], list(fig["workers"])
-    labels = ["base"] + [f"worker {w}" for w in workers] + [f"seq LoRA after {j}" for j in jobs] + \
+    labels = ["base"] + [f"worker {w}" for w in workers] + [f"seq LoRA after {j}" for j in jobs if "sequential" in fig] + \
              [f"seq full FT after {j}" for j in jobs if "sequential_full" in fig] + [f"hive {m}" for m in fig["consolidated"]]
-    matrix = [fig["base"]] + fig["worker_rows"] + fig["sequential"]["R"] + fig.get("sequential_full", {}).get("R", []) + [
+    naive = fig.get("sequential", {}).get("R", []) + fig.get("sequential_full", {}).get("R", [])
+    matrix = [fig["base"]] + fig["worker_rows"] + naive + [
         [next(s["candidate"] for s in r["jobs"] if s["job"] == job) for job in jobs] for r in fig["consolidated"].values()]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 6.5), gridspec_kw={"width_ratios": [1.1, 1]})
     image = left.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
@@ -117,14 +118,14 @@ def markdown(fig: dict, title: str, command: str, png: str) -> str:
     ratio = top["flips_ratio_distill_vs_naive_lora"]
     gain_line = ", ".join(f"{m} {'-' if g is None else f'{g:.2f}'}" for m, g in top["mean_normalised_gain"].items())
     lines += ["", f"Flips right to wrong: distillation {top['flips_right_to_wrong'].get('hive: distill', '-')}, naive LoRA "
-              f"{top['flips_right_to_wrong']['naive sequential LoRA']}, naive full fine-tuning "
+              f"{top['flips_right_to_wrong'].get('naive sequential LoRA', '- (not run)')}, naive full fine-tuning "
               f"{top['flips_right_to_wrong'].get('naive sequential full fine-tuning', '-')} of {top['retention_items']}: "
               f"ratio distillation / naive LoRA **{'-' if ratio is None else f'{ratio:.2f}'}** (target at most 0.20). "
               f"Average normalised gain (gain kept, over the jobs whose worker gained): {gain_line}. "
               "Candidates that pass the default gate, keep at least 0.9 of every worker's gain, and flip fewer items "
               "with a higher ACC than naive sequential full fine-tuning (issue 16's target): "
               f"**{', '.join(top['meets_target']) or 'none'}**.\n"]
-    for key, label in NAIVE:
+    for key, label in ((k, v) for k, v in NAIVE if k in fig):
         seq = fig[key]
         lines += [f"{label}: forgetting matrix R[i][j] (row: after learning job i; GEM's ACC/BWT/FWT with the base "
                   f"core's scores as the reference): ACC {seq['transfer']['acc']:.2f}, BWT {seq['transfer']['bwt']:+.2f}, "
