@@ -2,7 +2,8 @@
 
 Every reply is an episode in the store (origin "serve", unscored, with the tenant, the worker and
 the adapter and core versions that wrote it), recorded before its first token is sent, so its id
-is the response id. Feedback is validated and stored before it is acknowledged. A watcher thread
+is the response id. Feedback, and documents added to a worker, are validated and stored before they are
+acknowledged. A watcher thread
 keeps the engine's routes equal to the store: the current core version for "core", each worker's
 live adapter version (released by `learn`, by the gate, or by a rollback) for "worker:NAME".
 """
@@ -19,10 +20,13 @@ from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
+from apiary.jobs.documents import DocumentSource, documents_of
+from apiary.jobs.spec import load_job
 from apiary.models.decoder import Request, check_prefill_chunk
 from apiary.models.prompt_format import prompt_ids
 from apiary.serve.engine import Engine, Route
 from apiary.serve.metrics import Metrics
+from apiary.store.documents import BadDocument, add_documents, check_added, unlearned
 from apiary.store.feedback import FeedbackError, from_dict
 from apiary.store.records import Episode, Feedback
 from apiary.store.store import LOCAL_TENANT
@@ -31,6 +35,7 @@ log = logging.getLogger("apiary.serve")
 CORE = "core"
 WORKER = "worker:"
 ROLES = {"system", "user", "assistant"}
+MAX_DOCUMENTS = 16  # documents one request may add (each at most the job's max_chars; the body at most max_body)
 
 
 class ServeError(Exception):
@@ -247,6 +252,48 @@ class Service:
             self.learning.wake()
         return item
 
+    def add_documents(self, tenant: str, data) -> dict:
+        """Validate and store documents for one of this tenant's workers whose job is a documents job, all or
+        none; they are in the hive, and in the worker's job, when this returns, and learned in the background."""
+        if not isinstance(data, dict):
+            raise ServeError(400, "the body must be a JSON object")
+        for key in ("model", "documents"):
+            if key not in data:
+                raise ServeError(400, f"missing required field '{key}'")
+        model, items = data["model"], data["documents"]
+        if not isinstance(model, str) or not self.visible(tenant, model):
+            raise ServeError(404, f"model {model!r} not found; this server has: {', '.join(self.models(tenant))}")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_DOCUMENTS or not all(isinstance(i, dict) for i in items):
+            raise ServeError(400, f"'documents' must be a list of 1 to {MAX_DOCUMENTS} {{\"name\", \"text\"}} objects")
+        worker = model[len(WORKER):]
+        source = self._documents_source(model)
+        documents = []
+        for n, item in enumerate(items):
+            try:
+                documents.append(check_added(item.get("name"), item.get("text"), source))
+            except BadDocument as err:
+                raise ServeError(400, f"documents[{n}]: {err}") from None
+        if len({d.name for d in documents}) < len(documents):
+            raise ServeError(400, "'documents' names one document twice")
+        replaced = add_documents(self.store.root, worker, documents)
+        if self.learning is not None:
+            self.learning.wake()
+        return {"object": "documents", "model": model, "learning": self.learning is not None,
+                "documents": [{"name": d.name, "characters": len(d.text), "replaced": r} for d, r in zip(documents, replaced)]}
+
+    def _documents_source(self, model: str) -> DocumentSource:
+        """The documents of the worker `model` names, as its job reads them now; ServeError(400) if its job is not
+        a documents job. The job is rebuilt from its stored spec only once the spec says it is one (never code)."""
+        record = self.store.worker(model[len(WORKER):]) if model.startswith(WORKER) else None
+        if record is None or (record.job_spec.get("source") or {}).get("kind") != "documents" or record.origin is None:
+            raise ServeError(400, f"{model} does not learn documents: documents are added to a worker ('worker:NAME') "
+                                  "whose job is a documents job (docs:PATH)")
+        try:
+            return documents_of(self.hive.worker_job(record.name, load_job(*record.origin)), "POST /v1/documents")
+        except ValueError:
+            log.exception("the documents job of worker %s cannot be read", record.name)
+            raise ServeError(500, f"the documents of {model} cannot be read on this server; its log says why") from None
+
     def models(self, tenant: str) -> list[str]:
         return [CORE] + [WORKER + w.name for w in self.store.workers() if (w.tenant or LOCAL_TENANT) == tenant]
 
@@ -273,6 +320,7 @@ class Service:
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
                          "unlearned_feedback": self.store.count_feedback(w.name, unconsumed=True),
+                         "unlearned_documents": len(unlearned(self.store.root, w.name)),
                          "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows
