@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 from apiary import Hive
-from apiary.evals.gate import GateConfig
-from apiary.hive.document_learning import learn_documents, ready_documents
-from apiary.hive.feedback_learning import LearningConfig
+from apiary.hive.document_learning import ready_documents
+from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.serve.app import ServerThread, create_app
 from apiary.serve.service import MAX_DOCUMENTS, ServeConfig, Service
 from apiary.serve.tenants import Tenants
@@ -125,13 +124,25 @@ def test_a_tenant_reaches_only_its_own_workers_documents(hive, tiny_core_dir):
         assert not (hive.path / "documents").exists()
 
 
-def test_a_run_on_added_documents_learns_only_them_goes_through_the_gate_and_marks_them_learned(hive):
+def test_added_documents_are_learned_once_by_two_replicas_on_them_alone_and_marked_learned(hive, tiny_core_dir):
+    """Two servers' background learning on one store: one run of context distillation on the added document
+    (the worker's lease), asking only about it, gated, and the document recorded as learned by its version."""
     folder = added_dir(hive.path, "clerk")
     folder.mkdir(parents=True)
     (folder / "rooms.md").write_text(ROOMS["text"])
     assert [w.name for w in ready_documents(hive.store)] == ["clerk"]
-    pending = unlearned(hive.path, "clerk")
-    outcome = learn_documents(hive.store, hive.evaluator, hive.worker("clerk"), pending, 2, GateConfig())
+    config, results = LearningConfig(poll_seconds=0.1, document_steps=2), []
+    replicas = [FeedbackLearning(lambda: Hive(hive.path, core=str(tiny_core_dir)), config, results.append)
+                for _ in range(2)]
+    for replica in replicas:
+        replica.start()
+    deadline = time.time() + 240
+    while not results and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # time for the other replica to (wrongly) learn the same document again
+    for replica in replicas:
+        replica.stop()
+    (outcome,) = results
     assert outcome["learn"]["learners"] == ["context_distill"] and outcome["learn"]["steps"] == 2
     assert outcome["gate"]["version"] == 1 and outcome["documents"] == ["rooms.md"]
     assert [d.candidate for d in hive.store.decisions()] == ["worker:clerk:1"]
@@ -160,3 +171,9 @@ def test_added_documents_are_learned_in_the_background_behind_the_gate(hive, tin
         assert worker["unlearned_documents"] == 0
         assert worker["live_version"] == (1 if worker["last_gate"]["passed"] else 0) == worker["served_version"]
         assert workers(server, "key-bravo")["bravo-clerk"]["latest_version"] == 0  # another worker's documents
+
+
+def test_a_run_on_added_documents_takes_a_whole_number_of_steps():
+    for steps in (0, 1.5, True):
+        with pytest.raises(ValueError, match="a run on added documents takes a whole number of steps"):
+            LearningConfig(document_steps=steps)
