@@ -9,6 +9,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from apiary import Hive
 from apiary.hive.document_learning import ready_documents
@@ -16,7 +18,8 @@ from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.serve.app import ServerThread, create_app
 from apiary.serve.service import MAX_DOCUMENTS, ServeConfig, Service
 from apiary.serve.tenants import Tenants
-from apiary.store.documents import added_dir, unlearned
+from apiary.jobs.spec import load_job
+from apiary.store.documents import BadDocument, add_documents, added_dir, check_added, unlearned
 
 KEYS = {"key-acme": "acme", "key-bravo": "bravo"}
 ROOMS = {"name": "rooms.md", "text": "Room Zanthe-4 is the library."}
@@ -177,3 +180,28 @@ def test_a_run_on_added_documents_takes_a_whole_number_of_steps():
     for steps in (0, 1.5, True):
         with pytest.raises(ValueError, match="a run on added documents takes a whole number of steps"):
             LearningConfig(document_steps=steps)
+
+
+NAMES = st.sampled_from(["rooms.md", "a.txt", "teams.md", "../x.md", "..", ".x.md", "x.md/", "a\\b.md", "x.MD", "é.md",
+                         "questions.jsonl", "", None, 7, ["x.md"]]) | st.text(max_size=12)
+TEXTS = st.sampled_from(["Room Zanthe-4.", "", " \n", "a\x00b", "x" * 201, None, 5]) | st.text(max_size=30)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(name=NAMES, text=TEXTS)
+def test_any_name_and_text_is_taken_as_a_plain_document_in_the_workers_folder_or_refused_saying_why(tmp_path_factory,
+                                                                                                   name, text):
+    docs = tmp_path_factory.mktemp("docs")
+    (docs / "teams.md").write_text("The Quorbel team meets in room Zanthe-3.")
+    (docs / "questions.jsonl").write_text(json.dumps({"question": "q?", "answer": "a", "doc": "teams.md"}) + "\n")
+    source = load_job(f"docs:{docs}", ["max_chars=200"]).source
+    try:
+        document = check_added(name, text, source)
+    except BadDocument as err:
+        assert str(err)
+        return
+    assert name.endswith((".md", ".txt")) and "/" not in name and not name.startswith(".") and name != "teams.md"
+    assert document.text == text.strip() and 0 < len(document.text) <= 200
+    root = tmp_path_factory.mktemp("hive")
+    add_documents(root, "clerk", [document])
+    assert [p.name for p in added_dir(root, "clerk").iterdir()] == [name]

@@ -141,7 +141,7 @@ class FeedbackLearning:
                     if record.name not in unusable:
                         self._learn_documents(hive, record.name, unusable)
             except Exception:  # noqa: BLE001 - a failed run is logged; the server keeps serving
-                log.exception("learning from feedback failed")
+                log.exception("background learning failed")
             finally:
                 self.busy = False
 

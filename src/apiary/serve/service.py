@@ -2,10 +2,10 @@
 
 Every reply is an episode in the store (origin "serve", unscored, with the tenant, the worker and
 the adapter and core versions that wrote it), recorded before its first token is sent, so its id
-is the response id. Feedback, and documents added to a worker, are validated and stored before they are
-acknowledged. A watcher thread
-keeps the engine's routes equal to the store: the current core version for "core", each worker's
-live adapter version (released by `learn`, by the gate, or by a rollback) for "worker:NAME".
+is the response id. Feedback, and documents added to a worker, are validated and stored before they
+are acknowledged. A watcher thread keeps the engine's routes equal to the store: the current core
+version for "core", each worker's live adapter version (released by `learn`, by the gate, or by a
+rollback) for "worker:NAME".
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger("apiary.serve")
 CORE = "core"
 WORKER = "worker:"
 ROLES = {"system", "user", "assistant"}
-MAX_DOCUMENTS = 16  # documents one request may add (each at most the job's max_chars; the body at most max_body)
+MAX_DOCUMENTS = 16  # documents one request may add (each at most the job's max_chars; openapi.DOCUMENTS says it too)
 
 
 class ServeError(Exception):
@@ -265,7 +265,6 @@ class Service:
             raise ServeError(404, f"model {model!r} not found; this server has: {', '.join(self.models(tenant))}")
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_DOCUMENTS or not all(isinstance(i, dict) for i in items):
             raise ServeError(400, f"'documents' must be a list of 1 to {MAX_DOCUMENTS} {{\"name\", \"text\"}} objects")
-        worker = model[len(WORKER):]
         source = self._documents_source(model)
         documents = []
         for n, item in enumerate(items):
@@ -275,7 +274,7 @@ class Service:
                 raise ServeError(400, f"documents[{n}]: {err}") from None
         if len({d.name for d in documents}) < len(documents):
             raise ServeError(400, "'documents' names one document twice")
-        replaced = add_documents(self.store.root, worker, documents)
+        replaced = add_documents(self.store.root, model[len(WORKER):], documents)
         if self.learning is not None:
             self.learning.wake()
         return {"object": "documents", "model": model, "learning": self.learning is not None,
@@ -283,7 +282,8 @@ class Service:
 
     def _documents_source(self, model: str) -> DocumentSource:
         """The documents of the worker `model` names, as its job reads them now; ServeError(400) if its job is not
-        a documents job. The job is rebuilt from its stored spec only once the spec says it is one (never code)."""
+        a documents job. The job is rebuilt from its stored spec, as background learning rebuilds it, and only
+        when the spec says it is a documents job."""
         record = self.store.worker(model[len(WORKER):]) if model.startswith(WORKER) else None
         if record is None or (record.job_spec.get("source") or {}).get("kind") != "documents" or record.origin is None:
             raise ServeError(400, f"{model} does not learn documents: documents are added to a worker ('worker:NAME') "
