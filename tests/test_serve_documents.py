@@ -11,14 +11,16 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from apiary import Hive
+from apiary.cli import app
 from apiary.hive.document_learning import ready_documents
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
+from apiary.jobs.spec import load_job
 from apiary.serve.app import ServerThread, create_app
 from apiary.serve.service import MAX_DOCUMENTS, ServeConfig, Service
 from apiary.serve.tenants import Tenants
-from apiary.jobs.spec import load_job
 from apiary.store.documents import BadDocument, add_documents, added_dir, check_added, unlearned
 
 KEYS = {"key-acme": "acme", "key-bravo": "bravo"}
@@ -180,6 +182,8 @@ def test_a_run_on_added_documents_takes_a_whole_number_of_steps():
     for steps in (0, 1.5, True):
         with pytest.raises(ValueError, match="a run on added documents takes a whole number of steps"):
             LearningConfig(document_steps=steps)
+    result = CliRunner().invoke(app, ["serve", "--document-steps", "0"])
+    assert result.exit_code == 2 and "whole number of steps" in result.output and "Traceback" not in result.output
 
 
 NAMES = st.sampled_from(["rooms.md", "a.txt", "teams.md", "../x.md", "..", ".x.md", "x.md/", "a\\b.md", "x.MD", "é.md",
