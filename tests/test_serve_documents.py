@@ -104,6 +104,8 @@ def _bad_bodies() -> list[tuple[dict, str]]:
         (one(name="questions.jsonl", text="x"), "are .md or .txt files"),
         (one(name="practice.jsonl", text="x"), "are .md or .txt files"),
         (one(name="teams.md", text="x"), "is one of the job's own documents"),
+        ({"model": "worker:clerk", "documents": [ROOMS, {"name": "exam.md", "text": "Q: Where does Quorbel meet? A: Zanthe-3"}]},
+         "documents[1]: document 'exam.md' holds one of the worker's held-out questions"),
         ({"model": "worker:clerk", "documents": [ROOMS, ROOMS]}, "names one document twice"),
         ({"model": "worker:clerk", "documents": [ROOMS, {"name": "x.md", "text": ""}]}, "documents[1]: document 'x.md'"),
     ]

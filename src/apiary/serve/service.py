@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from apiary.evals.contamination import find
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
 from apiary.jobs.documents import DocumentSource, documents_of
@@ -274,6 +275,9 @@ class Service:
                 raise ServeError(400, f"documents[{n}]: {err}") from None
         if len({d.name for d in documents}) < len(documents):
             raise ServeError(400, "'documents' names one document twice")
+        for hit in find([d.text for d in documents], [t.question for t in source.heldout()]):  # the gate would not see it
+            raise ServeError(400, f"documents[{hit.train_index}]: document {documents[hit.train_index].name!r} holds one of "
+                                  "the worker's held-out questions, the exam its gate sets; a document may not")
         replaced = add_documents(self.store.root, model[len(WORKER):], documents)
         if self.learning is not None:
             self.learning.wake()
