@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from apiary import Hive
 from apiary.cli import app
-from apiary.hive.document_learning import ready_documents
+from apiary.hive.document_learning import Added, ready_documents
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.jobs.spec import load_job
 from apiary.serve.app import ServerThread, create_app
@@ -77,13 +77,24 @@ def test_a_tenant_adds_documents_and_the_workers_job_reads_them_from_then_on(hiv
         assert [d.name for d in hive.worker("bravo-clerk").job.source.all_documents()] == ["teams.md"]  # clerk's alone
 
 
+def test_the_python_api_adds_documents_as_the_server_does(hive):
+    added = hive.add_documents("clerk", [("rooms.md", " Room Zanthe-4 is the library.\n"), ("desks.txt", "Desk 9 is free.")])
+    assert added == [Added("rooms.md", 29, False), Added("desks.txt", 15, False)]
+    assert hive.add_documents("clerk", [("rooms.md", "Room Zanthe-5.")]) == [Added("rooms.md", 14, True)]
+    assert sorted(unlearned(hive.path, "clerk")) == ["desks.txt", "rooms.md"]
+    with pytest.raises(BadDocument, match="worker 'acme-sums' does not learn documents"):
+        hive.add_documents("acme-sums", [("rooms.md", "x")])
+    with pytest.raises(ValueError, match="no worker named 'nobody'"):
+        hive.add_documents("nobody", [("rooms.md", "x")])
+
+
 def _bad_bodies() -> list[tuple[dict, str]]:
     """Bodies refused with 400, each with what the error must say."""
     def one(**document) -> dict:
         return {"model": "worker:clerk", "documents": [document]}
 
     return [
-        ({"model": "worker:acme-sums", "documents": [ROOMS]}, "worker:acme-sums does not learn documents"),
+        ({"model": "worker:acme-sums", "documents": [ROOMS]}, "worker 'acme-sums' does not learn documents"),
         ({"model": "core", "documents": [ROOMS]}, "core does not learn documents"),
         ({"documents": [ROOMS]}, "missing required field 'model'"),
         ({"model": "worker:clerk"}, "missing required field 'documents'"),
@@ -106,7 +117,7 @@ def _bad_bodies() -> list[tuple[dict, str]]:
         (one(name="teams.md", text="x"), "is one of the job's own documents"),
         ({"model": "worker:clerk", "documents": [ROOMS, {"name": "exam.md", "text": "Q: Where does Quorbel meet? A: Zanthe-3"}]},
          "documents[1]: document 'exam.md' holds one of the worker's held-out questions"),
-        ({"model": "worker:clerk", "documents": [ROOMS, ROOMS]}, "names one document twice"),
+        ({"model": "worker:clerk", "documents": [ROOMS, ROOMS]}, "name one document twice"),
         ({"model": "worker:clerk", "documents": [ROOMS, {"name": "x.md", "text": ""}]}, "documents[1]: document 'x.md'"),
     ]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from apiary.evals import simulated_people
 from apiary.evals.gate import GateConfig
 from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, choose_sources, consolidate
+from apiary.hive.document_learning import Added, add
 from apiary.hive.cluster import HiveAddress, LearnPlan, learn_on_cluster
 from apiary.hive.cores import Cores
 from apiary.hive.evaluator import Evaluator
@@ -25,7 +26,7 @@ from apiary.learners.play import transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core
-from apiary.store.documents import added_dir
+from apiary.store.documents import BadDocument, added_dir
 from apiary.store.export import export
 from apiary.store.feedback import load_jsonl, make_feedback
 from apiary.store.records import Episode, EvalResult, Feedback, Worker
@@ -74,6 +75,19 @@ class Hive:
     def worker_job(self, worker: str, job: Job) -> Job:
         """`job` as the worker does it: a documents job reads the documents added to the worker too (store.documents)."""
         return with_added(job, added_dir(self.store.root, worker))
+
+    def add_documents(self, worker: str, documents: list[tuple[str, str]]) -> list[Added]:
+        """Add (name, text) documents to a worker whose job is a documents job (docs:PATH), all or none
+        (BadDocument saying why, nothing written): from then on its job reads them, and a server learns
+        them in the background (hive.document_learning). The job is rebuilt from its stored spec only when
+        the spec says it is a documents job."""
+        record = self.store.worker(worker)
+        if record is None:
+            raise ValueError(f"no worker named {worker!r} in hive {self.path}")
+        if (record.job_spec.get("source") or {}).get("kind") != "documents" or record.origin is None:
+            raise BadDocument(f"worker {worker!r} does not learn documents: documents are added to a worker whose job "
+                              "is a documents job (docs:PATH)")
+        return add(self.store, worker, self.worker_job(worker, load_job(*record.origin)), list(documents))
 
     def job(self, spec: Job | str | Path, overrides: list[str] | None = None) -> Job:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)

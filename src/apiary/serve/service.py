@@ -18,16 +18,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from apiary.evals.contamination import find
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
-from apiary.jobs.documents import DocumentSource, documents_of
-from apiary.jobs.spec import load_job
 from apiary.models.decoder import Request, check_prefill_chunk
 from apiary.models.prompt_format import prompt_ids
 from apiary.serve.engine import Engine, Route
 from apiary.serve.metrics import Metrics
-from apiary.store.documents import BadDocument, add_documents, check_added, unlearned
+from apiary.store.documents import BadDocument, unlearned
 from apiary.store.feedback import FeedbackError, from_dict
 from apiary.store.records import Episode, Feedback
 from apiary.store.store import LOCAL_TENANT
@@ -255,7 +252,8 @@ class Service:
 
     def add_documents(self, tenant: str, data) -> dict:
         """Validate and store documents for one of this tenant's workers whose job is a documents job, all or
-        none; they are in the hive, and in the worker's job, when this returns, and learned in the background."""
+        none (Hive.add_documents); they are in the hive, and in the worker's job, when this returns, and
+        learned in the background."""
         if not isinstance(data, dict):
             raise ServeError(400, "the body must be a JSON object")
         for key in ("model", "documents"):
@@ -264,39 +262,22 @@ class Service:
         model, items = data["model"], data["documents"]
         if not isinstance(model, str) or not self.visible(tenant, model):
             raise ServeError(404, f"model {model!r} not found; this server has: {', '.join(self.models(tenant))}")
+        if not model.startswith(WORKER):
+            raise ServeError(400, f"{model} does not learn documents: documents are added to a worker ('worker:NAME') "
+                                  "whose job is a documents job (docs:PATH)")
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_DOCUMENTS or not all(isinstance(i, dict) for i in items):
             raise ServeError(400, f"'documents' must be a list of 1 to {MAX_DOCUMENTS} {{\"name\", \"text\"}} objects")
-        source = self._documents_source(model)
-        documents = []
-        for n, item in enumerate(items):
-            try:
-                documents.append(check_added(item.get("name"), item.get("text"), source))
-            except BadDocument as err:
-                raise ServeError(400, f"documents[{n}]: {err}") from None
-        if len({d.name for d in documents}) < len(documents):
-            raise ServeError(400, "'documents' names one document twice")
-        for hit in find([d.text for d in documents], [t.question for t in source.heldout()]):  # the gate would not see it
-            raise ServeError(400, f"documents[{hit.train_index}]: document {documents[hit.train_index].name!r} holds one of "
-                                  "the worker's held-out questions, the exam its gate sets; a document may not")
-        replaced = add_documents(self.store.root, model[len(WORKER):], documents)
+        try:
+            added = self.hive.add_documents(model[len(WORKER):], [(i.get("name"), i.get("text")) for i in items])
+        except BadDocument as err:
+            raise ServeError(400, str(err)) from None
+        except ValueError:  # its documents job cannot be built (a folder gone, a file spoilt): the operator's to mend
+            log.exception("the documents job of %s cannot be read", model)
+            raise ServeError(500, f"the documents of {model} cannot be read on this server; its log says why") from None
         if self.learning is not None:
             self.learning.wake()
         return {"object": "documents", "model": model, "learning": self.learning is not None,
-                "documents": [{"name": d.name, "characters": len(d.text), "replaced": r} for d, r in zip(documents, replaced)]}
-
-    def _documents_source(self, model: str) -> DocumentSource:
-        """The documents of the worker `model` names, as its job reads them now; ServeError(400) if its job is not
-        a documents job. The job is rebuilt from its stored spec, as background learning rebuilds it, and only
-        when the spec says it is a documents job."""
-        record = self.store.worker(model[len(WORKER):]) if model.startswith(WORKER) else None
-        if record is None or (record.job_spec.get("source") or {}).get("kind") != "documents" or record.origin is None:
-            raise ServeError(400, f"{model} does not learn documents: documents are added to a worker ('worker:NAME') "
-                                  "whose job is a documents job (docs:PATH)")
-        try:
-            return documents_of(self.hive.worker_job(record.name, load_job(*record.origin)), "POST /v1/documents")
-        except ValueError:
-            log.exception("the documents job of worker %s cannot be read", record.name)
-            raise ServeError(500, f"the documents of {model} cannot be read on this server; its log says why") from None
+                "documents": [{"name": a.name, "characters": a.characters, "replaced": a.replaced} for a in added]}
 
     def models(self, tenant: str) -> list[str]:
         return [CORE] + [WORKER + w.name for w in self.store.workers() if (w.tenant or LOCAL_TENANT) == tenant]
