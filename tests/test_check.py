@@ -9,9 +9,11 @@ from typer.testing import CliRunner
 
 from apiary.cli import app
 from apiary.hive.status import status
+from apiary.jobs.documents import Document
 from apiary.store.artifacts import MANIFEST, write_dir
 from apiary.store.backup import backup, restore
 from apiary.store.check import DAMAGE, LEFTOVER, NOTE, check_hive
+from apiary.store.documents import add_documents, added_dir
 from apiary.store.records import AdapterVersion, CoreVersion
 from apiary.store.store import Store
 
@@ -125,10 +127,11 @@ def test_a_planted_optimizer_checkpoint_is_damage_and_never_runs(tmp_path):
     assert _levels(report) == [DAMAGE] and "optimizer.pt" in report.findings[0].repair
 
 
-def test_backup_then_restore_round_trips_the_status_and_checks_clean(tmp_path):
+def test_backup_then_restore_round_trips_the_status_added_documents_and_checks_clean(tmp_path):
     store = _small_hive(tmp_path / "hive")
     store.checkpoint_dir("arith").mkdir(parents=True)
     (store.checkpoint_dir("arith") / "state.json").write_text(json.dumps({"version": 2}))
+    add_documents(store.root, "arith", [Document("rooms.md", "Room Zanthe-4 is the library.")])
     result = backup(tmp_path / "hive", tmp_path / "backup.tar.gz")
     assert result.adapters == 2 and result.cores == 1
     restore(tmp_path / "backup.tar.gz", tmp_path / "elsewhere" / "hive")
@@ -137,6 +140,7 @@ def test_backup_then_restore_round_trips_the_status_and_checks_clean(tmp_path):
     assert ({k: v for k, v in status(restored).items() if k != "hive"} == {k: v for k, v in status(store).items() if k != "hive"})
     assert restored.adapter_versions("arith")[1].path == str(restored.adapter_dir("arith", 2).resolve())
     assert (restored.checkpoint_dir("arith") / "state.json").is_file()
+    assert (added_dir(restored.root, "arith") / "rooms.md").read_text() == "Room Zanthe-4 is the library."
 
 
 def test_restore_refuses_a_hive_that_is_not_empty_unless_forced(tmp_path):

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from apiary.cli import app
 from apiary.evals.contamination import find
-from apiary.jobs.documents import GENERIC, DocumentSource, open_book
+from apiary.jobs.documents import GENERIC, DocumentSource, open_book, training_only_on, with_added
 from apiary.jobs.jsonl import JobFileError
 from apiary.jobs.scoring import scorer
 from apiary.jobs.spec import load_job
@@ -93,6 +93,25 @@ def test_documents_n_learns_a_stable_subset_and_asks_only_about_it(folder):
     (kept,) = one.all_documents()
     assert {t.metadata["doc"] for t in one.heldout() + one.train(0, 4)} == {kept.name}
     assert load_job(f"docs:{folder}", ["documents=1"]).source.all_documents() == [kept]
+
+
+def test_documents_added_to_a_worker_are_learned_beside_the_folders_and_never_held_out(folder, tmp_path):
+    added = tmp_path / "added"
+    added.mkdir()
+    (added / "rooms.md").write_text("Room Zanthe-4 is the library.")
+    (added / ".learned.json").write_text("{}")  # hidden: never a document
+    job = load_job(f"docs:{folder}", ["documents=1"])
+    assert with_added(job, tmp_path / "nothing-added") is job
+    source = with_added(job, added).source
+    assert [d.name for d in source.all_documents()] == [d.name for d in job.source.all_documents()] + ["rooms.md"]
+    assert source.heldout() == job.source.heldout() and source.own_names() == job.source.own_names()
+    assert {t.question for t in source.train(0, 100) if t.metadata["doc"] == "rooms.md"} == {
+        g.format(name="rooms.md") for g in GENERIC}
+    focused = training_only_on(with_added(job, added), {"rooms.md"}).source
+    assert {t.metadata["doc"] for t in focused.train(0, 10)} == {"rooms.md"} and focused.heldout() == source.heldout()
+    (added / "teams.md").write_text("The Quorbel team meets in room Zanthe-9.")  # stands for one of the folder's
+    with pytest.raises(JobFileError, match="teams.md: an added document with the name of one of the job's own"):
+        with_added(job, added)
 
 
 def test_line_contains_reads_the_answer_in_the_first_line_only():

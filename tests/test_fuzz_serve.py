@@ -72,7 +72,7 @@ def test_every_endpoint_answers_generated_requests_without_500_traceback_or_writ
     ops = operations(schema)
     assert {(op.method.upper(), op.path) for op in ops} == {
         ("GET", "/health"), ("GET", "/metrics"), ("GET", "/v1/models"), ("GET", "/v1/workers"),
-        ("POST", "/v1/feedback"), ("POST", "/v1/chat/completions")}
+        ("POST", "/v1/feedback"), ("POST", "/v1/chat/completions"), ("POST", "/v1/documents")}
     for op in ops:
         if mode == GenerationMode.NEGATIVE and op.method.upper() == "GET":
             continue  # no parameters, no body: nothing to break

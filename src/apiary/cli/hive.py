@@ -127,6 +127,9 @@ def serve(
     text_learner: Annotated[str, typer.Option(
         help="how corrections and critiques are learned: separate (SFT on corrections, revisions from critiques) "
              "or self_distill (on-policy self-distillation from context, both)")] = "separate",
+    document_steps: Annotated[Optional[int], typer.Option(
+        help="context distillation steps of a background run on documents added with POST /v1/documents "
+             "(default 4)")] = None,
     rate_limit: Annotated[Optional[int], typer.Option(
         help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
     generation_timeout: Annotated[Optional[float], typer.Option(
@@ -146,6 +149,7 @@ def serve(
     gate = _gate(tolerance, max_kl, max_flips, False)
     _run(False, lambda: run_server(hive, host, port, keys, core, template=template, max_batch=max_batch, learn=learn,
                                    **_given(min_feedback=min_feedback, requests_per_minute=rate_limit,
+                                            document_steps=document_steps,
                                             generation_timeout=generation_timeout, body_timeout=body_timeout,
                                             prefill_chunk=prefill_chunk), gate=gate,
                                    text_learner=text_learner))

@@ -9,6 +9,10 @@ models are never touched), and the new adapter version goes through the worker g
 `learn` does (hive/learning.py). The gate releases it only if it passed; the server's watcher then
 makes it live. Every run, version and decision is in the store.
 
+The same loop learns the documents a tenant added to a worker (POST /v1/documents): a worker with added
+documents it has not learned yet gets a short run of context distillation on them, gated the same way
+(hive.document_learning).
+
 Several server replicas on one store each run this loop; a worker's learning run happens once, in the
 replica that holds the worker's lease in the store (store.leases: `learn:WORKER`, renewed while it runs,
 free again within `lease_seconds` of a replica dying).
@@ -23,6 +27,7 @@ from typing import Callable
 
 from apiary.evals.gate import GateConfig
 from apiary.evals.givers import flagged_givers, verifier
+from apiary.hive.document_learning import learn_documents, ready_documents
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.learning import learn_worker
 from apiary.hive.training import Budget
@@ -30,6 +35,7 @@ from apiary.hive.worker import WorkerHandle
 from apiary.hive.worker_gate import WorkerGateResult
 from apiary.models.core import MODEL_LOADS
 from apiary.store import leases
+from apiary.store.documents import unlearned
 from apiary.store.records import Worker
 from apiary.store.store import Store
 
@@ -48,8 +54,12 @@ class LearningConfig:
     text_learner: str = "separate"
     """"separate": corrections by SFT (learners.corrections), critiques by revision (learners.critiques);
     "self_distill": both by on-policy self-distillation from context (learners.self_distill)."""
+    document_steps: int = 4  # context distillation steps of a run on newly added documents (hive.document_learning)
 
     def __post_init__(self):
+        steps = self.document_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"a run on added documents takes a whole number of steps >= 1, got {steps!r}")
         if not (isinstance(self.lease_seconds, (int, float)) and 0 < self.lease_seconds < float("inf")):
             raise ValueError(f"the lease lasts a number of seconds > 0, got {self.lease_seconds!r}")
         if self.text_learner not in TEXT_LEARNERS:
@@ -127,14 +137,17 @@ class FeedbackLearning:
                 for record, _ in ready_workers(hive.store, self.config.min_feedback, self.config.text_learner, asked):
                     if record.name not in unusable:
                         self._learn(hive, record, asked, unusable)
+                for record in ready_documents(hive.store):
+                    if record.name not in unusable:
+                        self._learn_documents(hive, record.name, unusable)
             except Exception:  # noqa: BLE001 - a failed run is logged; the server keeps serving
-                log.exception("learning from feedback failed")
+                log.exception("background learning failed")
             finally:
                 self.busy = False
 
     def _learn(self, hive, record: Worker, asked: frozenset[str], unusable: set[str]) -> None:
-        """One learning run for the worker, if this process gets its lease (another replica may hold it)."""
-        with leases.held(hive.store.engine, f"learn:{record.name}", self.holder, self.config.lease_seconds) as mine:
+        """One learning run on the worker's feedback, if this process gets its lease (another replica may hold it)."""
+        with self._lease(hive, record.name) as mine:
             if not mine:  # another replica learns it now; a request to learn now is kept for the next round
                 if record.name in asked:
                     with self._asked_lock:
@@ -144,15 +157,31 @@ class FeedbackLearning:
                                                                     self.config.text_learner, asked))
             if record.name not in still:  # another replica learnt that feedback before this one took the lease
                 return
-            self.busy = True
-            try:
-                worker = hive.worker(record)  # its job and core, loaded now (see models.core.LoadGate)
-                hive.core_at(0)  # the base core, retention's reference: loaded now too
-                outcome = learn_and_gate(hive.store, hive.evaluator, worker, still[record.name], self.config.gate)
-                self.on_result(outcome)
-            except ValueError as err:  # e.g. a worker whose job was defined in Python code
-                unusable.add(record.name)
-                log.warning("worker %s cannot learn while serving: %s", record.name, err)
+            self._run(hive, record.name, unusable,
+                      lambda worker: learn_and_gate(hive.store, hive.evaluator, worker, still[record.name], self.config.gate))
+
+    def _learn_documents(self, hive, name: str, unusable: set[str]) -> None:
+        """One learning run on the documents added to the worker, under its lease, if any are still unlearned
+        (another replica may have learned them before this one took the lease)."""
+        with self._lease(hive, name) as mine:
+            documents = unlearned(hive.store.root, name) if mine else {}
+            if documents:
+                self._run(hive, name, unusable, lambda worker: learn_documents(
+                    hive.store, hive.evaluator, worker, documents, self.config.document_steps, self.config.gate))
+
+    def _lease(self, hive, name: str):
+        return leases.held(hive.store.engine, f"learn:{name}", self.holder, self.config.lease_seconds)
+
+    def _run(self, hive, name: str, unusable: set[str], learn: Callable[[WorkerHandle], dict]) -> None:
+        """`learn` on the worker, read now (under its lease: its newest versions), its job and cores loaded first."""
+        self.busy = True
+        try:
+            worker = hive.worker(name)  # its job and core, loaded now (see models.core.LoadGate)
+            hive.core_at(0)  # the base core, retention's reference: loaded now too
+            self.on_result(learn(worker))
+        except ValueError as err:  # e.g. a worker whose job was defined in Python
+            unusable.add(name)
+            log.warning("worker %s cannot learn while serving: %s", name, err)
 
 
 def learn_and_gate(store: Store, evaluator: Evaluator, worker: WorkerHandle, learners: list[str],

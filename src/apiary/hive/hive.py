@@ -8,6 +8,7 @@ from pathlib import Path
 from apiary.evals import simulated_people
 from apiary.evals.gate import GateConfig
 from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, choose_sources, consolidate
+from apiary.hive.document_learning import Added, add
 from apiary.hive.cluster import HiveAddress, LearnPlan, learn_on_cluster
 from apiary.hive.cores import Cores
 from apiary.hive.evaluator import Evaluator
@@ -17,6 +18,7 @@ from apiary.hive.training import Budget
 from apiary.hive.worker import WorkerHandle, new_worker
 from apiary.hive.worker_gate import Release, WorkerGateResult, gate_worker
 from apiary.jobs.base import Job
+from apiary.jobs.documents import with_added
 from apiary.jobs.spec import load_job
 from apiary.learners.common import LearnerConfig
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
@@ -24,6 +26,7 @@ from apiary.learners.play import transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core
+from apiary.store.documents import BadDocument, added_dir
 from apiary.store.export import export
 from apiary.store.feedback import load_jsonl, make_feedback
 from apiary.store.records import Episode, EvalResult, Feedback, Worker
@@ -59,14 +62,32 @@ class Hive:
 
     def worker(self, name: str | Worker, job: Job | str | None = None, overrides: list[str] | None = None) -> WorkerHandle:
         """The worker, read once from the store, with its job (`job`, or the one it was made with, rebuilt
-        from its spec) and the core version its adapters sit on."""
+        from its spec; a documents job with the documents added to the worker) and the core version its
+        adapters sit on."""
         record = name if isinstance(name, Worker) else self.store.worker(name)
         if record is None:
             raise ValueError(f"no worker named {name!r} in hive {self.path}")
         if job is None and record.origin is None:
             raise ValueError(f"worker {record.name!r} learned a job defined in Python; pass the job")
         job = self.job(job, overrides) if job is not None else load_job(*record.origin)
-        return WorkerHandle(record, job, self.cores.at(record.core_version))
+        return WorkerHandle(record, self.worker_job(record.name, job), self.cores.at(record.core_version))
+
+    def worker_job(self, worker: str, job: Job) -> Job:
+        """`job` as the worker does it: a documents job reads the documents added to the worker too (store.documents)."""
+        return with_added(job, added_dir(self.store.root, worker))
+
+    def add_documents(self, worker: str, documents: list[tuple[str, str]]) -> list[Added]:
+        """Add (name, text) documents to a worker whose job is a documents job (docs:PATH), all or none
+        (BadDocument saying why, nothing written): from then on its job reads them, and a server learns
+        them in the background (hive.document_learning). The job is rebuilt from its stored spec only when
+        the spec says it is a documents job."""
+        record = self.store.worker(worker)
+        if record is None:
+            raise ValueError(f"no worker named {worker!r} in hive {self.path}")
+        if (record.job_spec.get("source") or {}).get("kind") != "documents" or record.origin is None:
+            raise BadDocument(f"worker {worker!r} does not learn documents: documents are added to a worker whose job "
+                              "is a documents job (docs:PATH)")
+        return add(self.store, worker, self.worker_job(worker, load_job(*record.origin)), list(documents))
 
     def job(self, spec: Job | str | Path, overrides: list[str] | None = None) -> Job:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
@@ -88,7 +109,7 @@ class Hive:
         and recorded, not released)."""
         job = self.job(job, overrides)
         record = self.store.worker(worker) or new_worker(worker, job, self.core)
-        handle = WorkerHandle(record, job, self.cores.at(record.core_version))
+        handle = WorkerHandle(record, self.worker_job(worker, job), self.cores.at(record.core_version))
         return learn_worker(self.store, self.evaluator, handle, Budget(steps=steps, minutes=minutes), learners=learners,
                             config=config, configs=configs, lora=lora, checkpoint_every=checkpoint_every,
                             show_progress=show_progress, release=release, gate=gate, start_version=start_version,

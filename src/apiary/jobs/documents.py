@@ -18,12 +18,18 @@ Scored by `line_contains`: the answer, normalised, within the reply's first line
 Bad input is refused before anything is written: an empty folder, a binary or unsupported file, a
 document longer than `max_chars`, a malformed questions file or one naming a missing document (the
 error names the file and line).
+
+A worker may also read documents added to it alone (`added`: a folder in the hive, written by the server's
+POST /v1/documents through store.documents): they are documents of its job like the folder's, asked about
+by plain requests in its training stream, and never held-out questions (nobody wrote any about them).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -49,13 +55,16 @@ class Document:
 class DocumentSource:
     """The documents of a folder, its held-out questions and its training questions.
     `documents`: learn only N of the documents (the first N in a stable hashed order: a mix of every kind),
-    and ask only about those."""
+    and ask only about those. `added`: a folder of documents added to one worker (none if it does not exist),
+    learned beside the folder's, with plain requests about each as its training questions."""
 
     path: Path
     questions: Path | None = None
     max_chars: int = MAX_CHARS
     documents: int | None = None
+    added: Path | None = None
     _docs: dict[str, Document] = field(init=False, repr=False)
+    _own: frozenset[str] = field(init=False, repr=False)  # the names of the folder's documents (learned or not)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -64,11 +73,14 @@ class DocumentSource:
         questions = Path(self.questions) if self.questions is not None else self.path / QUESTIONS
         docs = read_documents(self.path, {self.path / QUESTIONS, self.path / PRACTICE, questions}, self.max_chars)
         names = {d.name for d in docs}
+        self._own = frozenset(names)
         heldout = read_questions(questions, names)
         practice = self.path / PRACTICE
         trained = read_questions(practice, names) if practice.is_file() else generic_tasks(docs)
         kept = set(sorted(names, key=lambda d: hashlib.sha1(d.encode()).hexdigest())[:self.documents])
-        self._docs = {d.name: d for d in docs if d.name in kept}
+        added = read_added(Path(self.added), names, self.max_chars) if self.added is not None else []
+        trained += generic_tasks(added)
+        self._docs = {d.name: d for d in docs if d.name in kept} | {d.name: d for d in added}
         self._heldout = [t for t in heldout if t.metadata["doc"] in self._docs]
         asked = {t.question for t in self._heldout}
         self._train = [t for t in trained if t.question not in asked and t.metadata["doc"] in self._docs]
@@ -85,8 +97,21 @@ class DocumentSource:
     def all_documents(self) -> list[Document]:
         return list(self._docs.values())
 
+    def own_names(self) -> frozenset[str]:
+        """The names of the folder's own documents (not those added to a worker), learned or not (`documents`)."""
+        return self._own
+
     def document(self, task: Task) -> Document:
         return self._docs[task.metadata["doc"]]
+
+    def training_only_on(self, names: Collection[str]) -> DocumentSource:
+        """The same documents and held-out questions, with a training stream about the documents `names`
+        alone: what a worker learns when documents were added to it (hive.document_learning)."""
+        focused = copy.copy(self)
+        focused._train = [t for t in self._train if t.metadata["doc"] in names]
+        if not focused._train:
+            raise JobFileError(f"{self.path}: no training question is about {', '.join(sorted(names)) or 'no document'}")
+        return focused
 
     def describe(self) -> dict:
         return {"kind": "documents", "path": str(self.path), "documents": len(self._docs), "heldout": len(self._heldout),
@@ -95,12 +120,28 @@ class DocumentSource:
 
 def read_documents(folder: Path, reserved: set[Path], max_chars: int) -> list[Document]:
     """Every document under `folder`, sorted by name; a clear error for anything that is not one."""
-    reserved = {p.resolve() for p in reserved}
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() not in reserved
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = _files(folder, reserved)
     if not files:
         raise JobFileError(f"{folder}: no documents (.txt, .md or .jsonl files) in the folder")
     return [read_document(folder, p, max_chars) for p in files]
+
+
+def read_added(folder: Path, taken: set[str], max_chars: int) -> list[Document]:
+    """The documents added to a worker (none if `folder` does not exist); one named like a document of the
+    job's own folder (`taken`) is an error: it would stand for that document, which the questions are about."""
+    docs = [read_document(folder, p, max_chars) for p in _files(folder, set())] if folder.is_dir() else []
+    for doc in docs:
+        if doc.name in taken:
+            raise JobFileError(f"{folder / doc.name}: an added document with the name of one of the job's own "
+                               "documents; rename or remove it")
+    return docs
+
+
+def _files(folder: Path, reserved: set[Path]) -> list[Path]:
+    """The files under `folder`, sorted, but `reserved` ones and hidden ones (a name starting with ".")."""
+    reserved = {p.resolve() for p in reserved}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() not in reserved
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def read_document(folder: Path, path: Path, max_chars: int) -> Document:
@@ -115,12 +156,20 @@ def read_document(folder: Path, path: Path, max_chars: int) -> Document:
         raise JobFileError(f"{path}: a binary file, not UTF-8 text")
     if path.suffix == ".jsonl":
         text = render_messages(path, text)
+    return Document(path.relative_to(folder).as_posix(), document_text(str(path), text, max_chars))
+
+
+def document_text(where: str, text: str, max_chars: int) -> str:
+    """A document's text, stripped, if it is one: no NUL character, not empty, at most `max_chars` characters
+    (a document and a question must fit the worker's context). JobFileError naming `where` if not."""
+    if "\x00" in text:
+        raise JobFileError(f"{where}: a binary file, not UTF-8 text")
     if not text.strip():
-        raise JobFileError(f"{path}: an empty document")
+        raise JobFileError(f"{where}: an empty document")
     if len(text) > max_chars:
-        raise JobFileError(f"{path}: {len(text)} characters, more than a document may have to fit the worker's context "
+        raise JobFileError(f"{where}: {len(text)} characters, more than a document may have to fit the worker's context "
                            f"with a question ({max_chars}); split it into smaller files (or set max_chars=N)")
-    return Document(path.relative_to(folder).as_posix(), text.strip())
+    return text.strip()
 
 
 def render_messages(path: Path, text: str) -> str:
@@ -218,6 +267,19 @@ def documents_job(path: str | Path, options: dict | None = None, name: str | Non
                             documents=options.get("documents"))
     return Job(name=name or Path(path).resolve().name, source=source, scorer=scorer("line_contains"),
                instruction=INSTRUCTION, max_tokens=24)
+
+
+def with_added(job: Job, folder: Path) -> Job:
+    """The documents job `job` reading also the documents added to one worker (`folder`); another job as it is."""
+    if not isinstance(job.source, DocumentSource) or not folder.is_dir():
+        return job
+    s = job.source
+    return replace(job, source=DocumentSource(s.path, s.questions, s.max_chars, s.documents, added=folder))
+
+
+def training_only_on(job: Job, names: Collection[str]) -> Job:
+    """The documents job `job` with a training stream about the documents `names` alone (same held-out questions)."""
+    return replace(job, source=documents_of(job, "learning added documents").training_only_on(names))
 
 
 def documents_of(job: Job, user: str) -> DocumentSource:

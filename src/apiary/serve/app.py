@@ -1,4 +1,4 @@
-"""The HTTP layer: OpenAI's chat completions API plus feedback, over a `Service`. Only translation
+"""The HTTP layer: OpenAI's chat completions API plus feedback and documents, over a `Service`. Only translation
 lives here: reading bodies, keys to tenants, errors to status codes, replies to JSON and SSE."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from apiary.serve.limits import RateLimiter
-from apiary.serve.openapi import CHAT, FEEDBACK, body
+from apiary.serve.openapi import CHAT, DOCUMENTS, FEEDBACK, body
 from apiary.serve.service import Chat, Reply, ServeError, Service, kind
 from apiary.serve.tenants import Tenants, Unauthorized
 from apiary.web import mount_pages
@@ -70,6 +70,10 @@ def create_app(service: Service, tenants: Tenants, max_body: int = MAX_BODY) -> 
         item = await run_in_threadpool(service.feedback, request.state.tenant, await _json(request, max_body))
         return {"object": "feedback", "id": item.id, "response_id": str(item.episode_id), "kind": item.kind,
                 "conflict": item.conflict}
+
+    @app.post("/v1/documents", openapi_extra=body(DOCUMENTS))
+    async def documents(request: Request):
+        return await run_in_threadpool(service.add_documents, request.state.tenant, await _json(request, max_body))
 
     @app.post("/v1/chat/completions", openapi_extra=body(CHAT))
     async def chat_completions(request: Request):

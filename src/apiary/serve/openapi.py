@@ -2,8 +2,8 @@
 
 The handlers read raw JSON and the service validates it (so an error names the field in OpenAI's
 error shape); these schemas say the same rules for clients and for the fuzz tests that generate
-requests from the schema (tests/test_fuzz_serve.py). Keep them in step with `Service.parse_chat`
-and `store.feedback.from_dict`.
+requests from the schema (tests/test_fuzz_serve.py). Keep them in step with `Service.parse_chat`,
+`store.feedback.from_dict` and `Service.add_documents`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ FEEDBACK = {"type": "object", "required": ["id"], "additionalProperties": False,
                            "critique": {"type": "string", "minLength": 1},
                            "prefer": _RESPONSE_ID,
                            "by": {"type": "string"}}}
+
+DOCUMENTS = {"type": "object", "required": ["model", "documents"],
+             "description": "documents for a worker whose job is a documents job, learned in the background",
+             "properties": {"model": {"type": "string", "description": "'worker:NAME' (GET /v1/models)"},
+                            "documents": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
+                                "type": "object", "required": ["name", "text"],
+                                "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                                        "description": "a file name ending .md or .txt"},
+                                               "text": {"type": "string", "minLength": 1}}}}}}
 
 
 def body(schema: dict) -> dict:

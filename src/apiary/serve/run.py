@@ -18,7 +18,7 @@ def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path |
                template: str | None = None, max_batch: int | None = None, learn: bool = True,
                min_feedback: int = LearningConfig.min_feedback, gate: GateConfig = GateConfig(),
                requests_per_minute: int = ServeConfig.requests_per_minute,
-               text_learner: str = LearningConfig.text_learner,
+               text_learner: str = LearningConfig.text_learner, document_steps: int = LearningConfig.document_steps,
                generation_timeout: float = ServeConfig.generation_timeout, body_timeout: float = ServeConfig.body_timeout,
                prefill_chunk: int = ServeConfig.prefill_chunk) -> None:
     tenants = load_tenants(keys)
@@ -26,6 +26,7 @@ def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path |
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServeConfig(max_batch=max_batch or ServeConfig.max_batch, learn=learn, requests_per_minute=requests_per_minute,
                          generation_timeout=generation_timeout, body_timeout=body_timeout, prefill_chunk=prefill_chunk,
-                         learning=LearningConfig(min_feedback=min_feedback, gate=gate, text_learner=text_learner))
+                         learning=LearningConfig(min_feedback=min_feedback, gate=gate, text_learner=text_learner,
+                                                 document_steps=document_steps))
     service = Service(hive, core=core, config=config, template=template)
     uvicorn.run(create_app(service, tenants), host=host, port=port, log_level="info")

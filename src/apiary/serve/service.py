@@ -2,9 +2,10 @@
 
 Every reply is an episode in the store (origin "serve", unscored, with the tenant, the worker and
 the adapter and core versions that wrote it), recorded before its first token is sent, so its id
-is the response id. Feedback is validated and stored before it is acknowledged. A watcher thread
-keeps the engine's routes equal to the store: the current core version for "core", each worker's
-live adapter version (released by `learn`, by the gate, or by a rollback) for "worker:NAME".
+is the response id. Feedback, and documents added to a worker, are validated and stored before they
+are acknowledged. A watcher thread keeps the engine's routes equal to the store: the current core
+version for "core", each worker's live adapter version (released by `learn`, by the gate, or by a
+rollback) for "worker:NAME".
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from apiary.models.decoder import Request, check_prefill_chunk
 from apiary.models.prompt_format import prompt_ids
 from apiary.serve.engine import Engine, Route
 from apiary.serve.metrics import Metrics
+from apiary.store.documents import BadDocument, unlearned
 from apiary.store.feedback import FeedbackError, from_dict
 from apiary.store.records import Episode, Feedback
 from apiary.store.store import LOCAL_TENANT
@@ -31,6 +33,7 @@ log = logging.getLogger("apiary.serve")
 CORE = "core"
 WORKER = "worker:"
 ROLES = {"system", "user", "assistant"}
+MAX_DOCUMENTS = 16  # documents one request may add (each at most the job's max_chars; openapi.DOCUMENTS says it too)
 
 
 class ServeError(Exception):
@@ -248,6 +251,35 @@ class Service:
             self.learning.wake()
         return item
 
+    def add_documents(self, tenant: str, data) -> dict:
+        """Validate and store documents for one of this tenant's workers whose job is a documents job, all or
+        none (Hive.add_documents); they are in the hive, and in the worker's job, when this returns, and
+        learned in the background."""
+        if not isinstance(data, dict):
+            raise ServeError(400, "the body must be a JSON object")
+        for key in ("model", "documents"):
+            if key not in data:
+                raise ServeError(400, f"missing required field '{key}'")
+        model, items = data["model"], data["documents"]
+        if not isinstance(model, str) or not self.visible(tenant, model):
+            raise ServeError(404, f"model {model!r} not found; this server has: {', '.join(self.models(tenant))}")
+        if not model.startswith(WORKER):
+            raise ServeError(400, f"{model} does not learn documents: documents are added to a worker ('worker:NAME') "
+                                  "whose job is a documents job (docs:PATH)")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_DOCUMENTS or not all(isinstance(i, dict) for i in items):
+            raise ServeError(400, f"'documents' must be a list of 1 to {MAX_DOCUMENTS} {{\"name\", \"text\"}} objects")
+        try:
+            added = self.hive.add_documents(model[len(WORKER):], [(i.get("name"), i.get("text")) for i in items])
+        except BadDocument as err:
+            raise ServeError(400, str(err)) from None
+        except ValueError:  # its documents job cannot be built (a folder gone, a file spoilt): the operator's to mend
+            log.exception("the documents job of %s cannot be read", model)
+            raise ServeError(500, f"the documents of {model} cannot be read on this server; its log says why") from None
+        if self.learning is not None:
+            self.learning.wake()
+        return {"object": "documents", "model": model, "learning": self.learning is not None,
+                "documents": [{"name": a.name, "characters": a.characters, "replaced": a.replaced} for a in added]}
+
     def models(self, tenant: str) -> list[str]:
         return [CORE] + [WORKER + w.name for w in self.store.workers() if (w.tenant or LOCAL_TENANT) == tenant]
 
@@ -274,6 +306,7 @@ class Service:
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
                          "unlearned_feedback": self.store.count_feedback(w.name, unconsumed=True),
+                         "unlearned_documents": len(unlearned(self.store.root, w.name)),
                          "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows

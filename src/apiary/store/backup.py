@@ -6,7 +6,8 @@ keeps writing); the artifact directories copied are those the snapshot's rows na
 are never rewritten (a new version is a new directory), so copying them after the snapshot still
 matches it; each carries the MANIFEST.json it was written with, so `apiary check` verifies a restored
 hive file by file. Each worker's checkpoint (state.json, optimizer.pt) goes along, so an unfinished run
-can resume after a restore. A PostgreSQL store is backed up with `pg_dump`, not here.
+can resume after a restore, and so do the documents added to workers through the server
+(store.documents). A PostgreSQL store is backed up with `pg_dump`, not here.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def backup(root: Path, out: Path, url: str | None = None) -> BackupResult:
             for directory in sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []:
                 for name in ("state.json", "optimizer.pt"):
                     _add(tar, root, Path("checkpoints") / directory.name / name)
+            _add(tar, root, Path("documents"))
         os.replace(partial, out)
     return BackupResult(path=str(out), adapters=len(rows.adapters), cores=len(rows.cores), bytes=out.stat().st_size)
 

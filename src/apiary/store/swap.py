@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-PARTS = ("hive.db", "adapters", "cores", "checkpoints")  # what a backup holds, and what restore --force replaces
+PARTS = ("hive.db", "adapters", "cores", "checkpoints", "documents")  # what a backup holds, and what restore --force replaces
 PREFIX = ".restore."
 READY = "READY"
 
