@@ -15,7 +15,8 @@ from apiary.store.check import LEFTOVER, check_hive
 from apiary.store.records import AdapterVersion, Episode
 from apiary.store.store import Store
 
-MOVES = 7  # the swap's renames here: old part out and new part in for hive.db, adapters, checkpoints; cores only in
+MOVES = 8  # the swap's renames here: old part out and new part in for hive.db, adapters, checkpoints;
+# cores and documents only in
 
 
 def _hive(root, worker: str, episodes: int) -> None:
