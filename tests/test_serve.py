@@ -144,12 +144,15 @@ def test_no_route_takes_a_job_so_python_named_in_one_is_never_imported(hive, tin
         routes = {(path, method) for path, methods in httpx.get(server.url + "/openapi.json").json()["paths"].items()
                   for method in methods}
         assert routes == {("/health", "get"), ("/metrics", "get"), ("/v1/models", "get"), ("/v1/workers", "get"),
-                          ("/v1/feedback", "post"), ("/v1/chat/completions", "post")}
+                          ("/v1/feedback", "post"), ("/v1/chat/completions", "post"), ("/v1/documents", "post")}
         for path in ("/v1/jobs", "/v1/deploy", "/v1/workers", "/v1/workers/evil"):
             answer = post(server, path, json={"worker": "evil", "job": spec} | spec)
             assert answer.status_code in (404, 405) and answer.json()["error"]["code"] == answer.status_code
         reply = ask(client(server), max_tokens=2)
         answer = post(server, "/v1/feedback", json={"id": reply.id, "reward": 1, "job": spec})
+        assert answer.status_code == 400 and "unknown field(s) job" in answer.json()["error"]["message"]
+        answer = post(server, "/v1/documents", json={"model": "worker:arith", "job": spec,
+                                                     "documents": [{"name": "a.md", "text": "x", "job": spec}]})
         assert answer.status_code == 400 and "unknown field(s) job" in answer.json()["error"]["message"]
     assert hive.store.worker("evil") is None and not marker.exists()
 

@@ -260,6 +260,9 @@ class Service:
         for key in ("model", "documents"):
             if key not in data:
                 raise ServeError(400, f"missing required field '{key}'")
+        unknown = sorted(set(data) - {"model", "documents"})
+        if unknown:
+            raise ServeError(400, f"unknown field(s) {', '.join(unknown)}; expected model and documents")
         model, items = data["model"], data["documents"]
         if not isinstance(model, str) or not self.visible(tenant, model):
             raise ServeError(404, f"model {model!r} not found; this server has: {', '.join(self.models(tenant))}")
@@ -268,6 +271,9 @@ class Service:
                                   "whose job is a documents job (docs:PATH)")
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_DOCUMENTS or not all(isinstance(i, dict) for i in items):
             raise ServeError(400, f"'documents' must be a list of 1 to {MAX_DOCUMENTS} {{\"name\", \"text\"}} objects")
+        unknown = sorted({key for i in items for key in i} - {"name", "text"})
+        if unknown:
+            raise ServeError(400, f"unknown field(s) {', '.join(unknown)} in a document; a document is a name and a text")
         try:
             added = self.hive.add_documents(model[len(WORKER):], [(i.get("name"), i.get("text")) for i in items])
         except BadDocument as err:
