@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 
 from apiary import Hive
 from apiary.bench.kill_serve import give_feedback
-from apiary.bench.kill_trials import free_port
+from apiary.bench.kill_trials import free_port, wait_until_serving
 
 CHAIN = ["rg:chain_sum", "min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -36,18 +35,6 @@ def learn(hive: Path, core: Path, worker: str) -> subprocess.Popen:
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_until_serving(server: subprocess.Popen, url: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the server did not come up (exit code {server.poll()})")
-
-
 @pytest.mark.skipif(not os.environ.get("APIARY_SLOW_TESTS"), reason="minutes long: set APIARY_SLOW_TESTS=1")
 def test_a_live_server_taking_feedback_and_two_learn_processes_share_one_sqlite_hive_without_locks_or_losses(
         tmp_path, tiny_core_dir):
@@ -59,7 +46,7 @@ def test_a_live_server_taking_feedback_and_two_learn_processes_share_one_sqlite_
         server = apiary("serve", "--hive", str(hive.path), "--core", str(tiny_core_dir), "--port", str(port),
                         "--no-learn", stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until_serving(server, url)
+        wait_until_serving(server, url, 180)
         runs = [learn(hive.path, tiny_core_dir, worker) for worker in ("left", "right")]
         acknowledged, exchanges = [], 0
         with httpx.Client(base_url=url, timeout=120) as client:

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from replicas import learn_in_two_replicas
+
 from apiary import Hive
-from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
+from apiary.hive.feedback_learning import LearningConfig
 from apiary.store import leases
 from apiary.store.store import Store
 
@@ -71,17 +73,7 @@ def test_two_replicas_learn_a_workers_feedback_once(tmp_path, tiny_core_dir, mon
     hive.deploy("rg:chain_sum", "arith", overrides=ONE_DIGIT)
     for episode in hive.attempt("rg:chain_sum", "arith", n=4, overrides=ONE_DIGIT):
         hive.feedback(episode.id, correction=episode.answer)
-    config, results = LearningConfig(min_feedback=4, poll_seconds=0.1), []
-    replicas = [FeedbackLearning(lambda: Hive(hive.path, core=str(tiny_core_dir)), config, results.append)
-                for _ in range(2)]
-    for replica in replicas:
-        replica.start()
-    deadline = time.time() + 240
-    while not results and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)  # time for the other replica to (wrongly) learn the same feedback again
-    for replica in replicas:
-        replica.stop()
+    results = learn_in_two_replicas(hive, tiny_core_dir, LearningConfig(min_feedback=4, poll_seconds=0.1))
     assert len(results) == 1
     assert [v.version for v in hive.store.adapter_versions("arith")] == [1]
     assert hive.store.count_feedback("arith", unconsumed=True) == 0

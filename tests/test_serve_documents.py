@@ -13,10 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from replicas import learn_in_two_replicas
+
 from apiary import Hive
 from apiary.cli import app
 from apiary.hive.document_learning import Added, ready_documents
-from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
+from apiary.hive.feedback_learning import LearningConfig
 from apiary.jobs.spec import load_job
 from apiary.serve.app import ServerThread, create_app
 from apiary.serve.service import MAX_DOCUMENTS, ServeConfig, Service
@@ -149,17 +151,7 @@ def test_added_documents_are_learned_once_by_two_replicas_on_them_alone_and_mark
     folder.mkdir(parents=True)
     (folder / "rooms.md").write_text(ROOMS["text"])
     assert [w.name for w in ready_documents(hive.store)] == ["clerk"]
-    config, results = LearningConfig(poll_seconds=0.1, document_steps=2), []
-    replicas = [FeedbackLearning(lambda: Hive(hive.path, core=str(tiny_core_dir)), config, results.append)
-                for _ in range(2)]
-    for replica in replicas:
-        replica.start()
-    deadline = time.time() + 240
-    while not results and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)  # time for the other replica to (wrongly) learn the same document again
-    for replica in replicas:
-        replica.stop()
+    results = learn_in_two_replicas(hive, tiny_core_dir, LearningConfig(poll_seconds=0.1, document_steps=2))
     (outcome,) = results
     assert outcome["learn"]["learners"] == ["context_distill"] and outcome["learn"]["steps"] == 2
     assert outcome["gate"]["version"] == 1 and outcome["documents"] == ["rooms.md"]

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,21 @@ def check_after_kill(hive: Path, trial: Trial) -> None:
 def damage(hive: Path) -> int:
     """Damage `apiary check` finds (0 for a whole hive)."""
     return sum(f.level == DAMAGE for f in check_hive(hive).findings)
+
+
+def wait_until_serving(server: subprocess.Popen, url: str, seconds: float, log: Path | None = None) -> None:
+    """Wait until the server process at `url` answers /health, or fail saying so (and where its log is)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not come up (exit code {server.poll()})" + (f"; its log: {log}" if log else ""))
 
 
 def free_port() -> int:

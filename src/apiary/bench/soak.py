@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from apiary import Hive
-from apiary.bench.kill_trials import apiary, free_port, tiny_core
+from apiary.bench.kill_trials import apiary, free_port, tiny_core, wait_until_serving
 from apiary.hive.recipes import ARITH
 
 TITLE = "Soak: clients, feedback, learning and hot swaps for minutes"
@@ -95,7 +95,7 @@ def soak(seconds: float, clients: int, core: Path | None, work: Path, sample_s: 
         server = apiary(["serve", "--hive", str(hive.path), "--port", str(port), "--min-feedback", str(min_feedback),
                          *(["--core", str(core)] if core else [])], output=log, errors=subprocess.STDOUT)
     try:
-        _wait_until_serving(server, url, work / "serve.log")
+        wait_until_serving(server, url, 600, work / "serve.log")
         window, stopping, samples = Window(), threading.Event(), []
         threads = [threading.Thread(target=_client, args=(url, job, tasks, k, window, stopping), daemon=True)
                    for k in range(clients)]
@@ -183,18 +183,6 @@ def resident_mb(pid: int) -> float:
         status = Path(f"/proc/{pid}/status").read_text()
         return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024
     return psutil.Process(pid).memory_info().rss / 2 ** 20
-
-
-def _wait_until_serving(server: subprocess.Popen, url: str, log: Path, seconds: float = 600) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the server did not come up; its log: {log}")
 
 
 def _stop(server: subprocess.Popen) -> None:
