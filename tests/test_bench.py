@@ -132,3 +132,19 @@ def test_the_continual_report_renders_a_run_without_the_naive_lora_baseline(tmp_
     assert "naive sequential LoRA:" not in text
     continual_report.plot(fig, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_the_continual_setup_names_its_seed_and_peers_and_refuses_unknown_peers(tmp_path):
+    from apiary.bench.continual import ContinualSetup
+
+    with pytest.raises(ValueError, match="unknown naive peer"):
+        ContinualSetup(naive=["lora", "sgd"])
+    plan = BenchPlan(parts=("continual",), docs=tmp_path,
+                     continual=ContinualSetup(steps=20, naive=["full"], seed=1, methods=["full"]))
+    assert plan.command("continual") == ("apiary bench --parts continual --steps 20 --distill-steps 40 --methods full "
+                                         "--naive full --seed 1")
+    quick = BenchPlan(parts=("continual",), docs=tmp_path, quick=True,
+                      continual=ContinualSetup(naive=["full"], seed=1, methods=["linear"]))
+    assert (quick.continual.naive, quick.continual.seed, quick.continual.methods) == (["full"], 1, ["linear"])
+    result = CliRunner().invoke(app, ["bench", "--parts", "continual", "--naive", "sgd", "--docs", str(tmp_path), "--json"])
+    assert result.exit_code == 2 and "unknown naive peer" in result.stdout

@@ -42,6 +42,7 @@ from apiary.store.records import AdapterVersion
 from apiary.bench.naive_full import sequential_full
 
 METHODS = ["distill", "full", "linear", "ties", "dare_linear"]
+NAIVE = ["lora", "full"]  # naive sequential LoRA, naive sequential full fine-tuning
 
 
 @dataclass
@@ -53,11 +54,15 @@ class ContinualSetup:
     distil_back: DistilBackConfig | None = field(default_factory=lambda: CONTINUAL.distil_back)  # the workers' (not the naive peers')
     jobs: list[WorkerPlan] = field(default_factory=lambda: list(CONTINUAL.workers))
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # consolidation methods to compare
+    naive: list[str] = field(default_factory=lambda: list(NAIVE))  # the naive sequential peers to run
+    seed: int = 0  # the workers', the distillation's and the naive peers' sampling seed
 
     def __post_init__(self):
         unknown = set(self.methods) - set(METHODS)
         if unknown or not self.methods:
             raise ValueError(f"unknown or no consolidation method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+        if set(self.naive) - set(NAIVE):
+            raise ValueError(f"unknown naive peer(s) {sorted(set(self.naive) - set(NAIVE))}; choose from {', '.join(NAIVE)}")
 
     def worker_configs(self) -> dict[str, LearnerConfig]:
         return {"rl": self.config} | ({"distil_back": self.distil_back} if self.distil_back else {})
@@ -94,14 +99,14 @@ def workers_and_merges(hive: Hive, jobs, setup: ContinualSetup) -> tuple[dict, l
         # what the workers learned, whatever the worker gate would say
         configs = setup.worker_configs()
         result = hive.learn(job, worker, learners=list(configs), configs=configs, show_progress=False, release="ungated",
-                            **setup.budget())
+                            seed=setup.seed, **setup.budget())
         workers[worker] = {"job": job.name, "before": result.before, "after": result.after, "seconds": result.learn_seconds,
                            "episodes": result.episodes} | retention_of(hive, worker)
     rows = [[hive.eval_worker(w, job).score for job in jobs] for w, _, _ in setup.jobs]
     print("workers", json.dumps(workers), flush=True)
     consolidated = {}
     for method in setup.methods:
-        config = ConsolidateConfig(method=method, distill=DistillConfig(steps=setup.distill_steps), release=False)
+        config = ConsolidateConfig(method=method, distill=DistillConfig(steps=setup.distill_steps, seed=setup.seed), release=False)
         result = hive.consolidate(config=config, jobs={w: j for (w, _, _), j in zip(setup.jobs, jobs)}, show_progress=False)
         consolidated[method] = result.model_dump()
         print(method, "kept", [s.gain_kept for s in result.jobs], "flips", result.flips, flush=True)
@@ -115,7 +120,7 @@ def sequential_lora(hive: Hive, jobs, base: list[float], setup: ContinualSetup) 
         name = f"seq-{worker}"
         if previous is not None:
             seed_from(hive, job, name, previous)
-        hive.learn(job, name, config=naive, show_progress=False, release="ungated", **setup.budget())
+        hive.learn(job, name, config=naive, show_progress=False, release="ungated", seed=setup.seed, **setup.budget())
         R.append([hive.eval_worker(name, j).score for j in jobs])
         previous = name
     return {"R": R, "transfer": transfer(R, base).__dict__, **retention_of(hive, previous)}
@@ -127,11 +132,15 @@ def run(hive_path: Path, core: str | None, setup: ContinualSetup) -> dict:
     started = time.perf_counter()
     base = [hive.eval_core(job, 0).score for job in jobs]
     workers, worker_rows, consolidated = workers_and_merges(hive, jobs, setup)
-    sequential = sequential_lora(hive, jobs, base, setup)
-    print("sequential LoRA", json.dumps(sequential), flush=True)
-    full = sequential_full(hive.core_at(0), jobs, Budget(**setup.budget()), setup.config, base)
-    print("sequential full", json.dumps(full), flush=True)
+    naive = {}
+    if "lora" in setup.naive:
+        naive["sequential"] = sequential_lora(hive, jobs, base, setup)
+        print("sequential LoRA", json.dumps(naive["sequential"]), flush=True)
+    if "full" in setup.naive:
+        naive["sequential_full"] = sequential_full(hive.core_at(0), jobs, Budget(**setup.budget()), setup.config, base,
+                                                   seed=setup.seed)
+        print("sequential full", json.dumps(naive["sequential_full"]), flush=True)
     return {"jobs": [j.name for j in jobs], "job_specs": [[s, o] for _, s, o in setup.jobs], "base": base,
-            "workers": workers, "worker_rows": worker_rows, "consolidated": consolidated, "sequential": sequential,
-            "sequential_full": full, "budget_per_job": setup.budget(), "distill_steps": setup.distill_steps,
+            "workers": workers, "worker_rows": worker_rows, "consolidated": consolidated, **naive,
+            "budget_per_job": setup.budget(), "distill_steps": setup.distill_steps, "seed": setup.seed,
             "wall_seconds": time.perf_counter() - started, "hive": str(hive.path)}

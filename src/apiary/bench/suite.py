@@ -56,7 +56,8 @@ class BenchPlan:
                 minutes=None, steps=1, distill_steps=1, config=replace(CONTINUAL.rl, prompts_per_step=2, samples_per_prompt=2,
                                                                        max_new_tokens=4),
                 distil_back=DistilBackConfig(every=1, updates=1, prompts_per_update=2, new_tokens=4),
-                jobs=[WorkerPlan(w, s, o + [QUICK_HELDOUT]) for w, s, o in CONTINUAL.workers[:2]])
+                jobs=[WorkerPlan(w, s, o + [QUICK_HELDOUT]) for w, s, o in CONTINUAL.workers[:2]],
+                methods=self.continual.methods, naive=self.continual.naive, seed=self.continual.seed)
             self.batches, self.new_tokens, self.stop_new_tokens = (1, 4), 4, 8
 
     def command(self, part: str) -> str:
@@ -66,6 +67,8 @@ class BenchPlan:
             flags += f" --minutes {setup.minutes:g}" if setup.steps is None else f" --steps {setup.steps}"
             flags += f" --distill-steps {setup.distill_steps}"
             flags += f" --methods {','.join(setup.methods)}" if setup.methods != continual.METHODS else ""
+            flags += f" --naive {','.join(setup.naive)}" if setup.naive != continual.NAIVE else ""
+            flags += f" --seed {setup.seed}" if setup.seed else ""
         if part == "trl" and not self.quick:
             flags += f" --race-steps {self.race.steps}"
         return f"apiary bench --parts {part}{flags}"

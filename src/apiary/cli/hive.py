@@ -200,6 +200,8 @@ def bench(
     steps: Annotated[Optional[int], typer.Option(help="continual: RL steps per job instead of minutes")] = None,
     distill_steps: Annotated[Optional[int], typer.Option(help="continual: distillation steps (default: the setup's)")] = None,
     methods: Annotated[Optional[str], typer.Option(help="continual: comma-separated consolidation methods (default: all)")] = None,
+    naive: Annotated[Optional[str], typer.Option(help="continual: comma-separated naive peers, lora and/or full (default: both)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="continual: the sampling seed of the workers and peers (default 0)")] = None,
     race_steps: Annotated[Optional[int], typer.Option(help="trl: optimizer steps for each side (default: the race's)")] = None,
     render: Annotated[bool, typer.Option(help="rewrite the docs from docs/peers.json; run nothing")] = False,
     core: CoreOpt = None, as_json: JsonOpt = False,
@@ -220,8 +222,9 @@ def bench(
     plan = _run(as_json, lambda: BenchPlan(
         parts=names, docs=docs, core=core, quick=quick,
         race=Race(**_given(steps=race_steps)),
-        continual=ContinualSetup(**_given(minutes=minutes, steps=steps, distill_steps=distill_steps,
-                                          methods=methods and [m.strip() for m in methods.split(",") if m.strip()]))))
+        continual=ContinualSetup(**_given(minutes=minutes, steps=steps, distill_steps=distill_steps, seed=seed,
+                                          methods=methods and [m.strip() for m in methods.split(",") if m.strip()],
+                                          naive=naive and [m.strip() for m in naive.split(",") if m.strip()]))))
     figures = _run(as_json, lambda: (render_bench if render else run_bench)(plan))
     if as_json:
         print(json.dumps({part: figures.get(part) for part in plan.parts} | {"time_ratio_vs_trl": figures.get("time_ratio_vs_trl")}))
