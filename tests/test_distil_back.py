@@ -65,8 +65,10 @@ def test_a_run_alternates_learning_with_distillation_phases(tmp_path, tiny_core_
                             checkpoint_every=5, release="ungated", show_progress=False)
         runs[worker] = (result, read_json(hive.store.checkpoint_dir(worker) / "state.json"))
     (plain, plain_state), (cycled, cycled_state) = runs["plain"], runs["cycled"]
-    assert plain.steps == cycled.steps == 5 and plain.episodes == cycled.episodes == 20  # phases add no episodes
-    assert cycled_state["batches"]["distil_back"] == 5 and plain_state["batches"]["distil_back"] == 0  # phases after steps 2, 4
+    # phases after steps 2 and 4, and one closing the run (step 5 was not one): a step of its own, with no episodes
+    assert plain.steps == 5 and cycled.steps == 6 and plain.episodes == cycled.episodes == 20
+    assert cycled_state["batches"]["distil_back"] == 6 and plain_state["batches"]["distil_back"] == 0
+    assert cycled_state["step"] == 6  # the closing phase is in the saved version
     assert cycled.learners == ["rl", "distil_back"]
     weights = [load_file(str(hive.store.adapter_dir(w, 1) / "adapter_model.safetensors")) for w in ("plain", "cycled")]
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the phases changed the adapter
@@ -79,3 +81,23 @@ def test_distil_back_alone_and_bad_settings_are_clear_errors(tmp_path, tiny_core
     for bad in [{"every": 0}, {"updates": 0}, {"learning_rate": -1.0}, {"temperature": -0.5}, {"kinds": ("chat",)}]:
         with pytest.raises(ValueError, match="distil_back|anchor prompt kinds"):
             DistilBackConfig(**bad)
+
+
+def test_a_feedback_run_with_distil_back_ends_with_a_phase_before_the_gate(tmp_path, tiny_core_dir, monkeypatch):
+    """`apiary serve --distil-back`: the corrections run out at whatever step; the version the gate measures has just
+    been distilled back toward the core."""
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    from apiary.evals.gate import GateConfig
+    from apiary.hive.feedback_learning import learn_and_gate
+
+    hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
+    for episode in hive.attempt("rg:chain_sum", "arith", n=4, overrides=ONE_DIGIT):
+        hive.feedback(episode.id, correction=episode.answer)
+    outcome = learn_and_gate(hive.store, hive.evaluator, hive.worker("arith"), ["corrections", "distil_back"], GateConfig())
+    state = read_json(hive.store.checkpoint_dir("arith") / "state.json")
+    every = DistilBackConfig().every
+    assert outcome["learn"]["learners"] == ["corrections", "distil_back"] and outcome["gate"] is not None
+    assert state["step"] == outcome["learn"]["steps"] and outcome["learn"]["feedback"] == 12  # 4 corrections, 3 epochs
+    # one step of corrections (all 12 in one batch), then the closing phase: the distil_back count jumps to the next
+    # multiple of `every`, so the phase runs
+    assert outcome["learn"]["steps"] == 2 and state["batches"]["distil_back"] == every

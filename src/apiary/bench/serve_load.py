@@ -167,14 +167,14 @@ def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int, 
     return figures
 
 
-def feedback_suite(work: Path, n: int, min_feedback: int, timeout_s: float, gate_flags: list[str]) -> dict:
+def feedback_suite(work: Path, n: int, min_feedback: int, timeout_s: float, gate_flags: list[str], seed: int = 0) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     hive_dir = work / "hive-feedback"
     hive = Hive(hive_dir)
     job = hive.job(ARITH.spec, ARITH.overrides)
     hive.deploy(ARITH.spec, "sums", overrides=ARITH.overrides)
     hive.eval(jobs=[job])  # the core's held-out score on the job: what /v1/workers shows before learning
-    tasks = job.source.train(0, n)
+    tasks = job.source.train(seed * n, n)  # another seed: other questions, so other corrections
     with Server(hive_dir, 8732, "--min-feedback", str(min_feedback), *gate_flags, log=work / "feedback.log") as server:
         headers = {"Authorization": "Bearer local"}
         before = httpx.get(server.url + "/v1/workers", headers=headers).json()["data"][0]
@@ -256,6 +256,11 @@ the held-out score is read back from `/v1/workers`.
 {_feedback("Default gate, corrections learned by self-distillation from context (`--text-learner self_distill`: "
            "12 steps of on-policy reverse KL toward the worker shown the correction as a hint after the question, lr 1e-4)", fig.get("self_distill"))}
 
+{_feedback("Default gate, corrections by SFT, then distilled back (`--distil-back`: a phase of 5 updates of on-policy "
+           "distillation toward the core on general prompts after every 5 steps and at the end, lr 2e-4)", fig.get("distil_back"))}
+
+{_seeds(fig)}
+
 {_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job; "
            "an earlier run, whose flips are counted on the first, 135-item retention suite)",
            fig.get("specialist"))}
@@ -301,8 +306,26 @@ def _feedback(title: str, fb: dict | None) -> str:
             f"{', '.join(m.replace('apiary_', '') for m in fb['metrics'])}.")
 
 
+def _seeds(fig: dict) -> str:
+    """The runs on other corrections (`--seed N`: the next 64 training questions), one line each."""
+    lines = []
+    for key in sorted(k for k in fig if "_s" in k and k.split("_s")[0] in FEEDBACK_PARTS):
+        fb = fig[key]
+        gate = fb["after"]["last_gate"] or {}
+        flips = gate.get("flips") or {}
+        lines.append(f"- `{key.split('_s')[0]}`, seed {key.split('_s')[1]}: candidate held-out {_one(gate.get('heldout'))} "
+                     f"against live {_one(gate.get('live_heldout'))}, retention KL {(gate.get('retention_kl') or 0):.3f}, "
+                     f"{flips.get('right_to_wrong')} of {flips.get('items')} flipped: "
+                     f"**{'released' if gate.get('passed') else 'refused'}**; `/v1/workers` "
+                     f"{fb['before']['heldout']['score']:.2f} before, {fb['after']['heldout']['score']:.2f} after.")
+    return ("The same runs on other corrections (`--seed N`):\n\n" + "\n".join(lines)) if lines else ""
+
+
 def _one(scores: dict | None) -> str:
     return ", ".join(f"{v:.2f}" for v in (scores or {}).values())
+
+
+FEEDBACK_PARTS = {"feedback": [], "self_distill": ["--text-learner", "self_distill"], "distil_back": ["--distil-back"]}
 
 
 def main() -> None:
@@ -311,10 +334,14 @@ def main() -> None:
     parser.add_argument("--corrections", type=int, default=64)
     parser.add_argument("--prefill-chunks", default="0,16,64",
                         help="the steady load runs once per setting of `apiary serve --prefill-chunk` (0: off)")
-    parser.add_argument("--parts", default="load,steady,feedback,self_distill,specialist",
+    parser.add_argument("--parts", default="load,steady,feedback,self_distill,distil_back,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
+                             "distil_back (default gate, SFT then distilled back toward the core), "
                              "specialist (the gate on the worker's job only: retention checks off)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the feedback parts learn from the seed-th 64 training questions' corrections; "
+                             "a seed > 0 is stored beside seed 0's run (PART_sSEED)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     path = DOCS / "serve_load.json"
@@ -329,11 +356,10 @@ def main() -> None:
         fig["load"] = load_suite(work, fig["levels"], {int(k): v for k, v in fig["requests"].items()}, args.max_tokens)
     if "steady" in parts:
         fig["steady"] = steady_suite(work, 16, 10, args.max_tokens, [int(c) for c in args.prefill_chunks.split(",")])
-    if "feedback" in parts:
-        fig["feedback"] = feedback_suite(work / "default-gate", args.corrections, args.corrections, 3600, [])
-    if "self_distill" in parts:
-        fig["self_distill"] = feedback_suite(work / "self-distill", args.corrections, args.corrections, 3600,
-                                             ["--text-learner", "self_distill"])
+    for part in FEEDBACK_PARTS:
+        if part in parts:
+            key = part + (f"_s{args.seed}" if args.seed else "")
+            fig[key] = feedback_suite(work / key, args.corrections, args.corrections, 3600, FEEDBACK_PARTS[part], args.seed)
     if "specialist" in parts:
         fig["specialist"] = feedback_suite(work / "specialist", args.corrections, args.corrections, 3600,
                                            ["--max-kl", "1000", "--max-flips", "1"])

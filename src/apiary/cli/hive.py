@@ -130,6 +130,9 @@ def serve(
     document_steps: Annotated[Optional[int], typer.Option(
         help="context distillation steps of a background run on documents added with POST /v1/documents "
              "(default 4)")] = None,
+    distil_back: Annotated[bool, typer.Option(
+        help="background runs on feedback also distil back toward the core: a phase after every 5 steps and one "
+             "at the end (learners.distil_back)")] = False,
     rate_limit: Annotated[Optional[int], typer.Option(
         help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
     generation_timeout: Annotated[Optional[float], typer.Option(
@@ -152,7 +155,7 @@ def serve(
                                             document_steps=document_steps,
                                             generation_timeout=generation_timeout, body_timeout=body_timeout,
                                             prefill_chunk=prefill_chunk), gate=gate,
-                                   text_learner=text_learner))
+                                   text_learner=text_learner, distil_back=distil_back))
 
 
 @app.command()

@@ -55,6 +55,9 @@ class LearningConfig:
     """"separate": corrections by SFT (learners.corrections), critiques by revision (learners.critiques);
     "self_distill": both by on-policy self-distillation from context (learners.self_distill)."""
     document_steps: int = 4  # context distillation steps of a run on newly added documents (hive.document_learning)
+    distil_back: bool = False
+    """Learn, then distil back: the feedback learners' run also has phases of distillation toward the core
+    (learners.distil_back), one after every 5 steps and one at its end."""
 
     def __post_init__(self):
         steps = self.document_steps
@@ -158,7 +161,9 @@ class FeedbackLearning:
             if record.name not in still:  # another replica learnt that feedback before this one took the lease
                 return
             self._run(hive, record.name, unusable,
-                      lambda worker: learn_and_gate(hive.store, hive.evaluator, worker, still[record.name], self.config.gate))
+                      lambda worker: learn_and_gate(hive.store, hive.evaluator, worker,
+                                                    still[record.name] + ["distil_back"] * self.config.distil_back,
+                                                    self.config.gate))
 
     def _learn_documents(self, hive, name: str, unusable: set[str]) -> None:
         """One learning run on the documents added to the worker, under its lease, if any are still unlearned

@@ -128,7 +128,10 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
                 if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
                     _checkpoint(store, name, model, mix, generator, state, final=False)
         summary.stopped = "budget" if budget.done(summary.steps, summary.seconds) else "feedback used up"
-        if state.pending or state.pending_feedback:
+        closing = _closing_phase(store, job, name, mix, state) if summary.steps else None
+        if closing is not None:
+            _account(summary, closing)
+        if state.pending or state.pending_feedback or closing is not None:
             _checkpoint(store, name, model, mix, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
     except BaseException:
@@ -189,6 +192,17 @@ def _held_back(store: Store, worker: WorkerHandle, settings: Mapping[str, Learne
         return []
     check = None if worker.job.multi_turn else worker.job.scorer
     return [g.figures() for g in flagged_givers(store, name=worker.name, check=check)]
+
+
+def _closing_phase(store: Store, job: Job, worker: str, mix, state: _RunState) -> StepStats | None:
+    """A run that learns with distil_back ends with one of its phases, unless its last step was one: the
+    version the gate measures has just been pulled back toward the core, whatever step the budget or the
+    feedback ran out at (a run of 12 feedback steps with a phase every 5 would otherwise end 2 steps after one)."""
+    learner = dict(mix).get("distil_back")
+    if learner is None or state.batches.distil_back % learner.config.every == 0:
+        return None
+    state.batches.distil_back += learner.config.every - 1 - state.batches.distil_back % learner.config.every
+    return _one_step(store, job, worker, [("distil_back", learner)], state)
 
 
 def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState) -> StepStats | None:
