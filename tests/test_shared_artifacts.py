@@ -16,7 +16,7 @@ from apiary import Hive
 from apiary.learners.grpo import GRPOConfig
 from apiary.store.artifacts import MANIFEST
 from apiary.store.check import DAMAGE, check_hive
-from apiary.store.remote import ArtifactsUnwritable, ArtifactUntrusted
+from apiary.store.remote import ArtifactsUnwritable, ArtifactUntrusted, open_shared
 
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4"]
 CONFIG = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, learning_rate=1e-2)
@@ -147,3 +147,27 @@ def test_the_cli_names_the_artifact_url_it_cannot_write(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["--artifacts", url, "status", "--hive", str(tmp_path / "hive")])
     assert result.exit_code == 2 and "cannot write to the artifact URL" in result.output
     assert not (tmp_path / "hive").exists()
+
+
+def test_a_checkpoint_is_fetched_again_when_another_node_publishes_a_newer_one(tmp_path):
+    shared = open_shared((tmp_path / "shared").as_uri())
+    mine, theirs = tmp_path / "a" / "checkpoints" / "w", tmp_path / "b" / "checkpoints" / "w"
+    theirs.mkdir(parents=True)
+    (theirs / "state.json").write_text('{"step": 1}')
+    shared.refresh("checkpoints/w", theirs)  # none published yet: this node keeps its own
+    assert (theirs / "state.json").read_text() == '{"step": 1}'
+    mine.mkdir(parents=True)
+    (mine / "state.json").write_text('{"step": 5}')
+    (mine / ".state.json.x1y2").write_text("a kill's temporary file")  # never published
+    shared.publish(mine, "checkpoints/w")
+    shared.refresh("checkpoints/w", theirs)
+    assert sorted(p.name for p in theirs.iterdir()) == ["state.json"] and (theirs / "state.json").read_text() == '{"step": 5}'
+
+
+def test_a_manifest_naming_a_path_outside_the_artifact_writes_nothing_there(tmp_path):
+    shared = open_shared((tmp_path / "shared").as_uri())
+    (tmp_path / "shared" / "adapters" / "w" / "v1").mkdir(parents=True)
+    (tmp_path / "shared" / "adapters" / "w" / "v1" / MANIFEST).write_text(json.dumps({"sha256": {"../../../evil": "0"}}))
+    with pytest.raises(ValueError, match="outside"):
+        shared.fetch("adapters/w/v1", tmp_path / "hive" / "adapters" / "w" / "v1")
+    assert not (tmp_path / "hive" / "evil").exists() and not (tmp_path / "hive" / "adapters" / "w" / "v1").exists()

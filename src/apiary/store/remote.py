@@ -25,9 +25,11 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from apiary.store.artifacts import MANIFEST, atomic_write_json, checksums, file_sha256, replace_dir, staging_dir
+from apiary.store.names import inside
 
 ARTIFACTS_ENV = "APIARY_ARTIFACTS_URL"
 EXTRA_OF = {"s3": "s3", "s3a": "s3"}  # protocol -> the apiary extra that installs its fsspec driver
+REPUBLISH = "`apiary check --repair` on the node that wrote it publishes it again"
 
 
 class ArtifactsUnwritable(ValueError):
@@ -60,7 +62,7 @@ class SharedArtifacts:
     def publish(self, local: Path, key: str) -> None:
         """Upload the directory `local` to `key`: the old manifest (if any) first removed, then every file,
         then the new manifest last, so that a reader never trusts a directory caught mid-upload."""
-        digests = checksums(local)
+        digests = _own_files(local)
         manifest = self.where(f"{key}/{MANIFEST}")
         if self.fs.exists(manifest):  # an artifact published again (a worker's checkpoint): untrusted while it changes
             self.fs.rm_file(manifest)
@@ -83,7 +85,7 @@ class SharedArtifacts:
             digests = json.loads(raw)["sha256"]
         except (ValueError, KeyError, TypeError):
             raise ArtifactUntrusted(f"the manifest of {self.shown(key)} is unreadable (a publish cut off while writing "
-                                    "it?): publish it again from the node that wrote it") from None
+                                    f"it?), so it is not trusted: {REPUBLISH}") from None
         return {str(name): str(digest) for name, digest in digests.items()}
 
     def has_files(self, key: str) -> bool:
@@ -98,32 +100,37 @@ class SharedArtifacts:
             if self.has_files(key):
                 raise ArtifactUntrusted(
                     f"{self.shown(key)} has files but no {MANIFEST}: its publish was cut off before the manifest was "
-                    "written, so it is not trusted. Publish it again from the node that wrote it (or remove it there)")
+                    f"written, so it is not trusted: {REPUBLISH}")
             raise ArtifactMissing(f"{key} is neither in this hive nor published at {self.shown(key)}: check that every "
                                   "node uses the same --artifacts URL")
         staging = staging_dir(local)
         try:
             for name, digest in digests.items():
-                target = staging / name
+                target = inside(staging, staging / name)  # a manifest naming ../ writes nothing outside
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(self.where(f"{key}/{name}"), str(target))
                 if file_sha256(target) != digest:
                     raise ArtifactUntrusted(f"{self.shown(key)}/{name} does not match its manifest's sha256 (published "
-                                            "again while being read, or damaged): not trusted; try again, or publish "
-                                            "it again from the node that wrote it")
+                                            f"again while being read, or damaged): not trusted; try again, or {REPUBLISH}")
             if keep_manifest:
                 atomic_write_json(staging / MANIFEST, {"sha256": digests})
             replace_dir(staging, local)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-
     def refresh(self, key: str, local: Path) -> None:
         """Fetch `key` (a worker's checkpoint, rewritten as a run goes on) if its published manifest differs from
         the files in `local`; while none is published (or one is being published again) `local` is kept as it is."""
         digests = self.manifest(key)
-        if digests is not None and digests != (checksums(local) if local.is_dir() else {}):
+        if digests is not None and digests != _own_files(local):
             self.fetch(key, local, keep_manifest=False)
+
+
+def _own_files(local: Path) -> dict[str, str]:
+    """The sha256 of the files of the artifact directory `local`, without the temporary files of a killed
+    atomic write (`.NAME.*`, which `apiary check` reports as leftovers): these are never published."""
+    found = checksums(local) if local.is_dir() else {}
+    return {name: digest for name, digest in found.items() if not Path(name).name.startswith(".")}
 
 
 def open_shared(url: str, probe: bool = True) -> SharedArtifacts:
