@@ -6,13 +6,17 @@ trusted; an artifact URL nobody can write is one error before anything is writte
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
-from apiary import Hive
+from apiary import ConsolidateConfig, GateConfig, Hive
 from apiary.learners.grpo import GRPOConfig
 from apiary.store.artifacts import MANIFEST
 from apiary.store.check import DAMAGE, check_hive
@@ -93,6 +97,21 @@ def test_an_adapter_learned_on_one_node_is_read_by_another_with_identical_weight
     assert check_hive(b.path, url=b.store.url, artifacts=b.store.shared.url).clean
 
 
+def test_a_core_version_consolidated_on_one_node_from_anothers_adapter_loads_on_the_first(tmp_path, tiny_core_dir,
+                                                                                           monkeypatch):
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    url = (tmp_path / "shared").as_uri()
+    a = Hive(tmp_path / "node-a", core=str(tiny_core_dir), artifacts_url=url)
+    b = Hive(tmp_path / "node-b", core=str(tiny_core_dir), db_url=a.store.url, artifacts_url=url)
+    _learn(a, steps=1)
+    config = ConsolidateConfig(method="linear", gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    version = b.consolidate(config=config, show_progress=False).version  # from A's adapter, fetched
+    assert not a.store.core_dir(version).exists()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(a.core_at(version).model.state_dict()[name], b.core_at(version).model.state_dict()[name])
+    assert a.store.core_dir(version).is_dir()  # fetched into A's hive when A loaded it
+
+
 def test_a_publish_cut_off_before_its_manifest_is_not_trusted(nodes):
     a, b = nodes
     version = _learn(a, steps=1).adapter_version
@@ -122,6 +141,15 @@ def test_a_publish_killed_before_its_manifest_records_no_version(tmp_path, tiny_
 
 def _killed(*_args, **_kwargs):
     raise KeyboardInterrupt
+
+
+def test_a_local_hive_imports_nothing_of_shared_storage(tmp_path):
+    code = (f"import sys; from apiary.store.store import Store; Store({str(tmp_path / 'hive')!r}); "
+            "print(sorted(m for m in ('fsspec', 'apiary.store.remote') if m in sys.modules))")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": src}).stdout
+    assert shown.strip() == "[]"
 
 
 def test_an_artifact_url_that_cannot_be_written_is_one_error_and_nothing_is_written(tmp_path, tiny_core_dir):
