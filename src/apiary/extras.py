@@ -2,7 +2,7 @@
 
 Core installs load, learn, evaluate and consolidate; `serve` adds the HTTP server, `games` the
 TextArena jobs, `bench` the peers `apiary bench` runs against, `postgres` the store in PostgreSQL,
-`cluster` workers on a Ray cluster (see pyproject.toml).
+`cluster` workers on a Ray cluster, `s3` artifacts in an S3 bucket (see pyproject.toml).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _consolidation_lines, _hive, _hive_dir, _named, _need, _run, _store_url, app,
+                              _consolidation_lines, _hive, _hive_dir, _named, _need, _run, _store_url, _artifacts_url, app,
                               console)
 from apiary.evals.gate import GateConfig
 
@@ -248,7 +248,7 @@ def check(
     repair each finding; exit 1 if anything is damaged or left over."""
     from apiary.store.check import DAMAGE, LEFTOVER, check_hive, report_json
 
-    report = check_hive(_hive_dir(hive), repair=repair, url=_store_url())
+    report = _run(as_json, lambda: check_hive(_hive_dir(hive), repair=repair, url=_store_url(), artifacts=_artifacts_url()))
     if as_json:
         print(report_json(report))
     else:

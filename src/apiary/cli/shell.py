@@ -32,21 +32,32 @@ MaxKlOpt = Annotated[float, typer.Option(help="gate: retention KL bound (nats/to
 MaxFlipsOpt = Annotated[float, typer.Option(help="gate: right-to-wrong flip bound (share of retention items)")]
 
 
-STORE_ENV = "APIARY_STORE_URL"
+STORE_ENV, ARTIFACTS_ENV = "APIARY_STORE_URL", "APIARY_ARTIFACTS_URL"
 
 
 @app.callback()
 def _options(store: Annotated[Optional[str], typer.Option(
         "--store", help="the store's database URL, e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB (needs the "
-                        "postgres extra); default $APIARY_STORE_URL, else the hive's own SQLite file")] = None):
-    """Options before the command, for every command: `apiary --store URL status`."""
+                        "postgres extra); default $APIARY_STORE_URL, else the hive's own SQLite file")] = None,
+             artifacts: Annotated[Optional[str], typer.Option(
+        "--artifacts", help="a URL every node publishes adapters, core versions and checkpoints to and fetches them "
+                            "from: file:///SHARED/DIR or s3://BUCKET/PREFIX (s3 extra); default $APIARY_ARTIFACTS_URL, "
+                            "else the hive directory only")] = None):
+    """Options before the command, for every command: `apiary --store URL --artifacts URL status`."""
     if store:  # through the environment, so that what a command starts (serve's learning) opens the same store
         os.environ[STORE_ENV] = store
+    if artifacts:
+        os.environ[ARTIFACTS_ENV] = artifacts
 
 
 def _store_url() -> str | None:
     """The store's database URL the user gave (--store or $APIARY_STORE_URL), None for the hive's SQLite file."""
     return os.environ.get(STORE_ENV) or None
+
+
+def _artifacts_url() -> str | None:
+    """The artifact URL the user gave (--artifacts or $APIARY_ARTIFACTS_URL), None for the hive directory only."""
+    return os.environ.get(ARTIFACTS_ENV) or None
 
 
 def _fail(message: str, as_json: bool) -> None:

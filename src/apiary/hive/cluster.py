@@ -57,16 +57,17 @@ class LearnPlan:
 @dataclass(frozen=True)
 class HiveAddress:
     """What a node needs to open the same hive as this process: the hive directory (absolute), the store's
-    URL, the core it was opened with and its prompt format."""
+    URL, the core it was opened with, its prompt format and the artifact URL (if it shares its artifacts)."""
     path: str
     db_url: str
     core: str | None = None
     template: str | None = None
+    artifacts_url: str | None = None
 
     def open(self) -> Hive:
         from apiary.hive.hive import Hive  # hive.py imports this module
 
-        return Hive(self.path, core=self.core, db_url=self.db_url, template=self.template)
+        return Hive(self.path, core=self.core, db_url=self.db_url, template=self.template, artifacts_url=self.artifacts_url)
 
 
 class ClusterUnreachable(ConnectionError):

@@ -93,6 +93,7 @@ def consolidate(store: Store, cores: Cores, evaluator: Evaluator, workers: list[
     model, save, details = _build(store, core, sources, jobs, config, show_progress)
     try:
         write_dir(store.core_dir(version), save)
+        store.publish(store.core_dir(version))  # before its row: any node that reads the row can fetch it
         scores, eval_ids = _job_scores(evaluator, model, core, version, references)
         kept = measure_retention(model, cores.at(0), cache_dir(), adapter_over_base=parent == 0 and config.method != "full")
     finally:
@@ -145,7 +146,7 @@ def _source(store: Store, worker: WorkerHandle) -> dict:
 
 def _build(store, core, sources: list[dict], jobs: dict[str, Job], config: ConsolidateConfig, show_progress: bool):
     """(candidate model, how to write it into a staging dir, details)."""
-    paths = [store.adapter_dir(s["worker"], s["adapter_version"]) for s in sources]
+    paths = [store.fetched(store.adapter_dir(s["worker"], s["adapter_version"])) for s in sources]
     if config.method not in ("distill", "full"):
         model = merge(core.model, paths, [config.merge_weight] * len(paths), config.method, config.density)
         return (model, lambda staging: adapters.save(model, staging, MERGED),

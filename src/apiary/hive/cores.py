@@ -27,7 +27,7 @@ class Cores:
             while v != 0:
                 if v not in known:
                     raise ValueError(f"no core version {v} in hive {self.store.root}")
-                chain.append(self.store.core_dir(v))  # not the row's path: a moved or restored hive reads its own
+                chain.append(self.store.fetched(self.store.core_dir(v)))  # not the row's path: a moved or restored hive reads its own
                 v = known[v].parent
             base = load_core(self.source, self.template)
             self._loaded[version] = with_core_updates(base, chain[::-1], version) if chain else base

@@ -38,7 +38,8 @@ class Evaluator:
                 if (old.job == job.name and old.adapter_version == version and old.worker == worker
                         and old.core_version == core.version and old.details.get("task_ids") == task_ids):
                     return old
-        model = adapters.attach(core.model, LoraSpec(), path=self.store.adapter_dir(worker, version)) if version else core.model
+        directory = self.store.fetched(self.store.adapter_dir(worker, version)) if version else None
+        model = adapters.attach(core.model, LoraSpec(), path=directory) if version else core.model
         try:
             return self.model(model, core, job, worker=worker, adapter_version=version)
         finally:

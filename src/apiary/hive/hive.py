@@ -40,12 +40,15 @@ class Hive:
     """A hive directory (or database URL) and the core its workers start from. It composes the store,
     the core versions (`cores`) and the held-out evaluator, and hands each worker down as a handle
     read once from the store (`worker`). The store is `db_url` (default $APIARY_STORE_URL, e.g. a
-    PostgreSQL URL), else the hive directory's own SQLite file; artifacts stay in the hive directory."""
+    PostgreSQL URL), else the hive directory's own SQLite file. Artifacts are written in the hive directory
+    and, with `artifacts_url` (default $APIARY_ARTIFACTS_URL: a shared directory or s3://BUCKET/PREFIX),
+    published there too and fetched from there by any node that lacks them (store.remote)."""
 
     def __init__(self, path: str | Path | None = None, core: str | None = None, db_url: str | None = None,
-                 template: str | None = None):
+                 template: str | None = None, artifacts_url: str | None = None):
         self.path = Path(path or os.environ.get("APIARY_HIVE", DEFAULT_HIVE))
-        self.store = Store(self.path, url=db_url or os.environ.get("APIARY_STORE_URL") or None)
+        self.store = Store(self.path, url=db_url or os.environ.get("APIARY_STORE_URL") or None,
+                           artifacts=artifacts_url or os.environ.get("APIARY_ARTIFACTS_URL") or None)
         self.core_source, self.template = core, template  # template: the prompt format (models.prompt_format)
         self.cores = Cores(self.store, core, template)
         self.evaluator = Evaluator(self.store, self.cores)
@@ -129,7 +132,8 @@ class Hive:
         address = cluster or os.environ.get("RAY_ADDRESS") or None
         if address is None:
             return [plan.run(self) for plan in plans]
-        where = HiveAddress(str(self.path.resolve()), self.store.url, self.core_source, self.template)
+        where = HiveAddress(str(self.path.resolve()), self.store.url, self.core_source, self.template,
+                            self.store.shared.url if self.store.shared else None)
         return learn_on_cluster(where, plans, address, cpus_per_worker)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
@@ -146,7 +150,7 @@ class Hive:
         start = self.store.count_attempted_tasks(worker) if start is None else start
         temperature = (0.0 if samples == 1 else 0.7) if temperature is None else temperature
         config = GRPOConfig(samples_per_prompt=samples, temperature=temperature)
-        model = adapters.attach(core.model, LoraSpec(), path=self.store.adapter_dir(worker, version) if version else None)
+        model = adapters.attach(core.model, LoraSpec(), path=self.store.fetched(self.store.adapter_dir(worker, version)) if version else None)
         try:  # a multi-turn job plays whole episodes
             rollouts = GRPOLearner(model, core.tokenizer, job, config, core.stop_token_ids).rollout(job.source.train(start, n))
         finally:

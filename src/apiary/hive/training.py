@@ -99,7 +99,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version,
                         prompt_format=core.prompt_format.name)
     state, resumed = _open_run(store, worker, settings, checkpoint_every, seed, budget, start_version)
-    model = adapters.attach(core.model, lora, path=store.adapter_dir(name, state.version) if state.version else None)
+    model = adapters.attach(core.model, lora, path=store.fetched(store.adapter_dir(name, state.version)) if state.version else None)
     generator = torch.Generator().manual_seed(seed)
     try:
         _check_rank(model, asked, name, state.version)
@@ -157,7 +157,7 @@ def _open_run(store: Store, worker: WorkerHandle, settings: Mapping[str, Learner
     records the budget it has now, counted from the step it starts at."""
     name, latest = worker.name, worker.latest_version  # the store, not the state file, is the commit point
     unfinished = store.unfinished_run(name)
-    state_file = store.checkpoint_dir(name) / "state.json"
+    state_file = store.fetched_checkpoint(name) / "state.json"  # another node may have learned it last
     saved = read_json(state_file) if state_file.is_file() else {}
     saved.setdefault("batches", {"cursor": saved.get("cursor", 0)})  # state files of apiary < 0.2 kept only the cursor
     if unfinished is not None and saved.get("run_id") == unfinished.id:
@@ -273,6 +273,7 @@ def _checkpoint(store: Store, worker: str, model, mix, generator, state: _RunSta
     optimizer + the run state, then the store record (the commit point)."""
     version = state.latest + 1
     write_dir(store.adapter_dir(worker, version), lambda staging: adapters.save(model, staging))
+    store.publish(store.adapter_dir(worker, version))  # before its row: any node that reads the row can fetch it
     directory = store.checkpoint_dir(worker)
     write_tensors(directory / "optimizer.pt", {"optimizers": {name: learner.optimizer.state_dict() for name, learner in mix},
                                               "generator": generator.get_state()})
@@ -282,6 +283,7 @@ def _checkpoint(store: Store, worker: str, model, mix, generator, state: _RunSta
     state.version, state.latest, state.pending, state.pending_feedback = version, version, [], []
     atomic_write_json(directory / "state.json", {"run_id": state.run_id, "step": state.step, "version": version,
                                                 "seconds": state.seconds, "batches": state.batches.__dict__})
+    store.publish(directory)
     store.update_run(state.run_id, step=state.step)
 
 

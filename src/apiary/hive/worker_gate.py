@@ -89,7 +89,7 @@ def gate_worker(store: Store, evaluator: Evaluator, base: Core, worker: WorkerHa
 
 def _retention(store: Store, base: Core, worker: WorkerHandle, version: int):
     """The retention suite on adapter `version` over the worker's core, against the `base` core."""
-    model = adapters.attach(worker.core.model, LoraSpec(), path=store.adapter_dir(worker.name, version))
+    model = adapters.attach(worker.core.model, LoraSpec(), path=store.fetched(store.adapter_dir(worker.name, version)))
     try:
         return measure_retention(model, base, cache_dir(), adapter_over_base=worker.core.version == 0)
     finally:

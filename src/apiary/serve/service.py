@@ -140,7 +140,7 @@ class Service:
             route = self.engine.route(model)
             if route is not None and (route.core_version, route.adapter_version) == (core_version, version):
                 continue
-            directory = self.store.adapter_dir(worker, version) if version else None
+            directory = self.store.fetched(self.store.adapter_dir(worker, version)) if version else None
             self.engine.deploy(model, self.hive.core_at(core_version), directory, version)
             self.metrics.swaps.labels(kind(model)).inc()
             log.info("%s now served by core v%d%s", model, core_version, f" + adapter v{version}" if version else "")

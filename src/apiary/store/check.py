@@ -9,10 +9,13 @@ What it looks at, read-only unless asked to repair:
 - what no row points at: staging directories and temporary files a kill left behind (`.NAME.*`), and
   version directories written but never recorded (a run killed between saving and recording);
 - each worker's checkpoint: state.json readable, optimizer.pt readable without unpickling objects;
+- with an artifact URL (store.remote): every recorded version published there (its manifest present); a
+  version this node has not fetched yet is not missing here;
 - a restore killed midway (`.restore.*`, store.swap): repair finishes its swap or removes its staging.
 
 Each finding says how to repair it. `repair=True` does the safe repairs only: it removes what no row
-points at (run it while nothing else writes to the hive: a running `learn` may be mid-write).
+points at (run it while nothing else writes to the hive: a running `learn` may be mid-write), and publishes
+again a version whose publish was cut off, from this hive's copy if that copy is whole.
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ class Recorded:
     released_cores: set[int] = field(default_factory=set)
 
 
-def check_hive(root: Path, repair: bool = False, url: str | None = None) -> CheckReport:
-    """Check the hive at `root` (its store: `root/hive.db`, or the database at `url`); see the module doc."""
+def check_hive(root: Path, repair: bool = False, url: str | None = None, artifacts: str | None = None) -> CheckReport:
+    """Check the hive at `root` (its store: `root/hive.db`, or the database at `url`; its artifacts also
+    published at the URL `artifacts`); see the module doc."""
     report = CheckReport(hive=str(root))
     if repair:
         report.repaired += finish_interrupted(root)
@@ -85,11 +89,20 @@ def check_hive(root: Path, repair: bool = False, url: str | None = None) -> Chec
         recorded = read_rows(engine)
     finally:
         engine.dispose()
+    shared = None
+    if artifacts:
+        from apiary.store.remote import open_shared  # fsspec only for a hive that shares its artifacts
+
+        shared = open_shared(artifacts, probe=False)
     for (worker, version), path in sorted(recorded.adapters.items()):
-        report.findings += _check_adapter(root, recorded, worker, version, path)
+        if shared is None or (root / "adapters" / worker / f"v{version}").is_dir():  # else: not fetched here yet
+            report.findings += _check_adapter(root, recorded, worker, version, path)
     for version in sorted(recorded.cores):
-        report.findings += _check_core(root, recorded, version)
+        if shared is None or (root / "cores" / f"v{version}").is_dir():
+            report.findings += _check_core(root, recorded, version)
     report.artifacts = len(recorded.adapters) + len(recorded.cores)
+    if shared is not None:
+        report.findings += _check_published(root, shared, recorded, repair)
     report.findings += _leftovers(root, recorded) + _check_checkpoints(root, recorded)
     if repair:
         _repair(report)
@@ -187,6 +200,25 @@ def _check_core(root: Path, recorded: Recorded, version: int) -> list[Finding]:
     else:
         fix = "it is not current: restore the hive from a backup before rolling back to it"
     return _check_dir(root, ("cores", f"v{version}"), recorded.cores[version][1], label, fix)
+
+
+def _check_published(root: Path, shared, recorded: Recorded, repair: bool) -> list[Finding]:
+    """Every recorded version's manifest under the artifact URL (`shared`, a store.remote.SharedArtifacts):
+    without it no other node trusts that version. `repair` publishes it again from this hive's whole copy."""
+    found = []
+    keys = [(f"adapters/{w}/v{v}", f"adapter version {v} of worker {w}") for w, v in sorted(recorded.adapters)]
+    for key, label in keys + [(f"cores/v{v}", f"core version {v}") for v in sorted(recorded.cores)]:
+        if shared.manifest(key) is not None:
+            continue
+        local = root / key
+        if repair and _intact(local) and recorded_checksums(local) is not None:
+            shared.publish(local, key)
+            continue
+        found.append(Finding(DAMAGE, f"{label} is recorded but not published at {shared.shown(key)}: its {MANIFEST} is "
+                             "missing there (a publish cut off), so no other node trusts it",
+                             "run `apiary check --repair` on the node whose hive has it whole (it publishes it again)",
+                             shared.shown(key)))
+    return found
 
 
 def _lineage(recorded: Recorded, version: int) -> set[int]:

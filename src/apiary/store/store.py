@@ -22,9 +22,15 @@ LOCAL_TENANT = "local"  # the tenant of a server started without API keys, and o
 class Store:
     """Every episode, run, adapter version and eval of a hive, with provenance."""
 
-    def __init__(self, hive: str | Path, url: str | None = None):
+    def __init__(self, hive: str | Path, url: str | None = None, artifacts: str | None = None):
         """The store of the hive directory `hive` (its artifacts live there): its own SQLite file, or the
-        database at `url` (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB), migrated to this apiary's schema."""
+        database at `url` (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB), migrated to this apiary's schema.
+        `artifacts`: a URL every artifact is also published to and fetched from (store.remote), checked first."""
+        self.shared = None
+        if artifacts:  # before anything is written: an unusable URL is one error, and no hive is made
+            from apiary.store.remote import open_shared  # fsspec only for a hive that shares its artifacts
+
+            self.shared = open_shared(artifacts)
         self.root = Path(hive)
         self.root.mkdir(parents=True, exist_ok=True)
         finish_interrupted(self.root)  # a restore killed mid-swap is finished before anything reads the hive
@@ -40,6 +46,25 @@ class Store:
 
     def core_dir(self, version: int) -> Path:
         return inside(self.root, self.root / "cores" / f"v{int(version)}")
+
+    def publish(self, directory: Path) -> None:
+        """Share an artifact directory just written in this hive (write, then publish); nothing without a URL."""
+        if self.shared is not None:
+            self.shared.publish(directory, directory.relative_to(self.root).as_posix())
+
+    def fetched(self, directory: Path) -> Path:
+        """`directory` (a recorded adapter or core version of this hive), fetched and verified from the artifact
+        URL first if this hive does not have it yet (ArtifactUntrusted if its publish was cut off)."""
+        if self.shared is not None and not directory.is_dir():
+            self.shared.fetch(directory.relative_to(self.root).as_posix(), directory)
+        return directory
+
+    def fetched_checkpoint(self, worker: str) -> Path:
+        """The worker's checkpoint directory, refreshed from the artifact URL if another node published a newer one."""
+        directory = self.checkpoint_dir(worker)
+        if self.shared is not None:
+            self.shared.refresh(directory.relative_to(self.root).as_posix(), directory)
+        return directory
 
     def session_secret(self) -> bytes:
         """The key the browser pages sign sessions with (hive/session.key, 0600, made on first use): every server
