@@ -19,7 +19,7 @@ $(VENV)/.installed-%: pyproject.toml
 comma := ,
 .PRECIOUS: $(VENV)/.installed-%
 CORE := $(VENV)/.installed-core
-ALL := $(VENV)/.installed-dev+serve+games+bench+postgres+cluster
+ALL := $(VENV)/.installed-dev+serve+games+bench+postgres+cluster+s3
 
 setup: $(ALL)
 
