@@ -179,7 +179,7 @@ class GRPOLearner:
         self.model, self.tokenizer, self.job, self.config, self.stop_ids = model, tokenizer, job, config, stop_ids
         self.optimizer = new_optimizer(model, config.learning_rate)
         self.generator = generator or torch.Generator().manual_seed(0)
-        self.int8 = int8_sampler(model) if config.sampler == "int8" else None  # None: float32 (chosen, or the fallback)
+        self.int8 = int8_sampler(model, tokenizer) if config.sampler == "int8" else None  # None: float32 (chosen, or the fallback)
         self.anchor = CoreAnchor(tokenizer, stop_ids, config.anchor_weight, config.anchor_prompts_per_step,
                                  config.anchor_new_tokens, config.temperature,
                                  tuple(config.anchor_kinds)) if config.anchor_weight > 0 else None

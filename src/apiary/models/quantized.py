@@ -30,11 +30,18 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
+from apiary.models.prompt_format import prompt_ids
+
 SAMPLERS = ("float32", "int8")
+FLOAT32_LAYERS = ("down_proj",)  # its inputs carry the model's massive activations: in int8 it quadrupled the KL
+SMOOTH_ALPHA = 0.5
+# Calibration prompts for the smoothing factors: outlier channels are the model's, not the job's.
+CALIBRATION = ("Explain how a bicycle works, step by step.", "What is 17 + 25? Answer with only the number.",
+               "Write a short poem about the sea.", "List three countries in Europe and their capitals.")
 
 
 class BackendMissing(RuntimeError):
-    """This torch cannot run int8 linear layers (no quantized kernels, or no engine for this CPU)."""
+    """This torch cannot multiply int8 matrices here."""
 
 
 def check_sampler(sampler: str) -> None:
@@ -43,33 +50,69 @@ def check_sampler(sampler: str) -> None:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
 
 
-def _dynamic_linear_class():
-    """torch's dynamic int8 Linear, or BackendMissing (split out so a test can take the backend away)."""
+def _int8_matmul():
+    """torch's int8 x int8 -> int32 matrix product, or BackendMissing (split out so a test can take it away)."""
     try:
-        from torch.ao.nn.quantized.dynamic import Linear
-    except ImportError as err:
-        raise BackendMissing(f"torch {torch.__version__} has no torch.ao.nn.quantized.dynamic ({err})") from err
-    if torch.backends.quantized.engine == "none":
-        raise BackendMissing("torch has no quantized engine for this CPU")
-    return Linear
+        return torch._int_mm
+    except AttributeError as err:
+        raise BackendMissing(f"torch {torch.__version__} has no int8 matrix product (torch._int_mm)") from err
 
 
-def int8_linear(linear: nn.Linear) -> nn.Module:
-    """An int8 twin of `linear`: weights quantised per output row (scale = the row's largest |w| / 127),
-    the bias kept in float32. Raises BackendMissing where torch cannot build or run it."""
-    dynamic_linear = _dynamic_linear_class()
-    weight_O_I = linear.weight.detach().float()
-    scales_O = (weight_O_I.abs().amax(dim=1).clamp(min=1e-8) / 127).double()
+class Int8Linear(nn.Module):
+    """A frozen linear layer in int8 (W8A8): weights quantised once per output channel (scale = the
+    channel's largest |w| / 127), activations per token at every call (scale = the token's largest |x| /
+    127), one int8 x int8 -> int32 product, rescaled to float32. Per-token scales keep a token with huge
+    activations from crushing every other token's resolution; `smooth_I` (SmoothQuant) moves the input
+    channels' outliers into the weights: W x = (W diag(s)) (x / s), the same product, easier to quantise."""
+
+    def __init__(self, linear: nn.Linear, smooth_I: torch.Tensor | None = None):
+        super().__init__()
+        self.matmul = _int8_matmul()
+        weight_O_I = linear.weight.detach().float()
+        if smooth_I is not None:
+            weight_O_I = weight_O_I * smooth_I[None, :]
+        scale_O = weight_O_I.abs().amax(dim=1).clamp(min=1e-8) / 127
+        self.register_buffer("weight_I_O", (weight_O_I / scale_O[:, None]).round().to(torch.int8).t().contiguous())
+        self.register_buffer("scale_O", scale_O)
+        self.register_buffer("unsmooth_I", None if smooth_I is None else 1 / smooth_I)
+        self.register_buffer("bias_O", None if linear.bias is None else linear.bias.detach().float().clone())
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_N_I = x.reshape(-1, self.in_features).float()
+        if self.unsmooth_I is not None:
+            x_N_I = x_N_I * self.unsmooth_I
+        scale_N_1 = x_N_I.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+        y_N_O = self.matmul((x_N_I / scale_N_1).round().to(torch.int8), self.weight_I_O).float() * scale_N_1 * self.scale_O
+        if self.bias_O is not None:
+            y_N_O = y_N_O + self.bias_O
+        return y_N_O.reshape(*x.shape[:-1], self.out_features)
+
+
+def smoothing(linear: nn.Linear, input_max_I: torch.Tensor, alpha: float = SMOOTH_ALPHA) -> torch.Tensor:
+    """SmoothQuant's per-input-channel factors s = max|x|^alpha / max|w|^(1 - alpha): alpha 0.5 splits each
+    channel's range evenly between the activations and the weights."""
+    weight_max_I = linear.weight.detach().float().abs().amax(dim=0).clamp(min=1e-5)
+    return (input_max_I.clamp(min=1e-5) ** alpha / weight_max_I ** (1 - alpha)).clamp(min=1e-5)
+
+
+def input_maxima(model: PeftModel, layers: list[LoraLayer], calibration: list[list[int]]) -> list[torch.Tensor]:
+    """Each layer's largest |input| per channel over float32 forwards of the calibration prompts."""
+    maxima: dict[int, torch.Tensor] = {}
+
+    def record(layer, args):
+        seen_I = args[0].detach().reshape(-1, args[0].shape[-1]).abs().amax(dim=0).float()
+        maxima[id(layer)] = torch.maximum(maxima[id(layer)], seen_I) if id(layer) in maxima else seen_I
+
+    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
     try:
-        with warnings.catch_warnings():  # torch's own deprecation notice for quantized tensors (see the module docstring)
-            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-            qweight = torch.quantize_per_channel(weight_O_I, scales_O, torch.zeros_like(scales_O, dtype=torch.long),
-                                                 axis=0, dtype=torch.qint8)
-            twin = dynamic_linear(linear.in_features, linear.out_features, bias_=linear.bias is not None, dtype=torch.qint8)
-            twin.set_weight_bias(qweight, None if linear.bias is None else linear.bias.detach().float())
-    except RuntimeError as err:
-        raise BackendMissing(f"torch could not build an int8 linear layer ({err})") from err
-    return twin
+        with torch.no_grad():
+            for ids in calibration:
+                model(input_ids=torch.tensor([ids], device=model.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [maxima[id(layer)] for layer in layers]
 
 
 @dataclass
@@ -80,14 +123,19 @@ class _Swap:
 
 
 class Int8Sampler:
-    """The int8 twins of a PEFT model's frozen linear layers, swapped in only while sampling."""
+    """The int8 twins of a PEFT model's frozen linear layers (but FLOAT32_LAYERS), swapped in only while
+    sampling; smoothed (SmoothQuant) from the float32 model's activations on `calibration` prompts."""
 
-    def __init__(self, model: PeftModel):
+    def __init__(self, model: PeftModel, calibration: list[list[int]]):
         self.model = model
-        self._swaps = [_Swap(m, m.base_layer, int8_linear(m.base_layer)) for m in model.modules()
-                       if isinstance(m, LoraLayer) and isinstance(m.base_layer, nn.Linear)]
-        if not self._swaps:
+        layers = [m for name, m in model.named_modules() if isinstance(m, LoraLayer) and isinstance(m.base_layer, nn.Linear)
+                  and not name.endswith(FLOAT32_LAYERS)]
+        if not layers:
             raise ValueError("the int8 sampler needs a model with LoRA adapters on linear layers")
+        _int8_matmul()  # BackendMissing before the calibration's forwards, if it is missing
+        maxima = input_maxima(model, layers, calibration)
+        self._swaps = [_Swap(layer, layer.base_layer, Int8Linear(layer.base_layer, smoothing(layer.base_layer, max_I)))
+                       for layer, max_I in zip(layers, maxima)]
         self._check_runs()
 
     def _check_runs(self) -> None:
@@ -96,8 +144,8 @@ class Int8Sampler:
         try:
             with torch.inference_mode():
                 twin(torch.zeros(1, self._swaps[0].float_base.in_features))
-        except RuntimeError as err:
-            raise BackendMissing(f"torch's int8 linear layer does not run here ({err})") from err
+        except (RuntimeError, NotImplementedError) as err:
+            raise BackendMissing(f"torch's int8 matrix product does not run here ({err})") from err
 
     @contextmanager
     def sampling(self):
@@ -114,11 +162,12 @@ class Int8Sampler:
                 swap.layer.base_layer = swap.float_base
 
 
-def int8_sampler(model: PeftModel) -> Int8Sampler | None:
-    """The int8 sampler of `model`, or None (and one warning saying why) where this torch cannot run int8
-    layers: the caller then samples in float32."""
+def int8_sampler(model: PeftModel, tokenizer) -> Int8Sampler | None:
+    """The int8 sampler of `model` (calibrated on CALIBRATION), or None (and one warning saying why) where
+    this torch cannot multiply int8 matrices: the caller then samples in float32."""
+    calibration = [prompt_ids(tokenizer, [{"role": "user", "content": text}]) for text in CALIBRATION]
     try:
-        return Int8Sampler(model)
+        return Int8Sampler(model, calibration)
     except BackendMissing as err:
         warnings.warn(f"int8 sampling is not available: {err}. Sampling in float32 instead.", RuntimeWarning, stacklevel=2)
         return None
