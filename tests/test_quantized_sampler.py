@@ -1,5 +1,6 @@
 """The int8 rollout sampler (models.quantized) and the RL learner staying on-policy with it (learners.grpo)."""
 
+import json
 import math
 
 import pytest
@@ -181,3 +182,14 @@ def test_int8_sampler_agrees_with_float32_on_the_bundled_core():
         assert 0 <= float(kl) < 0.02, float(kl)
     finally:
         adapters.detach(model)
+
+
+def test_the_sampler_benchmark_quick_form_writes_its_figures(tiny_core_dir, tmp_path):
+    from apiary.bench.sampler import TITLE, main
+
+    result = main(["--quick", "--core", str(tiny_core_dir), "--docs", str(tmp_path)])
+    assert [r["batch"] for r in result["rows"]] == [1, 2]
+    assert all(r["float32_tokens_per_s"] > 0 and r["int8_tokens_per_s"] > 0 for r in result["rows"])
+    assert result["sampler_kl"] >= 0 and result["peak_rss_mb"] > 0
+    assert json.loads((tmp_path / "sampler.json").read_text())["rows"] == result["rows"]
+    assert f"## {TITLE}\n" in (tmp_path / "benchmarks.md").read_text()
