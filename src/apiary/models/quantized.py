@@ -65,18 +65,18 @@ class Int8Linear(nn.Module):
     activations from crushing every other token's resolution; `smooth_I` (SmoothQuant) moves the input
     channels' outliers into the weights: W x = (W diag(s)) (x / s), the same product, easier to quantise."""
 
-    def __init__(self, linear: nn.Linear, smooth_I: torch.Tensor | None = None):
+    def __init__(self, weight_O_I: torch.Tensor, bias_O: torch.Tensor | None = None, smooth_I: torch.Tensor | None = None):
         super().__init__()
         self.matmul = _int8_matmul()
-        weight_O_I = linear.weight.detach().float()
+        weight_O_I = weight_O_I.detach().float()
         if smooth_I is not None:
             weight_O_I = weight_O_I * smooth_I[None, :]
         scale_O = weight_O_I.abs().amax(dim=1).clamp(min=1e-8) / 127
         self.register_buffer("weight_I_O", (weight_O_I / scale_O[:, None]).round().to(torch.int8).t().contiguous())
         self.register_buffer("scale_O", scale_O)
         self.register_buffer("unsmooth_I", None if smooth_I is None else 1 / smooth_I)
-        self.register_buffer("bias_O", None if linear.bias is None else linear.bias.detach().float().clone())
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("bias_O", None if bias_O is None else bias_O.detach().float().clone())
+        self.out_features, self.in_features = weight_O_I.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_N_I = x.reshape(-1, self.in_features).float()
@@ -116,50 +116,70 @@ def input_maxima(model: PeftModel, layers: list[LoraLayer], calibration: list[li
 
 
 @dataclass
-class _Swap:
-    layer: LoraLayer
-    float_base: nn.Module
-    int8_base: nn.Module
+class _Layer:
+    """A LoRA layer of the model and its smoothing factors (None: it samples in float32, FLOAT32_LAYERS)."""
+
+    lora: LoraLayer
+    smooth_I: torch.Tensor | None
 
 
 class Int8Sampler:
-    """The int8 twins of a PEFT model's frozen linear layers (but FLOAT32_LAYERS), swapped in only while
-    sampling; smoothed (SmoothQuant) from the float32 model's activations on `calibration` prompts."""
+    """Samples a PEFT model whose base is frozen from int8 weights: on each entry to `sampling()`, every
+    LoRA layer's base weights plus the adapter's current update are quantised (but FLOAT32_LAYERS, merged
+    in float32) and swapped in as its base layer, with the adapter's own path off; on leaving, the float32
+    layers and the adapter path are back. Smoothing factors come once from float32 forwards of `calibration`."""
 
     def __init__(self, model: PeftModel, calibration: list[list[int]]):
         self.model = model
-        layers = [m for name, m in model.named_modules() if isinstance(m, LoraLayer) and isinstance(m.base_layer, nn.Linear)
-                  and not name.endswith(FLOAT32_LAYERS)]
-        if not layers:
+        named = [(name, m) for name, m in model.named_modules() if isinstance(m, LoraLayer) and isinstance(m.base_layer, nn.Linear)]
+        quantised = [m for name, m in named if not name.endswith(FLOAT32_LAYERS)]
+        if not quantised:
             raise ValueError("the int8 sampler needs a model with LoRA adapters on linear layers")
         _int8_matmul()  # BackendMissing before the calibration's forwards, if it is missing
-        maxima = input_maxima(model, layers, calibration)
-        self._swaps = [_Swap(layer, layer.base_layer, Int8Linear(layer.base_layer, smoothing(layer.base_layer, max_I)))
-                       for layer, max_I in zip(layers, maxima)]
-        self._check_runs()
+        smooth = {id(m): smoothing(m.base_layer, max_I) for m, max_I in zip(quantised, input_maxima(model, quantised, calibration))}
+        self._layers = [_Layer(m, smooth.get(id(m))) for _, m in named]
+        self._check_runs(next(layer for layer in self._layers if layer.smooth_I is not None))
 
-    def _check_runs(self) -> None:
+    def _check_runs(self, layer: _Layer) -> None:
         """Run one twin once: a CPU without the kernels fails here, not in the middle of a rollout."""
-        twin = self._swaps[0].int8_base
         try:
             with torch.inference_mode():
-                twin(torch.zeros(1, self._swaps[0].float_base.in_features))
+                self._twin(layer)(torch.zeros(1, layer.lora.base_layer.in_features))
         except (RuntimeError, NotImplementedError) as err:
             raise BackendMissing(f"torch's int8 matrix product does not run here ({err})") from err
 
+    def _twin(self, layer: _Layer) -> nn.Module:
+        """The layer's base with the adapter's current update merged in: int8, or float32 for FLOAT32_LAYERS."""
+        base = layer.lora.base_layer
+        with torch.no_grad():
+            weight_O_I = base.weight.detach().float()
+            for name in layer.lora.active_adapters:
+                if name in layer.lora.lora_A:
+                    weight_O_I = weight_O_I + layer.lora.get_delta_weight(name).float()
+            if layer.smooth_I is not None:
+                return Int8Linear(weight_O_I, base.bias, layer.smooth_I)
+            merged = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, device=weight_O_I.device)
+            merged.weight.copy_(weight_O_I)
+            if base.bias is not None:
+                merged.bias.copy_(base.bias)
+            return merged.requires_grad_(False)
+
     @contextmanager
     def sampling(self):
-        """The model with int8 base layers and its adapters unmerged on top (in eval mode); float32 again after."""
-        if any(s.layer.merged for s in self._swaps):
+        """The model sampling as its int8 twin (in eval mode); float32 with its adapter path again after."""
+        if any(layer.lora.merged for layer in self._layers):
             raise RuntimeError("unmerge the adapter before sampling in int8: a merged adapter lives in the float32 weights")
         self.model.eval()
-        for swap in self._swaps:
-            swap.layer.base_layer = swap.int8_base
+        floats = [layer.lora.base_layer for layer in self._layers]
+        twins = [self._twin(layer) for layer in self._layers]
+        for layer, twin in zip(self._layers, twins):
+            layer.lora.base_layer = twin
         try:
-            yield self.model
+            with self.model.disable_adapter():  # the adapter's update is in the twins' weights
+                yield self.model
         finally:
-            for swap in self._swaps:
-                swap.layer.base_layer = swap.float_base
+            for layer, base in zip(self._layers, floats):
+                layer.lora.base_layer = base
 
 
 def int8_sampler(model: PeftModel, tokenizer) -> Int8Sampler | None:
