@@ -193,3 +193,12 @@ def test_the_sampler_benchmark_quick_form_writes_its_figures(tiny_core_dir, tmp_
     assert result["sampler_kl"] >= 0 and result["peak_rss_mb"] > 0
     assert json.loads((tmp_path / "sampler.json").read_text())["rows"] == result["rows"]
     assert f"## {TITLE}\n" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_learns_progress_line_shows_the_samplers_kl_when_it_samples_in_int8():
+    from apiary.hive.training import _step_figures
+    from apiary.learners.common import StepStats
+
+    stats = StepStats(reward_mean=0.5, trained_samples=4, generated_tokens=12, trained_tokens=12, generate_seconds=0.1,
+                      train_seconds=0.1, loss=0.25, extra={"episodes": 4, "feedback": 0, "sampler_kl": 0.0071})
+    assert _step_figures(2, stats) == "step 2  reward 0.50  sampler KL 0.0071  loss 0.250"

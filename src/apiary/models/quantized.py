@@ -1,22 +1,28 @@
 """Sampling a worker from int8 weights while it learns in float32.
 
-While a worker learns, its core is frozen and only its LoRA adapter trains. So the core's linear
-layers are quantised to int8 once (per output channel, symmetric), and during a rollout each LoRA
-layer's `base_layer` is swapped for its int8 twin: PEFT's LoRA forward calls `base_layer(x)` and
-adds the adapter's current float32 path on top, so the sampler always sees the adapter as it is now.
-On leaving `Int8Sampler.sampling()` the float32 layers are back, and the learner's loss (and its
-gradients) are the float32 model's as before. The sampled policy is therefore slightly off the
-trained one; the RL learner records the sampler's log-probabilities and corrects for the gap with
-truncated importance sampling (learners.grpo).
+While a worker learns, its core is frozen and only its LoRA adapter trains. So on each rollout
+(`Int8Sampler.sampling()`) every LoRA layer's base weights plus the adapter's current update are
+quantised to int8 and swapped in as the layer's base, with the adapter's own path off (its update is in
+the twin's weights; running it unmerged cost a quarter of the speed). On leaving, the float32 layers
+and the adapter path are back, so the learner's loss and gradients are the float32 model's as before.
+The sampled policy is slightly off the trained one; the decoder records each sampled token's log-prob,
+and the RL learner reports the gap and corrects its loss by truncated importance sampling
+(learners.grpo).
 
-The kernels: torch's dynamic int8 linear (`torch.ao.nn.quantized.dynamic.Linear`: int8 weights,
-activations quantised per call, fbgemm/x86 on these CPUs). Chosen by measurement on the bundled core
-(docs/sampler.json, `python -m apiary.bench.sampler`): on this 2-core CPU it sampled about 2x faster
-than float32 at batch 1 and 32, where torchao 0.18's int8 weight-only and dynamic configs gained
-1.1-1.4x and `torch._weight_int8pack_mm` with float32 activations was 8x slower than float32; and it
-installs nothing. torch marks these quantized tensors deprecated (torchao is their successor): where
-they are missing or refuse to run, `int8_sampler` says so once and the learner samples in float32.
-The output projection (tied to the embeddings) and the embeddings stay float32.
+The arithmetic (W8A8): weights per output channel, activations per token at every call, one
+`torch._int_mm` (int8 x int8 -> int32) per layer. Per-token scales keep a token with huge activations
+from crushing the others' resolution, and SmoothQuant factors (calibrated once on CALIBRATION) move the
+input channels' outliers into the weights. `down_proj` stays float32: its inputs carry the model's
+massive activations, and in int8 it quadrupled the sampler's KL to float32 (0.026 against 0.0067 per
+token on the bundled core). The output projection and the embeddings stay float32.
+
+Why this and not the others (rough figures on the bundled core, 2 loaded CPU cores, same process;
+docs/benchmarks.md has the quiet run of `python -m apiary.bench.sampler`): torch's deprecated dynamic
+int8 Linear (`torch.ao...quantize_dynamic`, per-tensor activations) was about 2x faster than float32 but
+wrong (0 of 8 greedy replies equal, per-layer errors up to 14%); torchao 0.18's int8 weight-only and
+dynamic configs gained 1.1-1.4x and 0.6-1.4x and add a dependency; `torch._weight_int8pack_mm` with
+float32 activations was 8x slower than float32. This one installs nothing. Where torch has no
+`_int_mm` or it does not run, `int8_sampler` says so once and the learner samples in float32.
 """
 
 from __future__ import annotations
