@@ -11,7 +11,7 @@ from torch import nn
 from apiary.jobs.base import Job
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.scoring import Scorer
-from apiary.learners.grpo import GRPOConfig, GRPOLearner, k3_kl, masked_logprobs, policy_loss, truncated_is_weights
+from apiary.learners.grpo import GRPOConfig, GRPOLearner, group_advantages, k3_kl, masked_logprobs, policy_loss, truncated_is_weights
 from apiary.models import adapters, quantized
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
@@ -133,6 +133,27 @@ def test_an_rl_step_with_the_int8_sampler_reports_the_gap_and_trains_the_lora(ti
     _, stats = learner.step(job.source.train(0, 2))
     assert 0 <= stats.extra["sampler_kl"] < 0.05 and 0 <= stats.extra["is_capped"] <= 1
     assert any(not torch.equal(p, lora_before[n]) for n, p in worker.named_parameters() if p.requires_grad)
+
+
+def test_is_cap_0_turns_the_correction_off_and_the_loss_is_the_plain_policy_gradients(tiny_core, worker):
+    job, pad = first_token_job("x"), tiny_core.tokenizer.pad_token_id
+    settings = dict(prompts_per_step=2, samples_per_prompt=4, learning_rate=0.0, anchor_weight=0.0, sampler="int8")
+    transcripts = GRPOLearner(worker, tiny_core.tokenizer, job, GRPOConfig(**settings),
+                              tiny_core.stop_token_ids).rollout(job.source.train(0, 2))
+    for i, t in enumerate(transcripts):  # the first sample of each group wins
+        t.score = float(i % 4 == 0)
+    losses = {}
+    for cap in (0.0, 2.0):
+        learner = GRPOLearner(worker, tiny_core.tokenizer, job, GRPOConfig(**settings, is_cap=cap), tiny_core.stop_token_ids)
+        learner.rollout = lambda tasks: transcripts
+        _, stats = learner.step(job.source.train(0, 2))
+        losses[cap] = stats.loss
+        assert stats.extra["is_capped"] == 0 or cap > 0
+    with torch.no_grad():
+        logprobs_C_L, mask_C_L = masked_logprobs(worker, transcripts, pad)
+    plain = policy_loss(logprobs_C_L, mask_C_L, group_advantages(torch.tensor([t.score for t in transcripts]).view(2, 4)).view(-1))
+    assert losses[0.0] == pytest.approx(float(plain), abs=1e-5)
+    assert losses[2.0] != pytest.approx(float(plain), abs=1e-5)  # the int8 sampler's weights are not all 1
 
 
 def test_a_missing_int8_backend_falls_back_to_float32_with_a_message(tiny_core, worker, monkeypatch):

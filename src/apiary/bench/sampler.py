@@ -6,8 +6,8 @@ A worker as the RL learner samples it: the core with a fresh LoRA adapter, float
 merged (the default sampler), int8 with the adapter on top (models.quantized). Same prompts, same
 process; each timing follows one warm-up call, the two samplers alternate `repeats` times and the best
 of each is kept (a shared machine's noise only ever slows a run down). Every row writes exactly
-`new_tokens` tokens (stop tokens off), temperature 1. Also measured: the time to quantise and calibrate
-the sampler; the mismatch, the mean per-token KL(int8 || float32) on the int8 sampler's own samples
+`new_tokens` tokens (stop tokens off), temperature 1. Also measured: the time to calibrate the sampler
+(once per learner) and to quantise the weights with the adapter's update (at each rollout); the mismatch, the mean per-token KL(int8 || float32) on the int8 sampler's own samples
 (the k3 estimate, as the learner's `sampler_kl`); and the process's peak resident memory.
 Writes docs/sampler.json and the "Rollout sampling: int8 against float32" section of docs/benchmarks.md.
 `--quick`: a tiny random core, batches 1 and 2, 4 tokens, one repeat; writes only where --docs says.
@@ -77,13 +77,15 @@ def run(core: Core, batches: tuple[int, ...] = (1, 32), new_tokens: int = 64, re
         if sampler is None:
             raise SystemExit("int8 sampling is not available here: nothing to compare")
         prepare_seconds = time.perf_counter() - began
-        rows = []
+        rows, requantise = [], float("inf")
         for batch in batches:
             prompts, best = _prompts(core, batch), {"float32": 0.0, "int8": 0.0}
             for _ in range(repeats):
                 with adapters.merged(model):
                     best["float32"] = max(best["float32"], tokens_per_s(model, prompts, new_tokens, pad))
+                entered = time.perf_counter()
                 with sampler.sampling():
+                    requantise = min(requantise, time.perf_counter() - entered)
                     best["int8"] = max(best["int8"], tokens_per_s(model, prompts, new_tokens, pad))
             rows.append({"batch": batch, "float32_tokens_per_s": best["float32"], "int8_tokens_per_s": best["int8"],
                          "speedup": best["int8"] / best["float32"]})
@@ -94,6 +96,7 @@ def run(core: Core, batches: tuple[int, ...] = (1, 32), new_tokens: int = 64, re
         adapters.detach(model)
     return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(), "rows": rows,
             "sampler_kl": kl, "prepare_seconds": prepare_seconds,
+            "requantise_seconds": requantise,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -105,12 +108,13 @@ def section(result: dict, command: str, core_name: str) -> str:
     return (f"## {TITLE}\n\nCommand: `{command}`\nMachine: {machine()}. Core: {core_name} with a fresh LoRA adapter; "
             f"{result['new_tokens']} new tokens per row, temperature 1, stop tokens off, best of {result['repeats']} "
             "alternating runs. float32: the adapter merged (today's sampler); int8: the core's linear layers but "
-            "down_proj in int8 (per-token activations, SmoothQuant), the adapter unmerged on top (models.quantized).\n\n"
+            "down_proj in int8 (per-token activations, SmoothQuant) with the adapter's update merged in, requantised at "
+            "each rollout (models.quantized).\n\n"
             "| batch | float32 tokens/s | int8 tokens/s | int8 / float32 |\n| --- | --- | --- | --- |\n" + rows + "\n\n"
             f"Mismatch: mean per-token KL(int8 || float32) on the int8 sampler's own replies {result['sampler_kl']:.4f} "
             "(the learner reports the same estimate as `sampler_kl` and corrects its loss by truncated importance "
-            f"sampling, GRPOConfig.is_cap). Quantising and calibrating: {result['prepare_seconds']:.1f} s once per "
-            f"learner. Peak resident memory of the process: {result['peak_rss_mb']:.0f} MB.\n")
+            f"sampling, GRPOConfig.is_cap). Calibrating: {result['prepare_seconds']:.1f} s once per learner; "
+            f"quantising at each rollout: {result['requantise_seconds']:.2f} s. Peak resident memory of the process: {result['peak_rss_mb']:.0f} MB.\n")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,9 +23,9 @@ Staying near the core (DESIGN.md, "Keeping what is learned"; the anchor is on by
   toward the core there by the exact per-token reverse KL (learners.anchor): on-policy distillation
   toward the core, where no job asks for anything.
 Sampling from int8 weights (`sampler="int8"`, models.quantized): the rollouts come from the core's
-linear layers quantised to int8 with the adapter's current float32 LoRA on top, about twice as fast on
-a CPU, while the loss is the float32 model's. The sampler is then slightly off the policy that is
-trained, so the decoder records each sampled token's log-prob under the sampler, the step reports the
+linear layers and the adapter's current update quantised to int8 at each rollout (about 1.4x faster on
+a loaded 2-core CPU, rough; docs/benchmarks.md), while the loss is the float32 model's. The sampler is
+then slightly off the policy that is trained, so the decoder records each sampled token's log-prob under the sampler, the step reports the
 gap (`sampler_kl`: the mean per-token k3 estimate of KL(sampler || learner) on the trained episodes),
 and each token's policy-gradient term is weighted by the truncated importance ratio
 min(p_learner / p_sampler, `is_cap`) (detached; as RL frameworks correct vLLM-vs-trainer mismatch).
@@ -258,10 +258,9 @@ class GRPOLearner:
             if self.int8 is not None:  # the float32 sampler is the policy itself: its ratio is 1
                 sampled_C_L = sampler_logprobs(transcripts, logprobs_C_L) * mask_C_L
                 figures.sampler_kl_sum += sampler_kl_sum(logprobs_C_L, sampled_C_L, mask_C_L)
-                ratio_C_L = torch.exp(logprobs_C_L.detach() - sampled_C_L)
-                figures.capped += int(((ratio_C_L > self.config.is_cap) & mask_C_L.bool()).sum())
                 if self.config.is_cap > 0:
                     weights_C_L = truncated_is_weights(logprobs_C_L, sampled_C_L, self.config.is_cap)
+                    figures.capped += int(((weights_C_L == self.config.is_cap) & mask_C_L.bool()).sum())
             loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref_C_L, self.config.kl_coef,
                                weights_C_L) * (len(part) / len(chosen))
             loss.backward()

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
+import torch.nn.functional as F
 from torch import nn
 
 from apiary.models.prompt_format import prompt_ids
@@ -93,6 +94,17 @@ class Int8Linear(nn.Module):
         if self.bias_O is not None:
             y_N_O = y_N_O + self.bias_O
         return y_N_O.reshape(*x.shape[:-1], self.out_features)
+
+
+class MergedLinear(nn.Module):
+    """A float32 linear layer with the adapter's update folded into a copy of its weights (nothing to train)."""
+
+    def __init__(self, weight_O_I: torch.Tensor, bias_O: torch.Tensor | None):
+        super().__init__()
+        self.weight_O_I, self.bias_O = weight_O_I, bias_O
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_O_I, self.bias_O)
 
 
 def smoothing(linear: nn.Linear, input_max_I: torch.Tensor, alpha: float = SMOOTH_ALPHA) -> torch.Tensor:
@@ -164,11 +176,7 @@ class Int8Sampler:
                     weight_O_I = weight_O_I + layer.lora.get_delta_weight(name).float()
             if layer.smooth_I is not None:
                 return Int8Linear(weight_O_I, base.bias, layer.smooth_I)
-            merged = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, device=weight_O_I.device)
-            merged.weight.copy_(weight_O_I)
-            if base.bias is not None:
-                merged.bias.copy_(base.bias)
-            return merged.requires_grad_(False)
+            return MergedLinear(weight_O_I, None if base.bias is None else base.bias.detach())
 
     @contextmanager
     def sampling(self):
