@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
-import torch.nn.functional as F
 from torch import nn
 
 from apiary.models.prompt_format import prompt_ids
