@@ -43,6 +43,9 @@ def learn(
     anchor: Annotated[Optional[float], typer.Option(
         "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
                          "(anchor_weight; default 1, 0: off)")] = None,
+    sampler: Annotated[Optional[str], typer.Option(
+        "--sampler", help="rl: float32 (default) or int8: sample rollouts from the core's weights in int8 with the "
+                          "adapter on top, the loss corrected by truncated importance sampling")] = None,
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(
@@ -78,7 +81,7 @@ def learn(
 
     def plans():
         rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
-                                                          kl_coef=kl, anchor_weight=anchor))
+                                                          kl_coef=kl, anchor_weight=anchor, sampler=sampler))
         settings = dict(overrides=tuple(spec[1:]), minutes=minutes, steps=steps, learners=tuple(learner_names),
                         configs=_learner_configs(learner_names, rl, lr or [], batch, epochs),
                         lora=LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None,

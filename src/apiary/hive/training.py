@@ -243,7 +243,8 @@ def _combine(steps: list[LearnStep]) -> StepStats:
 
 def _step_figures(step: int, stats: StepStats) -> str:
     """What a step did, for the progress bar: the reward of its rollouts (if it sampled any), the
-    feedback items it learned from, the anchor's KL to the core (if rl has one), and its loss."""
+    feedback items it learned from, the anchor's KL to the core (if rl has one), the int8 sampler's KL to
+    the trained policy (if rl samples in int8), and its loss."""
     figures = [f"step {step}"]
     if stats.extra["episodes"]:
         figures.append(f"reward {stats.reward_mean:.2f}")
@@ -251,6 +252,8 @@ def _step_figures(step: int, stats: StepStats) -> str:
         figures.append(f"feedback {stats.extra['feedback']}")
     if "anchor_kl" in stats.extra:  # rl's distance from its core on general prompts (GRPOConfig.anchor_weight)
         figures.append(f"anchor KL {stats.extra['anchor_kl']:.4f}")
+    if "sampler_kl" in stats.extra:  # rl sampling in int8: how far the sampler was off the trained policy
+        figures.append(f"sampler KL {stats.extra['sampler_kl']:.4f}")
     if "distil_back_kl" in stats.extra:  # a distillation phase toward the core ran this step (learners.distil_back)
         figures.append(f"distilled back: KL {stats.extra['distil_back_kl']:.4f} -> {stats.extra['distil_back_kl_after']:.4f}")
     return "  ".join(figures + [f"loss {stats.loss:.3f}"])

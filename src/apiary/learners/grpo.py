@@ -22,6 +22,14 @@ Staying near the core (DESIGN.md, "Keeping what is learned"; the anchor is on by
 - `anchor_weight`: each step the worker also samples replies to a few general prompts and is pulled
   toward the core there by the exact per-token reverse KL (learners.anchor): on-policy distillation
   toward the core, where no job asks for anything.
+Sampling from int8 weights (`sampler="int8"`, models.quantized): the rollouts come from the core's
+linear layers and the adapter's current update quantised to int8 at each rollout (about 1.4x faster on
+a loaded 2-core CPU, rough; docs/benchmarks.md), while the loss is the float32 model's. The sampler is
+then slightly off the policy that is trained, so the decoder records each sampled token's log-prob under the sampler, the step reports the
+gap (`sampler_kl`: the mean per-token k3 estimate of KL(sampler || learner) on the trained episodes),
+and each token's policy-gradient term is weighted by the truncated importance ratio
+min(p_learner / p_sampler, `is_cap`) (detached; as RL frameworks correct vLLM-vs-trainer mismatch).
+With the float32 sampler the ratio is 1 and no correction is applied.
 Optionally (`stop_when_decided`), a reply ends as soon as the job's scorer has decided (numeric:
 the first number is complete), since later tokens cannot change its reward. Measured on chain_sum it
 saved little (the model writes its number last) and is off by default; see docs/benchmarks.md.
@@ -42,6 +50,7 @@ from apiary.learners.play import Transcript, play, transcript_episode
 from apiary.models import adapters
 from apiary.models.generate import SamplingParams
 from apiary.models.logprobs import completion_logprobs
+from apiary.models.quantized import check_sampler, int8_sampler
 
 TOKEN_BUDGET = 4096  # episodes x length per micro-batch (activations grow with the tokens: ~8 GB here)
 ATTENTION_BUDGET = 2**22  # episodes x length^2 per micro-batch (attention's saved weights): 1 episode of 2000
@@ -67,12 +76,15 @@ class GRPOConfig:
     anchor_new_tokens: int = 24  # reply length sampled on each anchor prompt
     anchor_kinds: tuple[str, ...] = DEFAULT_KINDS  # which anchor prompts (learners.anchor.ANCHOR_KINDS); adding
     # "short" did not lower the flips on chain_sum (71 / 88 of 878 against 55 / 80, two seeds; docs/benchmarks.md)
+    sampler: str = "float32"  # "int8": rollouts from int8 core weights + the float32 adapter (models.quantized)
+    is_cap: float = 2.0  # int8 sampler: cap C of the truncated importance weight min(p_learner / p_sampler, C); 0 = off
 
     def __post_init__(self):
         check_settings("rl", self.learning_rate, prompts_per_step=self.prompts_per_step,
                        samples_per_prompt=self.samples_per_prompt, anchor_prompts_per_step=self.anchor_prompts_per_step,
                        anchor_new_tokens=self.anchor_new_tokens)
-        check_nonnegative("rl", kl_coef=self.kl_coef, anchor_weight=self.anchor_weight)
+        check_nonnegative("rl", kl_coef=self.kl_coef, anchor_weight=self.anchor_weight, is_cap=self.is_cap)
+        check_sampler(self.sampler)
         anchor_prompts(self.anchor_kinds)  # a clear error now for an unknown kind, not at the first step
 
 
@@ -83,10 +95,12 @@ def group_advantages(rewards_P_G: torch.Tensor) -> torch.Tensor:
 
 def policy_loss(
     logprobs_C_L: torch.Tensor, mask_C_L: torch.Tensor, advantages_C: torch.Tensor,
-    ref_logprobs_C_L: torch.Tensor | None = None, kl_coef: float = 0.0,
+    ref_logprobs_C_L: torch.Tensor | None = None, kl_coef: float = 0.0, is_weights_C_L: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """-(advantage x sequence log-prob), averaged over completions; optional per-token KL to the core."""
-    loss = -(advantages_C * (logprobs_C_L * mask_C_L).sum(1)).mean()
+    """-(advantage x sequence log-prob), averaged over completions; optional per-token KL to the core;
+    `is_weights_C_L` (constants, `truncated_is_weights`), if given, weight each token's term."""
+    weighted_C_L = logprobs_C_L * mask_C_L if is_weights_C_L is None else logprobs_C_L * mask_C_L * is_weights_C_L
+    loss = -(advantages_C * weighted_C_L.sum(1)).mean()
     if ref_logprobs_C_L is not None and kl_coef > 0:
         loss = loss + kl_coef * k3_kl(logprobs_C_L, ref_logprobs_C_L, mask_C_L).sum(1).mean()
     return loss
@@ -97,6 +111,25 @@ def k3_kl(logprobs_C_L: torch.Tensor, ref_logprobs_C_L: torch.Tensor, mask_C_L: 
     d = log p_core - log p_worker ("k3": never negative, unbiased, lower variance than -d); 0 off the mask."""
     delta_C_L = (ref_logprobs_C_L - logprobs_C_L) * mask_C_L
     return (torch.exp(delta_C_L) - delta_C_L - 1) * mask_C_L
+
+
+def truncated_is_weights(logprobs_C_L: torch.Tensor, sampler_logprobs_C_L: torch.Tensor, cap: float) -> torch.Tensor:
+    """min(p_learner / p_sampler, cap) per token, detached: the tokens were drawn from the sampler, the
+    gradient is the learner's, and the cap bounds the variance a rare token could add."""
+    return torch.exp(logprobs_C_L.detach() - sampler_logprobs_C_L).clamp(max=cap)
+
+
+def sampler_kl_sum(logprobs_C_L: torch.Tensor, sampler_logprobs_C_L: torch.Tensor, mask_C_L: torch.Tensor) -> float:
+    """Sum over the masked tokens of the k3 estimate of KL(sampler || learner), from the sampler's own tokens."""
+    return float(k3_kl(sampler_logprobs_C_L, logprobs_C_L.detach(), mask_C_L).sum())
+
+
+def sampler_logprobs(transcripts: list[Transcript], like_C_L: torch.Tensor) -> torch.Tensor:
+    """The sampler's recorded log-prob of each transcript token, laid out as `masked_logprobs` lays out the learner's."""
+    out_C_L = torch.zeros_like(like_C_L)
+    for row, t in enumerate(transcripts):
+        out_C_L[row, : len(t.sampler_logprobs)] = torch.tensor(t.sampler_logprobs, dtype=out_C_L.dtype)
+    return out_C_L
 
 
 def masked_logprobs(model, transcripts: list[Transcript], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +160,17 @@ def micro_batches(items: list, tokens: int, attention: int, length=lambda item: 
     return groups + ([current] if current else [])
 
 
+@dataclass
+class PolicyFigures:
+    """What one update's policy-gradient part did: its loss, the tokens it was taken on, and (int8 sampler)
+    the summed KL(sampler || learner) estimate and how many tokens' importance ratios exceeded the cap."""
+
+    loss: float = 0.0
+    tokens: int = 0
+    sampler_kl_sum: float = 0.0
+    capped: int = 0
+
+
 class GRPOLearner:
     name = "rl"
 
@@ -135,6 +179,7 @@ class GRPOLearner:
         self.model, self.tokenizer, self.job, self.config, self.stop_ids = model, tokenizer, job, config, stop_ids
         self.optimizer = new_optimizer(model, config.learning_rate)
         self.generator = generator or torch.Generator().manual_seed(0)
+        self.int8 = int8_sampler(model, tokenizer) if config.sampler == "int8" else None  # None: float32 (chosen, or the fallback)
         self.anchor = CoreAnchor(tokenizer, stop_ids, config.anchor_weight, config.anchor_prompts_per_step,
                                  config.anchor_new_tokens, config.temperature,
                                  tuple(config.anchor_kinds)) if config.anchor_weight > 0 else None
@@ -151,7 +196,7 @@ class GRPOLearner:
         decided = self.job.scorer.decided if cfg.stop_when_decided else None
         done = (lambda ids: decided(self.tokenizer.decode(ids, skip_special_tokens=True))) if decided else None
         self.model.eval()
-        with adapters.merged(self.model):
+        with self.int8.sampling() if self.int8 is not None else adapters.merged(self.model):
             return play(self.model, self.tokenizer, self.job, tasks, cfg.samples_per_prompt, params, self.stop_ids,
                         self.generator, done)
 
@@ -169,28 +214,32 @@ class GRPOLearner:
                           generate_seconds=generated - started, train_seconds=0.0,
                           extra={"invalid_rate": sum(t.invalid for t in transcripts) / max(1, turns),
                                  "success_rate": sum(t.success for t in transcripts) / n})
-        anchored = AnchorFigures()
+        anchored, policy = AnchorFigures(), PolicyFigures()
         if chosen or self.anchor is not None:  # the anchor pulls toward the core even when no group had a signal
-            stats.loss, stats.trained_tokens, anchored = self._update(chosen)
+            policy, anchored = self._update(chosen)
+        stats.loss, stats.trained_tokens = policy.loss, policy.tokens
         if self.anchor is not None:
             stats.extra |= {"anchor_kl": anchored.kl, "anchor_tokens": anchored.tokens}
+        if self.int8 is not None and policy.tokens:
+            stats.extra |= {"sampler_kl": policy.sampler_kl_sum / policy.tokens, "is_capped": policy.capped / policy.tokens}
         stats.generate_seconds += anchored.sample_seconds
         stats.train_seconds = time.perf_counter() - generated - anchored.sample_seconds
         return transcripts, stats
 
-    def _update(self, chosen: list[tuple[Transcript, float]]) -> tuple[float, int, AnchorFigures]:
+    def _update(self, chosen: list[tuple[Transcript, float]]) -> tuple[PolicyFigures, AnchorFigures]:
         """One optimiser step on the RL loss of `chosen` (`_policy_backward`) plus, when on, the anchor
-        term (`CoreAnchor`); returns the RL loss, the tokens it was taken on, and the anchor's figures."""
+        term (`CoreAnchor`); returns the figures of both."""
         self.optimizer.zero_grad(set_to_none=True)
-        total, tokens = self._policy_backward(chosen) if chosen else (0.0, 0)
+        policy = self._policy_backward(chosen) if chosen else PolicyFigures()
         anchored = self.anchor.backward(self.model, self.generator) if self.anchor is not None else AnchorFigures()
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm)
         self.optimizer.step()
         self.model.eval()
-        return total, tokens, anchored
+        return policy, anchored
 
-    def _policy_backward(self, chosen: list[tuple[Transcript, float]]) -> tuple[float, int]:
-        """Gradients of the mean over `chosen` of `policy_loss`, in micro-batches when needed."""
+    def _policy_backward(self, chosen: list[tuple[Transcript, float]]) -> PolicyFigures:
+        """Gradients of the mean over `chosen` of `policy_loss`, in micro-batches when needed; with the
+        int8 sampler, each token weighted by its truncated importance ratio (unless `is_cap` is 0)."""
         parts = micro_batches(chosen, TOKEN_BUDGET, ATTENTION_BUDGET)
         pad = self.tokenizer.pad_token_id
         refs = [None] * len(parts)
@@ -200,11 +249,20 @@ class GRPOLearner:
             with torch.no_grad(), self.model.disable_adapter():
                 refs = [masked_logprobs(self.model, [t for t, _ in part], pad)[0] for part in parts]
         self.model.train()
-        total, tokens = 0.0, 0
+        figures = PolicyFigures()
         for part, ref_C_L in zip(parts, refs):
-            logprobs_C_L, mask_C_L = masked_logprobs(self.model, [t for t, _ in part], pad)
+            transcripts = [t for t, _ in part]
+            logprobs_C_L, mask_C_L = masked_logprobs(self.model, transcripts, pad)
             advantages_C = torch.tensor([a for _, a in part], device=logprobs_C_L.device)
-            loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref_C_L, self.config.kl_coef) * (len(part) / len(chosen))
+            weights_C_L = None
+            if self.int8 is not None:  # the float32 sampler is the policy itself: its ratio is 1
+                sampled_C_L = sampler_logprobs(transcripts, logprobs_C_L) * mask_C_L
+                figures.sampler_kl_sum += sampler_kl_sum(logprobs_C_L, sampled_C_L, mask_C_L)
+                if self.config.is_cap > 0:
+                    weights_C_L = truncated_is_weights(logprobs_C_L, sampled_C_L, self.config.is_cap)
+                    figures.capped += int(((weights_C_L == self.config.is_cap) & mask_C_L.bool()).sum())
+            loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref_C_L, self.config.kl_coef,
+                               weights_C_L) * (len(part) / len(chosen))
             loss.backward()
-            total, tokens = total + float(loss.detach()), tokens + int(mask_C_L.sum())
-        return total, tokens
+            figures.loss, figures.tokens = figures.loss + float(loss.detach()), figures.tokens + int(mask_C_L.sum())
+        return figures

@@ -14,7 +14,8 @@ chat template's framing and the environment's messages are 0. The RL learner put
 those tokens only, and credits every one of the worker's turns with the episode's score.
 
 The ids are built turn by turn (never re-tokenised from text), so training sees the very tokens
-that were sampled.
+that were sampled, and each of the worker's tokens keeps the log-probability the sampler gave it
+(`sampler_logprobs`), for a learner that checks how far its sampler is off its policy.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Callable
 import torch
 
 from apiary.jobs.base import Environment, Job, Task
-from apiary.models.generate import SamplingParams, generate
+from apiary.models.generate import Sample, SamplingParams, sample
 from apiary.models.prompt_format import environment_turn_ids, prompt_ids
 from apiary.store.records import Episode
 
@@ -41,6 +42,7 @@ class Transcript:
     prompt_ids: list[int]  # the opening prompt's tokens
     ids: list[int] = field(default_factory=list)  # every token after the opening prompt
     model_mask: list[int] = field(default_factory=list)  # 1 on the tokens the worker wrote
+    sampler_logprobs: list[float] = field(default_factory=list)  # per token of `ids`: the sampler's log-prob (0 off the mask)
     turns: int = 0  # the worker's turns
     invalid: int = 0  # of which invalid moves / malformed tool calls
     score: float = 0.0
@@ -87,13 +89,13 @@ def play(model, tokenizer, job: Job, tasks: list[Task], samples: int, params: Sa
         contexts = [transcripts[i].prompt_ids + transcripts[i].ids for i in live]
         copies = _copies(contexts)
         for start, end in _chunks(len(live), max(len(c) for c in contexts), copies):
-            replies = generate(model, contexts[start:end:copies], copies, params, stop_ids, tokenizer.pad_token_id,
-                               generator, done)
-            for i, reply_ids in zip(live[start:end], replies):
-                _advance(transcripts[i], envs[i], tokenizer, reply_ids, stop_ids)
+            replies = sample(model, contexts[start:end:copies], copies, params, stop_ids, tokenizer.pad_token_id,
+                             generator, done)
+            for i, reply in zip(live[start:end], replies):
+                _advance(transcripts[i], envs[i], tokenizer, reply, stop_ids)
     for t in transcripts:  # a cut-off episode's last environment turn was never read by the worker
         while t.model_mask and not t.model_mask[-1]:
-            t.ids.pop(), t.model_mask.pop()
+            t.ids.pop(), t.model_mask.pop(), t.sampler_logprobs.pop()
     return transcripts
 
 
@@ -124,11 +126,13 @@ def transcript_episode(job: Job, transcript: Transcript) -> Episode:
                    score=transcript.score, answer=transcript.task.answer or None, info=transcript.info())
 
 
-def _advance(transcript: Transcript, env, tokenizer, reply_ids: list[int], stop_ids: list[int]) -> None:
+def _advance(transcript: Transcript, env, tokenizer, sampled: Sample, stop_ids: list[int]) -> None:
+    reply_ids = sampled.tokens
     reply = tokenizer.decode(reply_ids, skip_special_tokens=True)
     transcript.messages.append({"role": "assistant", "content": reply})
     transcript.ids += reply_ids
     transcript.model_mask += [1] * len(reply_ids)
+    transcript.sampler_logprobs += sampled.logprobs
     transcript.turns += 1
     turn = env.step(reply)
     transcript.invalid += int(turn.invalid)
@@ -141,3 +145,4 @@ def _advance(transcript: Transcript, env, tokenizer, reply_ids: list[int], stop_
     framing = environment_turn_ids(tokenizer, turn.message, reply_ids, stop_ids)
     transcript.ids += framing
     transcript.model_mask += [0] * len(framing)
+    transcript.sampler_logprobs += [0.0] * len(framing)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import DynamicCache
 
+from apiary.models.logprobs import token_logprobs
 from apiary.models.prefix import PrefillJob, PromptState
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -51,6 +52,9 @@ class Request:
     on_token: Callable[[int], None] | None = None
     on_done: Callable[["Request"], None] | None = None
     tokens: list[int] = field(default_factory=list)
+    # None: not recorded; a list: each written token's log-probability under the logits it was sampled from, at
+    # temperature 1 and before top-p (what a learner's teacher-forced log-prob of the token is, models.logprobs)
+    logprobs: list[float] | None = None
     finish_reason: str | None = None  # stop | length | cancelled | error | timeout
     cancelled: bool = False
     deadline: float | None = None  # time.monotonic() past which the reply ends with "timeout"; None: no limit
@@ -127,10 +131,14 @@ class RunningBatch:
         temperature = torch.tensor([r.temperature for r in self.rows], device=device)
         top_p = torch.tensor([r.top_p for r in self.rows], device=device)
         tokens_B = sample_rows(self.logits_B_V, temperature, top_p, self.generator)
+        logprobs_B = (token_logprobs(self.logits_B_V, tokens_B).tolist() if any(r.logprobs is not None for r in self.rows)
+                      else None)
         keep = []
         for i, (row, token) in enumerate(zip(self.rows, tokens_B.tolist())):
             if not row.cancelled:
                 row.tokens.append(token)
+                if row.logprobs is not None:
+                    row.logprobs.append(logprobs_B[i])
                 if row.on_token is not None:
                     row.on_token(token)
             reason = _finished(row, token)

@@ -14,7 +14,8 @@ from transformers import PreTrainedModel
 from apiary.models.prefix import prefill
 
 
-def _token_logprobs(logits_N_V: torch.Tensor, tokens_N: torch.Tensor) -> torch.Tensor:
+def token_logprobs(logits_N_V: torch.Tensor, tokens_N: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token] per row, in float32 (the decoder records the same of what it samples)."""
     logits_N_V = logits_N_V.float()
     return logits_N_V.gather(-1, tokens_N[:, None]).squeeze(-1) - torch.logsumexp(logits_N_V, dim=-1)
 
@@ -61,7 +62,7 @@ def completion_logprobs(
     Runs with whatever grad mode the caller chose.
     """
     state, tokens_C_L, mask_C_L, hidden_C_L_H = _read_completions(model, prompts, completions, prompt_index, pad_id)
-    first_C = _token_logprobs(state.last_logits_P_V, tokens_C_L[:, 0])  # token 0 is predicted by the prompt
+    first_C = token_logprobs(state.last_logits_P_V, tokens_C_L[:, 0])  # token 0 is predicted by the prompt
     columns = [first_C[:, None]]
     if hidden_C_L_H is not None:
         real = mask_C_L[:, 1:].bool()  # positions whose *next* token is real (and needed)
@@ -72,7 +73,7 @@ def completion_logprobs(
             real &= wanted_C_L[:, 1:].bool()
         logits_N_V = model.get_output_embeddings()(hidden_C_L_H[real])
         rest = torch.zeros((len(completions), tokens_C_L.shape[1] - 1), dtype=first_C.dtype, device=first_C.device)
-        columns.append(rest.masked_scatter(real, _token_logprobs(logits_N_V, tokens_C_L[:, 1:][real])))
+        columns.append(rest.masked_scatter(real, token_logprobs(logits_N_V, tokens_C_L[:, 1:][real])))
     return torch.cat(columns, dim=1) * mask_C_L, mask_C_L
 
 

@@ -1,0 +1,149 @@
+"""Rollout sampling in int8 against float32: tokens/s, how far the int8 sampler is off the policy, memory.
+
+    python -m apiary.bench.sampler [--batches 1,32] [--new-tokens 64] [--repeats 3] [--core DIR] [--quick] [--docs DIR]
+
+A worker as the RL learner samples it: the core with a fresh LoRA adapter, float32 with the adapter
+merged (the default sampler), int8 with the adapter on top (models.quantized). Same prompts, same
+process; each timing follows one warm-up call, the two samplers alternate `repeats` times and the best
+of each is kept (a shared machine's noise only ever slows a run down). Every row writes exactly
+`new_tokens` tokens (stop tokens off), temperature 1. Also measured: the time to calibrate the sampler
+(once per learner) and to quantise the weights with the adapter's update (at each rollout); the mismatch, the mean per-token KL(int8 || float32) on the int8 sampler's own samples
+(the k3 estimate, as the learner's `sampler_kl`); and the process's peak resident memory.
+Writes docs/sampler.json and the "Rollout sampling: int8 against float32" section of docs/benchmarks.md.
+`--quick`: a tiny random core, batches 1 and 2, 4 tokens, one repeat; writes only where --docs says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from apiary.learners.anchor import anchor_prompts
+from apiary.learners.grpo import k3_kl
+from apiary.models import adapters
+from apiary.models.adapters import LoraSpec
+from apiary.models.core import Core, load_core
+from apiary.models.generate import SamplingParams, generate, sample
+from apiary.models.logprobs import completion_logprobs
+from apiary.models.prompt_format import prompt_ids
+from apiary.models.quantized import Int8Sampler, int8_sampler
+
+TITLE = "Rollout sampling: int8 against float32"
+
+
+def _prompts(core: Core, batch: int) -> list[list[int]]:
+    questions = anchor_prompts()
+    return [prompt_ids(core.tokenizer, [{"role": "user", "content": questions[i % len(questions)]}]) for i in range(batch)]
+
+
+def tokens_per_s(model, prompts: list[list[int]], new_tokens: int, pad_id: int) -> float:
+    """Sampled tokens/s, exactly `new_tokens` per prompt, after one short warm-up call."""
+    run = lambda n: generate(model, prompts, 1, SamplingParams(max_new_tokens=n), [], pad_id,  # noqa: E731
+                             torch.Generator().manual_seed(0))
+    run(2)
+    began = time.perf_counter()
+    out = run(new_tokens)
+    return sum(len(c) for c in out) / (time.perf_counter() - began)
+
+
+def sampler_kl(model, sampler: Int8Sampler, core: Core, prompts: list[list[int]], new_tokens: int) -> float:
+    """Mean per-token KL(int8 || float32) estimate (k3) on replies the int8 sampler wrote, at temperature 1."""
+    pad = core.tokenizer.pad_token_id
+    with sampler.sampling():
+        samples = sample(model, prompts, 1, SamplingParams(max_new_tokens=new_tokens), core.stop_token_ids, pad,
+                         torch.Generator().manual_seed(0))
+    kept = [(i, s) for i, s in enumerate(samples) if s.tokens]
+    with torch.no_grad():
+        learner_C_L, mask_C_L = completion_logprobs(model, prompts, [s.tokens for _, s in kept], [i for i, _ in kept], pad)
+    sampler_C_L = torch.zeros_like(learner_C_L)
+    for row, (_, s) in enumerate(kept):
+        sampler_C_L[row, : len(s.logprobs)] = torch.tensor(s.logprobs)
+    return float(k3_kl(sampler_C_L, learner_C_L, mask_C_L).sum() / mask_C_L.sum())
+
+
+def run(core: Core, batches: tuple[int, ...] = (1, 32), new_tokens: int = 64, repeats: int = 3) -> dict:
+    model = adapters.attach(core.model, LoraSpec())
+    pad = core.tokenizer.pad_token_id
+    try:
+        began = time.perf_counter()
+        sampler = int8_sampler(model, core.tokenizer)
+        if sampler is None:
+            raise SystemExit("int8 sampling is not available here: nothing to compare")
+        prepare_seconds = time.perf_counter() - began
+        rows, requantise = [], float("inf")
+        for batch in batches:
+            prompts, best = _prompts(core, batch), {"float32": 0.0, "int8": 0.0}
+            for _ in range(repeats):
+                with adapters.merged(model):
+                    best["float32"] = max(best["float32"], tokens_per_s(model, prompts, new_tokens, pad))
+                entered = time.perf_counter()
+                with sampler.sampling():
+                    requantise = min(requantise, time.perf_counter() - entered)
+                    best["int8"] = max(best["int8"], tokens_per_s(model, prompts, new_tokens, pad))
+            rows.append({"batch": batch, "float32_tokens_per_s": best["float32"], "int8_tokens_per_s": best["int8"],
+                         "speedup": best["int8"] / best["float32"]})
+            print(f"  batch {batch:3d}: float32 {best['float32']:7.1f} tok/s, int8 {best['int8']:7.1f} tok/s, "
+                  f"x{best['int8'] / best['float32']:.2f}", flush=True)
+        kl = sampler_kl(model, sampler, core, _prompts(core, max(batches)), new_tokens)
+    finally:
+        adapters.detach(model)
+    return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(), "rows": rows,
+            "sampler_kl": kl, "prepare_seconds": prepare_seconds,
+            "requantise_seconds": requantise,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def section(result: dict, command: str, core_name: str) -> str:
+    from apiary.bench.report import machine
+
+    rows = "\n".join(f"| {r['batch']} | {r['float32_tokens_per_s']:.1f} | {r['int8_tokens_per_s']:.1f} | {r['speedup']:.2f}x |"
+                     for r in result["rows"])
+    return (f"## {TITLE}\n\nCommand: `{command}`\nMachine: {machine()}. Core: {core_name} with a fresh LoRA adapter; "
+            f"{result['new_tokens']} new tokens per row, temperature 1, stop tokens off, best of {result['repeats']} "
+            "alternating runs. float32: the adapter merged (today's sampler); int8: the core's linear layers but "
+            "down_proj in int8 (per-token activations, SmoothQuant) with the adapter's update merged in, requantised at "
+            "each rollout (models.quantized).\n\n"
+            "| batch | float32 tokens/s | int8 tokens/s | int8 / float32 |\n| --- | --- | --- | --- |\n" + rows + "\n\n"
+            f"Mismatch: mean per-token KL(int8 || float32) on the int8 sampler's own replies {result['sampler_kl']:.4f} "
+            "(the learner reports the same estimate as `sampler_kl` and corrects its loss by truncated importance "
+            f"sampling, GRPOConfig.is_cap). Calibrating: {result['prepare_seconds']:.1f} s once per learner; "
+            f"quantising at each rollout: {result['requantise_seconds']:.2f} s. Peak resident memory of the process: {result['peak_rss_mb']:.0f} MB.\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--core", default=None, help="the core (default: the bundled one; --quick: a tiny random one)")
+    parser.add_argument("--quick", action="store_true", help="a check that it runs: tiny core, batches 1 and 2, 4 tokens")
+    parser.add_argument("--docs", type=Path, default=None, help="where benchmarks.md and sampler.json go (default docs/)")
+    args = parser.parse_args(argv)
+    from apiary.bench.kill_trials import tiny_core
+    from apiary.bench.report import DOCS, write_section
+
+    batches = (1, 2) if args.quick else tuple(int(b) for b in args.batches.split(","))
+    new_tokens, repeats = (4, 1) if args.quick else (args.new_tokens, args.repeats)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="apiary-sampler-bench-") as scratch:
+        core_dir = args.core or (str(tiny_core(Path(scratch) / "core")) if args.quick else None)
+        result = run(load_core(core_dir), batches, new_tokens, repeats)
+    text = section(result, "python -m apiary.bench.sampler " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   "tiny random" if args.quick and not args.core else args.core or "bundled SmolLM2-135M-Instruct, float32")
+    print(text)
+    docs = args.docs or (None if args.quick else DOCS)
+    if docs is not None:
+        (docs / "sampler.json").write_text(json.dumps(result, indent=1))
+        write_section(TITLE, text, docs)
+    return result
+
+
+if __name__ == "__main__":
+    main()
