@@ -309,11 +309,11 @@ def _feedback(title: str, fb: dict | None) -> str:
 def _seeds(fig: dict) -> str:
     """The runs on other corrections (`--seed N`: the next 64 training questions), one line each."""
     lines = []
-    for key in sorted(k for k in fig if "_s" in k and k.split("_s")[0] in FEEDBACK_PARTS):
-        fb = fig[key]
+    for key in sorted(k for k in fig if k.rpartition("_s")[0] in FEEDBACK_PARTS):
+        (part, _, seed), fb = key.rpartition("_s"), fig[key]
         gate = fb["after"]["last_gate"] or {}
         flips = gate.get("flips") or {}
-        lines.append(f"- `{key.split('_s')[0]}`, seed {key.split('_s')[1]}: candidate held-out {_one(gate.get('heldout'))} "
+        lines.append(f"- `{part}`, seed {seed}: candidate held-out {_one(gate.get('heldout'))} "
                      f"against live {_one(gate.get('live_heldout'))}, retention KL {(gate.get('retention_kl') or 0):.3f}, "
                      f"{flips.get('right_to_wrong')} of {flips.get('items')} flipped: "
                      f"**{'released' if gate.get('passed') else 'refused'}**; `/v1/workers` "
