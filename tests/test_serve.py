@@ -354,3 +354,33 @@ def test_the_server_learns_corrections_and_critiques_by_self_distillation_when_t
     assert ready_workers(hive.store, 3, "self_distill") == []
     with pytest.raises(ValueError, match="text learner .sft. is not one of separate, self_distill"):
         LearningConfig(text_learner="sft")
+
+
+def test_background_runs_take_the_learning_rates_and_distil_back_the_server_was_given(hive):
+    config = LearningConfig(learning_rates={"corrections": 2e-4, "distil_back": 5e-5}, distil_back=True)
+    configs = config.configs_for(["corrections", "distil_back"])
+    assert configs["corrections"].learning_rate == 2e-4 and configs["distil_back"].learning_rate == 5e-5
+    assert config.configs_for(["critiques"]) == {}  # a run without that learner keeps every default
+    for episode in hive.attempt("rg:chain_sum", "arith", n=4, overrides=ONE_DIGIT):
+        hive.feedback(episode.id, correction=episode.answer)
+    outcome = learn_and_gate(hive.store, hive.evaluator, hive.worker("arith"), ["corrections", "distil_back"],
+                             GateConfig(), configs)
+    (run,) = hive.store.table_rows("runs")
+    assert outcome["learn"]["learners"] == ["corrections", "distil_back"]
+    assert run["config"]["learners"]["corrections"]["learning_rate"] == 2e-4
+    assert run["config"]["learners"]["distil_back"]["learning_rate"] == 5e-5
+    for bad, match in [({"corrections": 0.0}, "number > 0"), ({"corrections": "fast"}, "number > 0"),
+                       ({"sft": 1e-4}, "sft")]:
+        with pytest.raises(ValueError, match=match):
+            LearningConfig(learning_rates=bad)
+
+
+def test_serve_refuses_a_learning_rate_without_its_learner(tmp_path):
+    from typer.testing import CliRunner
+
+    from apiary.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--lr", "1e-4", "--hive", str(tmp_path / "hive")])
+    assert result.exit_code == 2 and "NAME=RATE" in result.output
+    result = CliRunner().invoke(app, ["serve", "--lr", "sft=1e-4", "--hive", str(tmp_path / "hive")])
+    assert result.exit_code == 2 and "unknown learner" in result.output

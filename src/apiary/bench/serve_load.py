@@ -259,6 +259,9 @@ the held-out score is read back from `/v1/workers`.
 {_feedback("Default gate, corrections by SFT, then distilled back (`--distil-back`: a phase of 5 updates of on-policy "
            "distillation toward the core on general prompts after every 5 steps and at the end, lr 2e-4)", fig.get("distil_back"))}
 
+{_feedback("The same with SFT at lr 2e-4 instead of 1e-3 (`--distil-back --lr corrections=2e-4`)",
+           fig.get("distil_back_lr2e-4"))}
+
 {_seeds(fig)}
 
 {_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job; "
@@ -325,7 +328,8 @@ def _one(scores: dict | None) -> str:
     return ", ".join(f"{v:.2f}" for v in (scores or {}).values())
 
 
-FEEDBACK_PARTS = {"feedback": [], "self_distill": ["--text-learner", "self_distill"], "distil_back": ["--distil-back"]}
+FEEDBACK_PARTS = {"feedback": [], "self_distill": ["--text-learner", "self_distill"], "distil_back": ["--distil-back"],
+                  "distil_back_lr2e-4": ["--distil-back", "--lr", "corrections=2e-4"]}
 
 
 def main() -> None:
@@ -337,7 +341,8 @@ def main() -> None:
     parser.add_argument("--parts", default="load,steady,feedback,self_distill,distil_back,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
-                             "distil_back (default gate, SFT then distilled back toward the core), "
+                             "distil_back (default gate, SFT then distilled back toward the core), distil_back_lr2e-4 "
+                             "(the same, SFT at lr 2e-4), "
                              "specialist (the gate on the worker's job only: retention checks off)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the feedback parts learn from the seed-th 64 training questions' corrections; "

@@ -133,6 +133,8 @@ def serve(
     distil_back: Annotated[bool, typer.Option(
         help="background runs on feedback also distil back toward the core: a phase after every 5 steps and one "
              "at the end (learners.distil_back)")] = False,
+    lr: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=RATE: a learner's learning rate in background runs, e.g. corrections=2e-4 (repeatable)")] = None,
     rate_limit: Annotated[Optional[int], typer.Option(
         help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
     generation_timeout: Annotated[Optional[float], typer.Option(
@@ -155,7 +157,18 @@ def serve(
                                             document_steps=document_steps,
                                             generation_timeout=generation_timeout, body_timeout=body_timeout,
                                             prefill_chunk=prefill_chunk), gate=gate,
-                                   text_learner=text_learner, distil_back=distil_back))
+                                   text_learner=text_learner, distil_back=distil_back,
+                                   learning_rates=_serve_rates(lr or [])))
+
+
+def _serve_rates(values: list[str]) -> dict[str, float]:
+    """`apiary serve --lr NAME=RATE` values: each for one learner (which learners a run uses depends on its feedback)."""
+    from apiary.cli.learning import _learning_rates
+
+    rates = _learning_rates(values)
+    if None in rates:
+        raise ValueError("apiary serve --lr takes NAME=RATE for one learner, e.g. corrections=2e-4")
+    return rates
 
 
 @app.command()

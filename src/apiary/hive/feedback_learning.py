@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from apiary.evals.gate import GateConfig
@@ -30,9 +30,11 @@ from apiary.evals.givers import flagged_givers, verifier
 from apiary.hive.document_learning import learn_documents, ready_documents
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.learning import learn_worker
+from apiary.hive.mix import LEARNERS
 from apiary.hive.training import Budget
 from apiary.hive.worker import WorkerHandle
 from apiary.hive.worker_gate import WorkerGateResult
+from apiary.learners.common import LearnerConfig
 from apiary.models.core import MODEL_LOADS
 from apiary.store import leases
 from apiary.store.documents import unlearned
@@ -58,8 +60,16 @@ class LearningConfig:
     distil_back: bool = False
     """Learn, then distil back: the feedback learners' run also has phases of distillation toward the core
     (learners.distil_back), one after every 5 steps and one at its end."""
+    learning_rates: dict[str, float] = field(default_factory=dict)
+    """Learning rates of background runs by learner (`apiary serve --lr corrections=2e-4`); the others keep theirs."""
 
     def __post_init__(self):
+        unknown = [name for name in self.learning_rates if name not in LEARNERS]
+        if unknown:
+            raise ValueError(f"a learning rate for unknown learner(s) {', '.join(unknown)}; choose from {', '.join(LEARNERS)}")
+        bad = {n: r for n, r in self.learning_rates.items() if not (isinstance(r, (int, float)) and 0 < r < float("inf"))}
+        if bad:
+            raise ValueError(f"a learning rate is a number > 0, got {bad}")
         steps = self.document_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"a run on added documents takes a whole number of steps >= 1, got {steps!r}")
@@ -67,6 +77,11 @@ class LearningConfig:
             raise ValueError(f"the lease lasts a number of seconds > 0, got {self.lease_seconds!r}")
         if self.text_learner not in TEXT_LEARNERS:
             raise ValueError(f"text learner {self.text_learner!r} is not one of {', '.join(TEXT_LEARNERS)}")
+
+    def configs_for(self, learners: list[str]) -> dict[str, LearnerConfig]:
+        """The settings of a background run with these learners: the learning rates given, the defaults otherwise."""
+        return {name: replace(LEARNERS[name][1](), learning_rate=rate)
+                for name, rate in self.learning_rates.items() if name in learners}
 
 
 def learner_of(kind: str, text_learner: str = "separate") -> str:
@@ -160,10 +175,9 @@ class FeedbackLearning:
                                                                     self.config.text_learner, asked))
             if record.name not in still:  # another replica learnt that feedback before this one took the lease
                 return
-            self._run(hive, record.name, unusable,
-                      lambda worker: learn_and_gate(hive.store, hive.evaluator, worker,
-                                                    still[record.name] + ["distil_back"] * self.config.distil_back,
-                                                    self.config.gate))
+            learners = still[record.name] + ["distil_back"] * self.config.distil_back
+            self._run(hive, record.name, unusable, lambda worker: learn_and_gate(
+                hive.store, hive.evaluator, worker, learners, self.config.gate, self.config.configs_for(learners)))
 
     def _learn_documents(self, hive, name: str, unusable: set[str]) -> None:
         """One learning run on the documents added to the worker, under its lease, if any are still unlearned
@@ -190,13 +204,14 @@ class FeedbackLearning:
 
 
 def learn_and_gate(store: Store, evaluator: Evaluator, worker: WorkerHandle, learners: list[str],
-                   gate: GateConfig) -> dict:
+                   gate: GateConfig, configs: dict[str, LearnerConfig] | None = None) -> dict:
     """One learning run on the worker's unlearned feedback from its live version, with the gate on the
     version it made (hive.learning.learn_worker: released only if it passed). The worker's core and the
     base core (`evaluator.cores.at(0)`, retention's reference) are loaded already, so no model is loaded
     while computing."""
     with MODEL_LOADS.compute():
-        result = learn_worker(store, evaluator, worker, Budget(), learners=learners, gate=gate, show_progress=False)
+        result = learn_worker(store, evaluator, worker, Budget(), learners=learners, configs=configs, gate=gate,
+                              show_progress=False)
     decision: WorkerGateResult | None = result.gate
     if decision is None:
         return {"learn": result.model_dump(exclude={"gate"}), "gate": None}  # nothing new was learned

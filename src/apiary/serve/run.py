@@ -20,13 +20,15 @@ def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path |
                requests_per_minute: int = ServeConfig.requests_per_minute,
                text_learner: str = LearningConfig.text_learner, document_steps: int = LearningConfig.document_steps,
                generation_timeout: float = ServeConfig.generation_timeout, body_timeout: float = ServeConfig.body_timeout,
-               prefill_chunk: int = ServeConfig.prefill_chunk, distil_back: bool = LearningConfig.distil_back) -> None:
+               prefill_chunk: int = ServeConfig.prefill_chunk, distil_back: bool = LearningConfig.distil_back,
+               learning_rates: dict[str, float] | None = None) -> None:
     tenants = load_tenants(keys)
     check_host(host, tenants)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServeConfig(max_batch=max_batch or ServeConfig.max_batch, learn=learn, requests_per_minute=requests_per_minute,
                          generation_timeout=generation_timeout, body_timeout=body_timeout, prefill_chunk=prefill_chunk,
                          learning=LearningConfig(min_feedback=min_feedback, gate=gate, text_learner=text_learner,
-                                                 document_steps=document_steps, distil_back=distil_back))
+                                                 document_steps=document_steps, distil_back=distil_back,
+                                                 learning_rates=learning_rates or {}))
     service = Service(hive, core=core, config=config, template=template)
     uvicorn.run(create_app(service, tenants), host=host, port=port, log_level="info")
