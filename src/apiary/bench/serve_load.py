@@ -262,6 +262,8 @@ the held-out score is read back from `/v1/workers`.
 {_feedback("The same with SFT at lr 2e-4 instead of 1e-3 (`--distil-back --lr corrections=2e-4`)",
            fig.get("distil_back_lr2e-4"))}
 
+{_feedback("The same with SFT at lr 5e-4 (`--distil-back --lr corrections=5e-4`)", fig.get("distil_back_lr5e-4"))}
+
 {_seeds(fig)}
 
 {_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job; "
@@ -329,7 +331,8 @@ def _one(scores: dict | None) -> str:
 
 
 FEEDBACK_PARTS = {"feedback": [], "self_distill": ["--text-learner", "self_distill"], "distil_back": ["--distil-back"],
-                  "distil_back_lr2e-4": ["--distil-back", "--lr", "corrections=2e-4"]}
+                  "distil_back_lr2e-4": ["--distil-back", "--lr", "corrections=2e-4"],
+                  "distil_back_lr5e-4": ["--distil-back", "--lr", "corrections=5e-4"]}
 
 
 def main() -> None:
@@ -342,7 +345,7 @@ def main() -> None:
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
                              "distil_back (default gate, SFT then distilled back toward the core), distil_back_lr2e-4 "
-                             "(the same, SFT at lr 2e-4), "
+                             "(the same, SFT at lr 2e-4), distil_back_lr5e-4, "
                              "specialist (the gate on the worker's job only: retention checks off)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the feedback parts learn from the seed-th 64 training questions' corrections; "
