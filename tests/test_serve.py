@@ -95,6 +95,7 @@ def test_every_bad_input_gets_the_right_status_and_the_server_keeps_serving(hive
             (dict(json={"messages": [{"role": "user", "content": "hi"}]}), 400, "'model'"),
             (dict(json={"model": "core"}), 400, "'messages'"),
             (dict(json={"model": "core", "messages": [{"role": "robot", "content": "hi"}]}), 400, "role"),
+            (dict(json={"model": "core", "messages": [{"role": ["user"], "content": "hi"}]}), 400, "role"),  # found by fuzzing
             (dict(json={"model": "worker:nobody", "messages": [{"role": "user", "content": "hi"}]}), 404, "not found"),
             (dict(json={"model": "core", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 6}), 400,
              "max_tokens"),

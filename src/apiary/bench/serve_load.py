@@ -248,10 +248,11 @@ replies mostly start and end in waves and are prefilled together. {_steady(fig, 
 **Learning from feedback over HTTP.** A worker on chain_sum (two one-digit terms; 100 held-out problems)
 answers {fig['feedback']['corrections']} training questions through `/v1/chat/completions` and receives the
 correction of each through `/v1/feedback`; the server learns from them in the background
-(`--min-feedback {fig['feedback']['corrections']}`: one run, corrections learner, 3 epochs), the gate decides, and
+(`--min-feedback {fig['feedback']['corrections']}`: one run, corrections learner, 3 epochs; each run below names its
+settings), the gate decides, and
 the held-out score is read back from `/v1/workers`.
 
-{_feedback("Default gate", fig["feedback"])}
+{_feedback("Default gate, SFT at lr 1e-3 without distil_back (the server's settings before 2026-12-01)", fig["feedback"])}
 
 {_feedback("Default gate, corrections learned by self-distillation from context (`--text-learner self_distill`: "
            "12 steps of on-policy reverse KL toward the worker shown the correction as a hint after the question, lr 1e-4)", fig.get("self_distill"))}
@@ -330,7 +331,10 @@ def _one(scores: dict | None) -> str:
     return ", ".join(f"{v:.2f}" for v in (scores or {}).values())
 
 
-FEEDBACK_PARTS = {"feedback": [], "self_distill": ["--text-learner", "self_distill"], "distil_back": ["--distil-back"],
+# each part names its settings, whatever the server's defaults (since 2026-12-01: distil_back on, corrections at 5e-4)
+FEEDBACK_PARTS = {"feedback": ["--no-distil-back", "--lr", "corrections=1e-3"],
+                  "self_distill": ["--text-learner", "self_distill", "--no-distil-back"],
+                  "distil_back": ["--distil-back", "--lr", "corrections=1e-3"],
                   "distil_back_lr2e-4": ["--distil-back", "--lr", "corrections=2e-4"],
                   "distil_back_lr5e-4": ["--distil-back", "--lr", "corrections=5e-4"]}
 
@@ -370,7 +374,7 @@ def main() -> None:
             fig[key] = feedback_suite(work / key, args.corrections, args.corrections, 3600, FEEDBACK_PARTS[part], args.seed)
     if "specialist" in parts:
         fig["specialist"] = feedback_suite(work / "specialist", args.corrections, args.corrections, 3600,
-                                           ["--max-kl", "1000", "--max-flips", "1"])
+                                           ["--max-kl", "1000", "--max-flips", "1", "--no-distil-back", "--lr", "corrections=1e-3"])
     path.write_text(json.dumps(fig, indent=2))
     plot(fig, DOCS / "serve_load.png")
     write_section(TITLE, markdown(fig, "python -m apiary.bench.serve_load"))

@@ -47,6 +47,12 @@ LEARNER_OF = {"reward": "rewards", "correction": "corrections", "critique": "cri
 TEXT_LEARNERS = ("separate", "self_distill")  # how corrections and critiques are learned (LearningConfig.text_learner)
 
 
+# The server's defaults since 2026-12-01 (docs/benchmarks.md, "Keeping what is learned"): 64 served corrections,
+# two seeds: SFT at lr 1e-3 alone flipped 320 of 878 retention items, with distil_back 99 / 76, both refused; at
+# lr 5e-4 with distil_back 30 / 28 flipped and both released (held-out 0.20 -> 0.51 / 0.43).
+SERVED_RATES = {"corrections": 5e-4}
+
+
 @dataclass
 class LearningConfig:
     min_feedback: int = 8  # unlearned pieces of feedback that start a learning run for a worker
@@ -57,10 +63,10 @@ class LearningConfig:
     """"separate": corrections by SFT (learners.corrections), critiques by revision (learners.critiques);
     "self_distill": both by on-policy self-distillation from context (learners.self_distill)."""
     document_steps: int = 4  # context distillation steps of a run on newly added documents (hive.document_learning)
-    distil_back: bool = False
+    distil_back: bool = True
     """Learn, then distil back: the feedback learners' run also has phases of distillation toward the core
     (learners.distil_back), one after every 5 steps and one at its end."""
-    learning_rates: dict[str, float] = field(default_factory=dict)
+    learning_rates: dict[str, float] = field(default_factory=lambda: dict(SERVED_RATES))
     """Learning rates of background runs by learner (`apiary serve --lr corrections=2e-4`); the others keep theirs."""
 
     def __post_init__(self):

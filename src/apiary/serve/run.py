@@ -29,6 +29,6 @@ def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path |
                          generation_timeout=generation_timeout, body_timeout=body_timeout, prefill_chunk=prefill_chunk,
                          learning=LearningConfig(min_feedback=min_feedback, gate=gate, text_learner=text_learner,
                                                  document_steps=document_steps, distil_back=distil_back,
-                                                 learning_rates=learning_rates or {}))
+                                                 learning_rates=LearningConfig().learning_rates | (learning_rates or {})))
     service = Service(hive, core=core, config=config, template=template)
     uvicorn.run(create_app(service, tenants), host=host, port=port, log_level="info")

@@ -339,7 +339,7 @@ def _messages(messages) -> list[dict]:
         raise ServeError(400, "'messages' must be a non-empty list of {role, content} objects")
     out = []
     for n, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or m["role"] not in ROLES:  # a list is unhashable
             raise ServeError(400, f"messages[{n}]: 'role' must be one of {', '.join(sorted(ROLES))}")
         content = m.get("content")
         if isinstance(content, list):  # OpenAI content parts: only text is understood here
