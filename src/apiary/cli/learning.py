@@ -25,6 +25,11 @@ ClusterOpt = Annotated[Optional[str], typer.Option(
 CpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each worker's actor asks for")]
 
 
+SamplerOpt = Annotated[Optional[str], typer.Option(
+    "--sampler", help="rl: float32 (default) or int8: sample rollouts from the core's weights in int8 with the "
+                      "adapter on top, the loss corrected by truncated importance sampling")]
+
+
 @app.command()
 def learn(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME, tools:calc+lookup or docs:PATH, then key=value config")],
@@ -43,9 +48,7 @@ def learn(
     anchor: Annotated[Optional[float], typer.Option(
         "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
                          "(anchor_weight; default 1, 0: off)")] = None,
-    sampler: Annotated[Optional[str], typer.Option(
-        "--sampler", help="rl: float32 (default) or int8: sample rollouts from the core's weights in int8 with the "
-                          "adapter on top, the loss corrected by truncated importance sampling")] = None,
+    sampler: SamplerOpt = None,
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import or_, select
+
+from apiary.store import schema
 from apiary.store.records import Episode, Feedback
 
 REWARD_GAP = 0.5  # two rewards of one episode further apart than this contradict each other
@@ -143,3 +146,17 @@ def _text(kind: str, text: str | None) -> str:
 
 def _bad_reward(reward) -> None:
     raise FeedbackError(f"reward must be a number in [0, 1], got {reward}")
+
+
+def feedback_query(query, worker: str | None, kind: str | None, episode_ids: list[int] | None, unconsumed: bool):
+    """`query` over the feedback table narrowed to a worker's, a kind, some episodes', or what no adapter learned yet."""
+    fb, ep = schema.feedback, schema.episodes
+    if worker is not None:
+        query = query.select_from(fb).join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
+    if kind is not None:
+        query = query.where(fb.c.kind == kind)
+    if episode_ids is not None:
+        query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
+    if unconsumed:
+        query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
+    return query

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 
 from apiary.store import schema
 from apiary.store.database import open_database
-from apiary.store.feedback import FeedbackError, check, conflict
+from apiary.store.feedback import FeedbackError, check, conflict, feedback_query
 from apiary.store.keyfile import read_or_make_secret
 from apiary.store.names import check_name, inside
 from apiary.store.records import (AdapterVersion, CoreVersion, Episode, EvalResult, Feedback, GateDecision, Run, RunBudget,
@@ -241,13 +241,13 @@ class Store:
                  unconsumed: bool = False) -> list[Feedback]:
         """Feedback, oldest first: on a worker's episodes, of one kind, on given episodes, or not yet
         learned from by any adapter version of the worker."""
-        query = _feedback_query(select(schema.feedback), worker, kind, episode_ids, unconsumed).order_by(schema.feedback.c.id)
+        query = feedback_query(select(schema.feedback), worker, kind, episode_ids, unconsumed).order_by(schema.feedback.c.id)
         with self.engine.connect() as db:
             return [Feedback(**r._mapping) for r in db.execute(query)]
 
     def count_feedback(self, worker: str | None = None, unconsumed: bool = False) -> int:
         """How many pieces of feedback `feedback(worker, unconsumed=...)` would return, counted by the database."""
-        query = _feedback_query(select(func.count(schema.feedback.c.id)), worker, None, None, unconsumed)
+        query = feedback_query(select(func.count(schema.feedback.c.id)), worker, None, None, unconsumed)
         with self.engine.connect() as db:
             return db.execute(query).scalar_one()
 
@@ -401,19 +401,6 @@ class Store:
         with self.engine.connect() as db:
             for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
                 yield [dict(r._mapping) for r in part]
-
-
-def _feedback_query(query, worker: str | None, kind: str | None, episode_ids: list[int] | None, unconsumed: bool):
-    fb, ep = schema.feedback, schema.episodes
-    if worker is not None:
-        query = query.select_from(fb).join(ep, ep.c.id == fb.c.episode_id).where(ep.c.worker == worker)
-    if kind is not None:
-        query = query.where(fb.c.kind == kind)
-    if episode_ids is not None:
-        query = query.where(or_(fb.c.episode_id.in_(episode_ids), fb.c.other_episode_id.in_(episode_ids)))
-    if unconsumed:
-        query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
-    return query
 
 
 def _storable(row_id: int) -> bool:
