@@ -21,7 +21,9 @@ def test_learn_eval_export_json(tmp_path, tiny_core_dir):
                     "--max-new-tokens", "3", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["worker"] == "arith" and report["steps"] == 2 and report["episodes"] == 8
+    # the 2 steps, then distil_back's closing phase (a step of its own; `apiary learn` distils back by default)
+    assert report["worker"] == "arith" and report["steps"] == 3 and report["episodes"] == 8
+    assert report["learners"] == ["rl", "distil_back"]
     assert 0 <= report["before"] <= 1 and 0 <= report["after"] <= 1 and report["heldout_items"] == 8
     result = invoke("eval", "--worker", "arith", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 0, result.output
@@ -64,7 +66,7 @@ def test_attempt_feedback_learn_round_trip(tmp_path, tiny_core_dir):
     result = invoke("feedback", "--file", path, "--hive", hive, "--json")
     assert result.exit_code == 0, result.output
     result = invoke("learn", *CHAIN, "--worker", "w", "--learners", "corrections,preferences", "--epochs", "1", "--batch", "2",
-                    "--hive", hive, "--core", tiny_core_dir, "--json")
+                    "--no-distil-back", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["learners"] == ["corrections", "preferences"] and report["feedback"] == 6 and report["steps"] == 3

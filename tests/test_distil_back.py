@@ -101,3 +101,16 @@ def test_a_feedback_run_with_distil_back_ends_with_a_phase_before_the_gate(tmp_p
     # one step of corrections (all 12 in one batch), then the closing phase: the distil_back count jumps to the next
     # multiple of `every`, so the phase runs
     assert outcome["learn"]["steps"] == 2 and state["batches"]["distil_back"] == every
+
+
+def test_runs_distil_back_by_default_except_documents_runs():
+    """`apiary learn` and the server add distil_back's phases to whatever learns (once), not to a documents run;
+    the Python API's default run is rl with them, and rl's per-step anchor is then off."""
+    from apiary.hive.mix import DEFAULT_LEARNERS, with_distil_back
+
+    assert with_distil_back(["rl"]) == ["rl", "distil_back"]
+    assert with_distil_back(["corrections", "rewards"]) == ["corrections", "rewards", "distil_back"]
+    assert with_distil_back(["rl", "distil_back"]) == ["rl", "distil_back"]
+    assert with_distil_back(["context_distill"]) == ["context_distill"]
+    assert with_distil_back(["doc_pretrain", "self_study"]) == ["doc_pretrain", "self_study"]
+    assert DEFAULT_LEARNERS == ("rl", "distil_back") and GRPOConfig().anchor_weight == 0.0

@@ -103,9 +103,10 @@ def test_every_learner_follows_the_protocol_and_is_built_the_same_way(tiny_core,
         assert params == shape == ["self", "model", "tokenizer", "job", "config", "stop_ids", "generator"], name
         # 1e-3: the rate every learner used before it had its own; self_distill came later, and rl moved to 2e-4 with
         # the anchor (issue 16's frontier, docs/benchmarks.md); distil_back distils at rl's rate; context_distill and
-        # self_study (documents) between the two, not yet measured
+        # self_study (documents) between the two, not yet measured; corrections moved to 5e-4 with distil_back (served
+        # corrections, two seeds released)
         default = {"self_distill": 1e-4, "rl": 2e-4, "distil_back": 2e-4, "context_distill": 5e-4,
-                   "self_study": 5e-4}.get(name, 1e-3)
+                   "self_study": 5e-4, "corrections": 5e-4}.get(name, 1e-3)
         assert config_cls().learning_rate == default, name
     job = parity_job()
     job.solve = lambda question: None  # practice needs a check

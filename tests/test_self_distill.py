@@ -142,7 +142,7 @@ def test_a_multi_turn_job_is_refused(model, tiny_core):
 def test_the_command_line_gives_self_distill_its_own_learning_rate():
     configs = configs_with(["corrections", "self_distill"], GRPOConfig(), learning_rates={"self_distill": 3e-4})
     assert isinstance(configs["self_distill"], SelfDistillConfig)
-    assert configs["self_distill"].learning_rate == 3e-4 and configs["corrections"].learning_rate == 1e-3
+    assert configs["self_distill"].learning_rate == 3e-4 and configs["corrections"].learning_rate == 5e-4
     assert SelfDistillConfig().learning_rate == 1e-4
 
 
@@ -182,4 +182,4 @@ def test_apiary_learn_runs_self_distill_from_the_command_line(tmp_path, tiny_cor
                     "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["learners"] == ["self_distill"] and report["feedback"] == 2
+    assert report["learners"] == ["self_distill", "distil_back"] and report["feedback"] == 2  # distils back by default

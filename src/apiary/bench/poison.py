@@ -5,7 +5,7 @@ The bundled core attempts chain_sum training tasks (two one-digit terms; `--task
 (so some attempts get feedback from two or three of them): the reference answer as a correction of a wrong
 answer, a reward of 1 for a right one. mallory is wrong on `--poison` (30%) of hers: a correction off by one
 or two, or a reward of 0 for a right answer. Three fresh workers learn from copies of the same attempts with
-the corrections and rewards learners (`--epochs` passes), each gated as every `learn` is:
+the corrections and rewards learners (`--epochs` passes) and distil_back's phases, each gated as every `learn` is:
 
 - clean:        every giver's feedback with mallory's wrong items taken out (what the feedback is worth);
 - flagging on:  all of it, apiary's defaults (a flagged giver's feedback is held back: evals.givers);
@@ -36,6 +36,7 @@ import torch
 
 from apiary import Hive
 from apiary.bench.report import DOCS, machine, write_section
+from apiary.hive.mix import with_distil_back
 from apiary.hive.recipes import ARITH
 from apiary.learners.corrections import CorrectionsConfig
 from apiary.learners.rewards import RewardsConfig
@@ -100,7 +101,8 @@ def condition(hive: Hive, job, attempts: list[Episode], given: list[Given], work
     flagging = name != "flagging off"
     configs = {"corrections": CorrectionsConfig(epochs=plan.epochs, skip_flagged=flagging),
                "rewards": RewardsConfig(epochs=plan.epochs, skip_flagged=flagging)}
-    result = hive.learn(job, worker, learners=list(configs), configs=configs, show_progress=False)
+    learners = with_distil_back(list(configs))  # as `apiary learn` and the server learn feedback
+    result = hive.learn(job, worker, learners=learners, configs=configs, show_progress=False)
     gate = result.gate
     released = result.after if gate is not None and gate.passed else result.before
     return {"condition": name, "feedback": len(kept), "poisoned": sum(g.poisoned for g in given) if name != "clean" else 0,

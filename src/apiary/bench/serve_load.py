@@ -265,6 +265,11 @@ the held-out score is read back from `/v1/workers`.
 
 {_feedback("The same with SFT at lr 5e-4 (`--distil-back --lr corrections=5e-4`)", fig.get("distil_back_lr5e-4"))}
 
+{_feedback("The same with SFT at lr 7e-4 (`--distil-back --lr corrections=7e-4`)", fig.get("distil_back_lr7e-4"))}
+
+{_feedback("Self-distillation from context at lr 2e-4, distilled back (`--text-learner self_distill --distil-back --lr "
+           "self_distill=2e-4`)", fig.get("self_distill_distil_back"))}
+
 {_seeds(fig)}
 
 {_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job; "
@@ -336,7 +341,10 @@ FEEDBACK_PARTS = {"feedback": ["--no-distil-back", "--lr", "corrections=1e-3"],
                   "self_distill": ["--text-learner", "self_distill", "--no-distil-back"],
                   "distil_back": ["--distil-back", "--lr", "corrections=1e-3"],
                   "distil_back_lr2e-4": ["--distil-back", "--lr", "corrections=2e-4"],
-                  "distil_back_lr5e-4": ["--distil-back", "--lr", "corrections=5e-4"]}
+                  "distil_back_lr5e-4": ["--distil-back", "--lr", "corrections=5e-4"],
+                  "distil_back_lr7e-4": ["--distil-back", "--lr", "corrections=7e-4"],
+                  "self_distill_distil_back": ["--text-learner", "self_distill", "--distil-back", "--lr",
+                                               "self_distill=2e-4"]}
 
 
 def main() -> None:
@@ -349,7 +357,8 @@ def main() -> None:
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
                              "distil_back (default gate, SFT then distilled back toward the core), distil_back_lr2e-4 "
-                             "(the same, SFT at lr 2e-4), distil_back_lr5e-4, "
+                             "(the same, SFT at lr 2e-4), distil_back_lr5e-4, distil_back_lr7e-4, self_distill_distil_back "
+                             "(self-distillation at lr 2e-4 with distil_back), "
                              "specialist (the gate on the worker's job only: retention checks off)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the feedback parts learn from the seed-th 64 training questions' corrections; "

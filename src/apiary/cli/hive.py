@@ -135,8 +135,8 @@ def serve(
         help="background runs on feedback also distil back toward the core: a phase after every 5 steps and one "
              "at the end (learners.distil_back)")] = True,
     lr: Annotated[Optional[list[str]], typer.Option(
-        help="NAME=RATE: a learner's learning rate in background runs (repeatable; default corrections=5e-4, the "
-             "others their learner's)")] = None,
+        help="NAME=RATE: a learner's learning rate in background runs (repeatable; default: each learner's own, "
+             "e.g. corrections 5e-4)")] = None,
     rate_limit: Annotated[Optional[int], typer.Option(
         help="requests a minute each tenant may send, answered 429 with Retry-After past it (default 0: no limit)")] = None,
     generation_timeout: Annotated[Optional[float], typer.Option(

@@ -38,7 +38,8 @@ def learn(
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
-        help="learning rate of every learner (defaults: rl 2e-4, self_distill 1e-4, the others 1e-3), or NAME=RATE "
+        help="learning rate of every learner (defaults: rl and distil_back 2e-4, self_distill 1e-4, corrections 5e-4, "
+             "the others 1e-3), or NAME=RATE "
              "for one learner; repeatable")] = None,
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
@@ -47,13 +48,16 @@ def learn(
         "--kl", help="rl: weight of the KL to the worker's core on its own samples of the job (kl_coef; default 0: off)")] = None,
     anchor: Annotated[Optional[float], typer.Option(
         "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
-                         "(anchor_weight; default 1, 0: off)")] = None,
+                         "(anchor_weight; default 0: off, distil_back's phases do it)")] = None,
     sampler: SamplerOpt = None,
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[str, typer.Option(
         help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
              "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain")] = "rl",
+    distil_back: Annotated[bool, typer.Option(
+        "--distil-back/--no-distil-back", help="learn, then distil back: add distil_back's phases toward the core to the run, as the server does "
+             "(learners.distil_back; not to a documents run)")] = True,
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
         help="feedback items (or practice tasks; a documents job's questions or documents) per update (default: the learner's config)")] = None,
@@ -72,11 +76,12 @@ def learn(
     the new version goes live only if it passed. With --workers several workers learn it, at once on a
     Ray cluster (--cluster or RAY_ADDRESS)."""
     from apiary.hive.cluster import LearnPlan
-    from apiary.hive.mix import OPEN_ENDED
+    from apiary.hive.mix import OPEN_ENDED, with_distil_back
     from apiary.models.adapters import LoraSpec
 
     names = _worker_names(worker, workers, as_json)
     learner_names = [n.strip() for n in learners.split(",") if n.strip()]
+    learner_names = with_distil_back(learner_names) if distil_back else learner_names
     if minutes is None and steps is None and OPEN_ENDED & set(learner_names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
     release, gate = _release(release_ungated, no_release, as_json), _gate(tolerance, max_kl, max_flips, as_json)

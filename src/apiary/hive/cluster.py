@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from apiary.evals.gate import GateConfig
 from apiary.extras import require
 from apiary.hive.learning import LearnResult
+from apiary.hive.mix import DEFAULT_LEARNERS
 from apiary.jobs.base import Job
 from apiary.learners.common import LearnerConfig
 from apiary.learners.grpo import GRPOConfig
@@ -36,7 +37,7 @@ class LearnPlan:
     overrides: tuple[str, ...] = ()
     steps: int | None = None
     minutes: float | None = None
-    learners: tuple[str, ...] = ("rl",)
+    learners: tuple[str, ...] = DEFAULT_LEARNERS
     config: GRPOConfig | None = None
     configs: dict[str, LearnerConfig] | None = None
     lora: LoraSpec | None = None

@@ -30,7 +30,7 @@ from apiary.evals.givers import flagged_givers, verifier
 from apiary.hive.document_learning import learn_documents, ready_documents
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.learning import learn_worker
-from apiary.hive.mix import LEARNERS
+from apiary.hive.mix import LEARNERS, with_distil_back
 from apiary.hive.training import Budget
 from apiary.hive.worker import WorkerHandle
 from apiary.hive.worker_gate import WorkerGateResult
@@ -47,10 +47,9 @@ LEARNER_OF = {"reward": "rewards", "correction": "corrections", "critique": "cri
 TEXT_LEARNERS = ("separate", "self_distill")  # how corrections and critiques are learned (LearningConfig.text_learner)
 
 
-# The server's defaults since 2026-12-01 (docs/benchmarks.md, "Keeping what is learned"): 64 served corrections,
-# two seeds: SFT at lr 1e-3 alone flipped 320 of 878 retention items, with distil_back 99 / 76, both refused; at
-# lr 5e-4 with distil_back 30 / 28 flipped and both released (held-out 0.20 -> 0.51 / 0.43).
-SERVED_RATES = {"corrections": 5e-4}
+# The server's default since 2026-12-01 (docs/benchmarks.md, "Keeping what is learned"): 64 served corrections, two
+# seeds: SFT at lr 1e-3 alone flipped 320 of 878 retention items; with distil_back's phases 99 / 76, both refused.
+# Corrections at lr 5e-4 (CorrectionsConfig's default) with the phases: 30 / 28 flipped and both released.
 
 
 @dataclass
@@ -66,7 +65,7 @@ class LearningConfig:
     distil_back: bool = True
     """Learn, then distil back: the feedback learners' run also has phases of distillation toward the core
     (learners.distil_back), one after every 5 steps and one at its end."""
-    learning_rates: dict[str, float] = field(default_factory=lambda: dict(SERVED_RATES))
+    learning_rates: dict[str, float] = field(default_factory=dict)
     """Learning rates of background runs by learner (`apiary serve --lr corrections=2e-4`); the others keep theirs."""
 
     def __post_init__(self):
@@ -181,7 +180,7 @@ class FeedbackLearning:
                                                                     self.config.text_learner, asked))
             if record.name not in still:  # another replica learnt that feedback before this one took the lease
                 return
-            learners = still[record.name] + ["distil_back"] * self.config.distil_back
+            learners = with_distil_back(still[record.name]) if self.config.distil_back else still[record.name]
             self._run(hive, record.name, unusable, lambda worker: learn_and_gate(
                 hive.store, hive.evaluator, worker, learners, self.config.gate, self.config.configs_for(learners)))
 

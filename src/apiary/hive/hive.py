@@ -12,6 +12,7 @@ from apiary.hive.document_learning import Added, add
 from apiary.hive.cluster import HiveAddress, LearnPlan, learn_on_cluster
 from apiary.hive.cores import Cores
 from apiary.hive.evaluator import Evaluator
+from apiary.hive.mix import DEFAULT_LEARNERS
 from apiary.hive.learning import LearnResult, learn_worker
 from apiary.hive.status import status
 from apiary.hive.training import Budget
@@ -96,15 +97,16 @@ class Hive:
         return spec if isinstance(spec, Job) else load_job(spec, overrides)
 
     def learn(self, job: Job | str, worker: str, *, minutes: float | None = None, steps: int | None = None,
-              learners: list[str] = ("rl",), config: GRPOConfig | None = None,
+              learners: list[str] = DEFAULT_LEARNERS, config: GRPOConfig | None = None,
               configs: dict[str, LearnerConfig] | None = None,
               lora: LoraSpec | None = None, overrides: list[str] | None = None, checkpoint_every: int = 5,
               show_progress: bool = True, release: Release | str = Release.GATED, gate: GateConfig | None = None,
               start_version: int | None = None, seed: int = 0) -> LearnResult:
         """Evaluate, learn within the budget, evaluate again, and put the new version through the worker
-        gate (`gate`: default, the default gate). `learners`: any of rl, rewards, corrections, critiques,
-        preferences, practice; feedback learners alone need no budget (they stop when the worker's
-        unlearned feedback is used up). A new worker starts on the current core. `configs`: settings by
+        gate (`gate`: default, the default gate). `learners`: any of hive.mix.LEARNERS (default: rl with
+        distil_back's phases toward the core, hive.mix.DEFAULT_LEARNERS; exactly those named run, so a feedback
+        run distils back only if "distil_back" is among them); feedback learners alone need no budget (they stop
+        when the worker's unlearned feedback is used up). A new worker starts on the current core. `configs`: settings by
         learner name (e.g. {"corrections": CorrectionsConfig(learning_rate=1e-4)}); `config`: the rl
         learner's. `start_version`: learn on from this adapter version rather than the live one (what a
         server serves). `release`: "gated" (default: live only if it passed), "ungated" (live without

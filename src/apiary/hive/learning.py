@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from apiary.evals.gate import GateConfig
 from apiary.hive.evaluator import Evaluator
+from apiary.hive.mix import DEFAULT_LEARNERS
 from apiary.hive.training import Budget, learn
 from apiary.hive.worker import WorkerHandle
 from apiary.hive.worker_gate import Release, WorkerGateResult, gate_worker
@@ -49,7 +50,7 @@ class LearnResult(BaseModel):
 
 
 def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budget: Budget, *,
-                 learners: list[str] = ("rl",), config: GRPOConfig | None = None,
+                 learners: list[str] = DEFAULT_LEARNERS, config: GRPOConfig | None = None,
                  configs: Mapping[str, LearnerConfig] | None = None,
                  lora: LoraSpec | None = None, checkpoint_every: int = 5, show_progress: bool = True,
                  release: Release | str = Release.GATED, gate: GateConfig | None = None,

@@ -62,6 +62,18 @@ FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds 
 }
 # learners that never run out of material: they need a step or time budget
 OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study"}
+DOCUMENT_LEARNERS = {"context_distill", "doc_pretrain", "self_study"}
+# A run learns, then distils back, unless told otherwise: rl at lr 2e-4 with distil_back's phases kept nearly all of
+# the core's answers (4 / 13 of 878 flipped on chain_sum, two seeds, both released; docs/benchmarks.md, the frontier)
+DEFAULT_LEARNERS = ("rl", "distil_back")
+
+
+def with_distil_back(names: list[str]) -> list[str]:
+    """The run's learners with distil_back's phases added, as `apiary learn` and the server's background runs learn
+    by default; not to a documents run (what it learns is what the core did not know: not measured with the phases)."""
+    if "distil_back" in names or set(names) <= DOCUMENT_LEARNERS:
+        return list(names)
+    return [*names, "distil_back"]
 
 
 def check_learners(names: list[str]) -> list[str]:

@@ -16,7 +16,8 @@ Why it is fast on a CPU:
 - the update is split into micro-batches only when it would not fit: a micro-batch's episodes x
   length is at most TOKEN_BUDGET and episodes x length^2 at most ATTENTION_BUDGET (attention's saved
   weights grow with the square of the length); their gradients add up before the one optimiser step.
-Staying near the core (DESIGN.md, "Keeping what is learned"; the anchor is on by default, the KL off):
+Staying near the core (DESIGN.md, "Keeping what is learned"; both off by default, since a run pairs rl with
+distil_back's phases toward the core, which kept more: learners.distil_back):
 - `kl_coef`: a per-token KL(worker || core) on the worker's own tokens of the job's episodes (the k3
   estimator, exp(d) - d - 1 with d = log p_core - log p_worker: non-negative and unbiased on samples);
 - `anchor_weight`: each step the worker also samples replies to a few general prompts and is pulled
@@ -62,16 +63,18 @@ class GRPOConfig:
 
     prompts_per_step: int = 16
     samples_per_prompt: int = 8
-    # lr 2e-4 with the anchor (weight 1): on chain_sum, 20 steps, two seeds (docs/benchmarks.md, the frontier),
-    # held-out gain +0.46 / +0.43 at retention KL 0.040 / 0.041, 55 / 80 of 878 items flipped (the one setting the
-    # default gate released once); lr 1e-3 without it: +0.29 / +0.42 at KL 0.21 / 0.28, 293 / 66 flipped.
+    # lr 2e-4: on chain_sum, 20 steps, two seeds (docs/benchmarks.md, the frontier): with distil_back's phases (the
+    # default run, hive.mix.DEFAULT_LEARNERS) gain +0.40 / +0.42, KL 0.0015 / 0.0018, 4 / 13 of 878 items flipped,
+    # both released; lr 1e-3 alone: +0.29 / +0.42 at KL 0.21 / 0.28, 293 / 66 flipped, both refused.
     learning_rate: float = 2e-4
     temperature: float = 1.0
     max_new_tokens: int | None = None  # default: the job's max_tokens
     kl_coef: float = 0.0  # KL to the worker's core on its tokens of the job's episodes (k3 estimator), 0 = off
     max_grad_norm: float = 1.0
     stop_when_decided: bool = False  # end a reply once the job's scorer can no longer change its mind
-    anchor_weight: float = 1.0  # weight of the reverse KL to the core on general prompts (learners.anchor), 0 = off
+    # Weight of the reverse KL to the core on general prompts in every step (learners.anchor), 0 = off. Off by default:
+    # distil_back's phases kept far more at the same gain (weight 1, lr 2e-4: 55 / 80 flipped, one seed released).
+    anchor_weight: float = 0.0
     anchor_prompts_per_step: int = 8
     anchor_new_tokens: int = 24  # reply length sampled on each anchor prompt
     anchor_kinds: tuple[str, ...] = DEFAULT_KINDS  # which anchor prompts (learners.anchor.ANCHOR_KINDS); adding
