@@ -2,7 +2,9 @@
 
 Each trial starts `apiary learn` (a subprocess, RL on chain_sum, checkpoints every 5 steps) on a fresh
 hive, kills it with SIGKILL at a moment drawn uniformly from [0, the length of one uninterrupted run)
-(seeded), and then (bench/kill_trials.py):
+(seeded; the length is that of the last uninterrupted run, the previous trial's resume, so that it follows
+the machine's load: a length measured once, under load, put 11 of 20 moments after the run had ended), and
+then (bench/kill_trials.py):
 1. `apiary check` on the killed hive, and its safe repair;
 2. resumes: runs the same `apiary learn` again, which must finish;
 3. counts items lost: episodes and adapter versions recorded before the kill that are gone after the
@@ -42,34 +44,42 @@ def _recorded(hive: Path) -> tuple[set[int], set[int]]:
         store.engine.dispose()
 
 
-def one_trial(hive: Path, core: Path, kill_at: float, steps: int = 10) -> Trial:
+def one_trial(hive: Path, core: Path, kill_at: float, steps: int = 10) -> tuple[Trial, float]:
+    """The trial, and how long its resume (an uninterrupted run of `steps` steps) took."""
     killed = kill_after(_learn(hive, core, steps, subprocess.DEVNULL), kill_at)
     trial = Trial(kill_at=round(kill_at, 2), killed=killed, moment="learning run")
     check_after_kill(hive, trial)
     episodes, versions = _recorded(hive)
     trial.recorded = len(episodes) + len(versions)
+    started = time.perf_counter()
     trial.resumed = finish(_learn(hive, core, steps), "the resumed learn")
+    resume_seconds = time.perf_counter() - started
     after_episodes, after_versions = _recorded(hive)
     trial.lost = len(episodes - after_episodes) + len(versions - after_versions) + damage(hive)
-    return trial
+    return trial, resume_seconds
 
 
 def run(trials: int = 20, seed: int = 0, core: Path | None = None, kill_within: float | None = None,
         steps: int = 10) -> KillReport:
     """`trials` kills of a `steps`-step learn, at moments drawn with `seed` from [0, kill_within) (default:
-    one uninterrupted run's length)."""
+    the length of the last uninterrupted run: a calibration run, then each trial's resume)."""
     rng = random.Random(seed)
     with scratch() as root:
         core = core or tiny_core(root / "core")
         started = time.perf_counter()
         if kill_within is None and not finish(_learn(root / "calibration", core, steps), "an uninterrupted learn"):
             raise RuntimeError("an uninterrupted learn failed")
-        seconds = kill_within or time.perf_counter() - started
-        done = [one_trial(root / f"hive{n}", core, rng.uniform(0, seconds), steps) for n in range(trials)]
-    return summarise("learn", done, seconds)
+        seconds = window = kill_within or time.perf_counter() - started
+        done, windows = [], []
+        for n in range(trials):
+            windows.append(window)
+            trial, resume_seconds = one_trial(root / f"hive{n}", core, rng.uniform(0, window), steps)
+            done.append(trial)
+            window = kill_within or (resume_seconds if trial.resumed else window)
+    return summarise("learn", done, sum(windows) / len(windows) if kill_within is None else seconds)
 
 
 def describe(report: KillReport) -> str:
     return (f"`apiary learn` (the tiny core unless `--core`, 10 RL steps, checkpoints every 5) SIGKILLed at a seeded "
-            f"random moment within one run's length ({report.seconds_per_run} s), then `apiary check`, "
+            f"random moment within one run's length (that of the run before: {report.seconds_per_run} s on average), then `apiary check`, "
             "`apiary check --repair`, and the same `learn` again. Items: episodes and adapter versions recorded.")
