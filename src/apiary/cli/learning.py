@@ -29,6 +29,10 @@ SamplerOpt = Annotated[Optional[str], typer.Option(
     "--sampler", help="rl: float32 (default) or int8: sample rollouts from the core's weights in int8 with the "
                       "adapter on top, the loss corrected by truncated importance sampling")]
 
+DistilBackOpt = Annotated[bool, typer.Option(
+    "--distil-back/--no-distil-back", help="learn, then distil back: add distil_back's phases toward the core to the run, "
+                                           "as the server does (learners.distil_back; not to a documents run)")]
+
 
 @app.command()
 def learn(
@@ -55,9 +59,7 @@ def learn(
     learners: Annotated[str, typer.Option(
         help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
              "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain")] = "rl",
-    distil_back: Annotated[bool, typer.Option(
-        "--distil-back/--no-distil-back", help="learn, then distil back: add distil_back's phases toward the core to the run, as the server does "
-             "(learners.distil_back; not to a documents run)")] = True,
+    distil_back: DistilBackOpt = True,
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
         help="feedback items (or practice tasks; a documents job's questions or documents) per update (default: the learner's config)")] = None,
