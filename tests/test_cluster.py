@@ -180,12 +180,11 @@ def test_the_consolidation_runs_as_one_ray_task_and_records_what_it_records_here
     (decision,), (local_decision,) = there.store.decisions("core:1"), here.store.decisions("core:1")
     assert decision.passed == local_decision.passed
     assert len(there.store.evals()) == len(here.store.evals())
-    with pytest.raises(ValueError, match="nothing to consolidate"):  # an error in the task is raised as it is here
-        there.consolidate(config=config, show_progress=False, cluster=cluster.address)
 
 
-def test_each_workers_eval_runs_as_its_own_ray_task_with_the_scores_measured_here_in_the_order_asked(
+def test_each_workers_eval_runs_as_its_own_ray_task_with_the_scores_measured_here_in_the_order_asked_and_a_failed_task_says_why(
         tmp_path, tiny_core_dir, random_adapter, cluster):
+    import ray
     from typer.testing import CliRunner
 
     from apiary.cli import app
@@ -194,18 +193,23 @@ def test_each_workers_eval_runs_as_its_own_ray_task_with_the_scores_measured_her
     hive = _hive_of_two_workers(tmp_path / "hive", tiny_core_dir, random_adapter)
     common = ["eval", "--hive", str(tmp_path / "hive"), "--core", str(tiny_core_dir), "--json"]
     local = CliRunner().invoke(app, [*common, "--workers", "times,arith"])
-    remote = CliRunner().invoke(app, [*common, "--workers", "times,arith", "--cluster", cluster.address])
+    ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)  # one connection: Ray's workers reused
+    try:
+        remote = CliRunner().invoke(app, [*common, "--workers", "times,arith", "--cluster", cluster.address])
+        every = hive.eval(cluster="auto")  # no worker named: every worker's, as here
+        with pytest.raises(TasksFailed) as failed:
+            hive.eval(workers=["arith", "ghost"], cluster="auto")
+        with pytest.raises(ValueError, match="no worker named 'ghost'"):  # the consolidation's own error, as here
+            hive.consolidate(workers=["ghost"], cluster="auto")
+    finally:
+        ray.shutdown()
     assert local.exit_code == 0 == remote.exit_code, remote.output
     assert json.loads(remote.stdout) == json.loads(local.stdout)
-    assert [r["worker"] for r in json.loads(remote.stdout)] == ["times", "arith"]
-    assert [r["adapter_version"] for r in json.loads(remote.stdout)] == [1, 1]
-    assert len(hive.store.evals()) == 4  # each task recorded its eval in the one store
-    every = hive.eval(cluster=cluster.address)  # no worker named: every worker's, as here
+    assert [(r["worker"], r["adapter_version"]) for r in json.loads(remote.stdout)] == [("times", 1), ("arith", 1)]
     assert [(r.worker, r.score) for r in every] == [(r.worker, r.score) for r in hive.eval()]
-    with pytest.raises(TasksFailed) as failed:
-        hive.eval(workers=["arith", "ghost"], cluster=cluster.address)
+    assert len(hive.store.evals()) == 2 + 2 + 2 + 1 + 2  # each task recorded its eval in the one store
     assert [r.worker for r in failed.value.results] == ["arith"]
-    assert failed.value.failures["worker 'ghost'"].startswith("ValueError: no worker named 'ghost'")
+    assert failed.value.failures == {"worker 'ghost'": f"ValueError: no worker named 'ghost' in hive {tmp_path / 'hive'}"}
 
 
 def test_an_unreachable_ray_address_for_consolidation_or_evals_is_one_error_naming_it_and_writes_nothing(
