@@ -197,6 +197,7 @@ def test_each_workers_eval_runs_as_its_own_ray_task_with_the_scores_measured_her
     try:
         remote = CliRunner().invoke(app, [*common, "--workers", "times,arith", "--cluster", cluster.address])
         every = hive.eval(cluster="auto")  # no worker named: every worker's, as here
+        core = hive.eval(jobs=[hive.job("rg:products", list(CHAIN))], cluster="auto")  # the job travels to the task
         with pytest.raises(TasksFailed) as failed:
             hive.eval(workers=["arith", "ghost"], cluster="auto")
         with pytest.raises(ValueError, match="no worker named 'ghost'"):  # the consolidation's own error, as here
@@ -207,7 +208,9 @@ def test_each_workers_eval_runs_as_its_own_ray_task_with_the_scores_measured_her
     assert json.loads(remote.stdout) == json.loads(local.stdout)
     assert [(r["worker"], r["adapter_version"]) for r in json.loads(remote.stdout)] == [("times", 1), ("arith", 1)]
     assert [(r.worker, r.score) for r in every] == [(r.worker, r.score) for r in hive.eval()]
-    assert len(hive.store.evals()) == 2 + 2 + 2 + 1 + 2  # each task recorded its eval in the one store
+    assert [(r.worker, r.job, r.score) for r in core] == [
+        (r.worker, r.job, r.score) for r in hive.eval(jobs=[hive.job("rg:products", list(CHAIN))])]
+    assert len(hive.store.evals()) == 2 + 2 + 2 + 1 + 1 + 2 + 1  # each eval, here or in a task, recorded in the one store
     assert [r.worker for r in failed.value.results] == ["arith"]
     assert failed.value.failures == {"worker 'ghost'": f"ValueError: no worker named 'ghost' in hive {tmp_path / 'hive'}"}
 
