@@ -146,6 +146,95 @@ def test_the_cli_names_an_unreachable_cluster_and_a_worker_given_twice(tmp_path,
     assert result.exit_code == 2 and "names one twice" in result.output
 
 
+def _hive_of_two_workers(path: Path, tiny_core_dir, random_adapter) -> Hive:
+    """A hive whose workers "arith" and "times" each have a live adapter version 1 (random, seeds 0 and 1): what
+    two learned workers leave behind, without learning."""
+    from apiary.store.records import AdapterVersion
+
+    hive = Hive(path, core=str(tiny_core_dir))
+    for seed, (worker, spec) in enumerate([("arith", "rg:chain_sum"), ("times", "rg:products")]):
+        hive.deploy(spec, worker, overrides=list(CHAIN))
+        random_adapter(hive.store.adapter_dir(worker, 1), seed)
+        hive.store.add_adapter_version(AdapterVersion(worker=worker, version=1, parent=0, step=1, final=True,
+                                                      path=str(hive.store.adapter_dir(worker, 1))), [])
+        hive.store.release_worker(worker, 1, "ungated")
+    return hive
+
+
+def test_the_consolidation_runs_as_one_ray_task_and_records_what_it_records_here(tmp_path, tiny_core_dir, random_adapter,
+                                                                                   cluster):
+    config = ConsolidateConfig(method="linear", gate=GateConfig(tolerance=1.0, max_retention_kl=10.0))
+    here = _hive_of_two_workers(tmp_path / "here", tiny_core_dir, random_adapter)
+    there = _hive_of_two_workers(tmp_path / "there", tiny_core_dir, random_adapter)
+    local = here.consolidate(config=config, show_progress=False)
+    remote = there.consolidate(config=config, show_progress=False, cluster=cluster.address, cpus=1)
+    same = ("version", "parent", "method", "sources", "passed", "reasons", "released", "current_core")
+    assert remote.model_dump(include=set(same)) == local.model_dump(include=set(same))
+    assert remote.released and remote.current_core == 1 == there.store.current_core()
+    assert [(j.job, j.worker) for j in remote.jobs] == [(j.job, j.worker) for j in local.jobs]
+    assert [j.candidate for j in remote.jobs] == pytest.approx([j.candidate for j in local.jobs])  # greedy: the same
+    (version,), (local_version,) = there.store.core_versions(), here.store.core_versions()
+    assert (version.method, version.parent, version.sources) == (local_version.method, local_version.parent,
+                                                                local_version.sources)
+    assert Path(version.path).is_dir() and str(tmp_path / "there") in version.path  # written into the hive it opened
+    (decision,), (local_decision,) = there.store.decisions("core:1"), here.store.decisions("core:1")
+    assert decision.passed == local_decision.passed
+    assert len(there.store.evals()) == len(here.store.evals())
+
+
+def test_each_workers_eval_runs_as_its_own_ray_task_with_the_scores_measured_here_in_the_order_asked_and_a_failed_task_says_why(
+        tmp_path, tiny_core_dir, random_adapter, cluster):
+    import ray
+    from typer.testing import CliRunner
+
+    from apiary.cli import app
+    from apiary.hive.cluster_tasks import TasksFailed
+
+    hive = _hive_of_two_workers(tmp_path / "hive", tiny_core_dir, random_adapter)
+    common = ["eval", "--hive", str(tmp_path / "hive"), "--core", str(tiny_core_dir), "--json"]
+    local = CliRunner().invoke(app, [*common, "--workers", "times,arith"])
+    ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)  # one connection: Ray's workers reused
+    try:
+        remote = CliRunner().invoke(app, [*common, "--workers", "times,arith", "--cluster", cluster.address])
+        every = hive.eval(cluster="auto")  # no worker named: every worker's, as here
+        core = hive.eval(jobs=[hive.job("rg:products", list(CHAIN))], cluster="auto")  # the job travels to the task
+        with pytest.raises(TasksFailed) as failed:
+            hive.eval(workers=["arith", "ghost"], cluster="auto")
+        with pytest.raises(ValueError, match="no worker named 'ghost'"):  # the consolidation's own error, as here
+            hive.consolidate(workers=["ghost"], cluster="auto")
+    finally:
+        ray.shutdown()
+    assert local.exit_code == 0 == remote.exit_code, remote.output
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    assert [(r["worker"], r["adapter_version"]) for r in json.loads(remote.stdout)] == [("times", 1), ("arith", 1)]
+    assert [(r.worker, r.score) for r in every] == [(r.worker, r.score) for r in hive.eval()]
+    assert [(r.worker, r.job, r.score) for r in core] == [
+        (r.worker, r.job, r.score) for r in hive.eval(jobs=[hive.job("rg:products", list(CHAIN))])]
+    assert len(hive.store.evals()) == 2 + 2 + 2 + 1 + 1 + 2 + 1  # each eval, here or in a task, recorded in the one store
+    assert [r.worker for r in failed.value.results] == ["arith"]
+    assert failed.value.failures == {"worker 'ghost'": f"ValueError: no worker named 'ghost' in hive {tmp_path / 'hive'}"}
+
+
+def test_an_unreachable_ray_address_for_consolidation_or_evals_is_one_error_naming_it_and_writes_nothing(
+        tmp_path, tiny_core_dir, random_adapter, monkeypatch):
+    from typer.testing import CliRunner
+
+    from apiary.cli import app
+
+    pytest.importorskip("ray", reason="pip install -e '.[cluster]'")
+    hive, address = _hive_of_two_workers(tmp_path / "hive", tiny_core_dir, random_adapter), f"127.0.0.1:{_closed_port()}"
+    with pytest.raises(ClusterUnreachable, match=address):
+        hive.consolidate(cluster=address, show_progress=False)
+    with pytest.raises(ClusterUnreachable, match=address):
+        hive.eval(workers=["arith", "times"], cluster=address)
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    common = ["--hive", str(tmp_path / "hive"), "--core", str(tiny_core_dir)]
+    for command in (["consolidate", "--method", "linear"], ["eval", "--workers", "arith,times"]):
+        result = CliRunner().invoke(app, [*command, *common])
+        assert result.exit_code == 2 and address in result.output, result.output
+    assert hive.store.core_versions() == [] and hive.store.decisions() == [] and hive.store.evals() == []
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

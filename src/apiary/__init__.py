@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 # name -> module that defines it; read by __getattr__ on first use
 _PUBLIC = {
     "Hive": "apiary.hive.hive", "LearnResult": "apiary.hive.hive", "LearnPlan": "apiary.hive.cluster",
-    "WorkersFailed": "apiary.hive.cluster",
+    "WorkersFailed": "apiary.hive.cluster", "TasksFailed": "apiary.hive.cluster_tasks",
     "Job": "apiary.jobs.base", "Task": "apiary.jobs.base", "FunctionSource": "apiary.jobs.function",
     "Scorer": "apiary.jobs.scoring", "scorer": "apiary.jobs.scoring", "load_job": "apiary.jobs.spec",
     "GRPOConfig": "apiary.learners.grpo", "FeedbackConfig": "apiary.learners.common",
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult
     from apiary.hive.distill import DistillConfig
     from apiary.hive.cluster import LearnPlan, WorkersFailed
+    from apiary.hive.cluster_tasks import TasksFailed
     from apiary.hive.hive import Hive, LearnResult
     from apiary.jobs.base import Job, Task
     from apiary.jobs.function import FunctionSource

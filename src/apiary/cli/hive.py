@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _gate, _given,
-                              _consolidation_lines, _hive, _hive_dir, _named, _need, _run, _store_url, _artifacts_url, app,
+from apiary.cli.shell import (CoreOpt, HiveOpt, JsonOpt, MaxFlipsOpt, MaxKlOpt, TemplateOpt, ToleranceOpt, _fail, _gate,
+                              _given, _consolidation_lines, _hive, _hive_dir, _named, _need, _run, _store_url, _artifacts_url, app,
                               console)
 from apiary.evals.gate import GateConfig
 
@@ -30,9 +30,15 @@ def consolidate(
     tolerance: ToleranceOpt = GateConfig.tolerance, max_kl: MaxKlOpt = GateConfig.max_retention_kl,
     max_flips: MaxFlipsOpt = GateConfig.max_flip_rate,
     release: Annotated[bool, typer.Option(help="release the candidate if it passes")] = True,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="a Ray cluster's address (host:port, ray://host:port, auto; default $RAY_ADDRESS): the consolidation "
+             "runs there as one task; the hive and its store must be reachable from every node")] = None,
+    cpus: Annotated[float, typer.Option(help="CPUs the consolidation's task asks for (with --cluster)")] = 1,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
-    """Build a new core version from the workers, measure it, and release it only if it passes the gate."""
+    """Build a new core version from the workers, measure it, and release it only if it passes the gate;
+    on a Ray cluster (--cluster or RAY_ADDRESS) as one task there."""
+    from apiary.hive.cluster_tasks import TasksFailed
     from apiary.hive.consolidate import ConsolidateConfig
     from apiary.hive.distill import DistillConfig
 
@@ -40,7 +46,11 @@ def consolidate(
     config = ConsolidateConfig(method=method, distill=distill, release=release, **_given(full_learning_rate=full_lr),
                                gate=_gate(tolerance, max_kl, max_flips, as_json))
     names = [w.strip() for w in workers.split(",")] if workers else None
-    result = _run(as_json, lambda: _hive(hive, core, template).consolidate(config=config, workers=names, show_progress=not as_json))
+    try:
+        result = _run(as_json, lambda: _hive(hive, core, template).consolidate(
+            config=config, workers=names, show_progress=not as_json, cluster=cluster, cpus=cpus))
+    except TasksFailed as failed:
+        _fail(str(failed), as_json)
     if as_json:
         print(result.model_dump_json())
         return

@@ -23,6 +23,12 @@ ClusterOpt = Annotated[Optional[str], typer.Option(
     help="a Ray cluster's address (host:port, ray://host:port, auto; default $RAY_ADDRESS): each worker learns there "
          "as an actor; the hive and its store must be reachable from every node")]
 CpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each worker's actor asks for")]
+EvalWorkersOpt = Annotated[Optional[str], typer.Option(
+    "--workers", help="several workers' live versions, comma-separated (default: every worker's)")]
+EvalClusterOpt = Annotated[Optional[str], typer.Option(
+    "--cluster", help="a Ray cluster's address (host:port, ray://host:port, auto; default $RAY_ADDRESS): each eval "
+                      "runs there as a task, all at once; the hive and its store must be reachable from every node")]
+EvalCpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each eval's task asks for")]
 
 
 SamplerOpt = Annotated[Optional[str], typer.Option(
@@ -266,12 +272,28 @@ def eval_cmd(
     spec: Annotated[Optional[list[str]], typer.Argument(help="a job file or rg:TASK key=value ... (default: workers' jobs)")] = None,
     worker: Annotated[Optional[str], typer.Option("--worker", "-w")] = None,
     version: Annotated[Optional[int], typer.Option("--version", help="the worker's adapter version (default: the live one)")] = None,
+    workers: EvalWorkersOpt = None, cluster: EvalClusterOpt = None, cpus_per_worker: EvalCpusOpt = 1,
     hive: HiveOpt = None, core: CoreOpt = None, template: TemplateOpt = None, as_json: JsonOpt = False,
 ):
-    """Held-out scores per job: a worker's live adapter version (or --version), or the core."""
+    """Held-out scores per job: a worker's live adapter version (or --version), several workers', or the core.
+    With a Ray cluster (--cluster or RAY_ADDRESS) each eval runs there as a task, all at once."""
+    names = [n.strip() for n in workers.split(",") if n.strip()] if workers is not None else None
+    for name in names or []:
+        _named("--workers", name, "worker", as_json)
+    from apiary.hive.cluster_tasks import TasksFailed  # the model stack: after the names are checked
+
     h = _run(as_json, lambda: _hive(hive, core, template))
     jobs = [h.job(spec[0], spec[1:])] if spec else None
-    results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs, version=version))
+    try:
+        results = _run(as_json, lambda: h.eval(worker=worker, jobs=jobs, version=version, workers=names,
+                                                cluster=cluster, cpus_per_worker=cpus_per_worker))
+    except TasksFailed as failed:
+        _print_evals(failed.results, as_json)
+        _fail(str(failed), as_json)
+    _print_evals(results, as_json)
+
+
+def _print_evals(results: list, as_json: bool) -> None:
     if as_json:
         print(json.dumps([{"job": r.job, "worker": r.worker, "adapter_version": r.adapter_version, "score": r.score, "n": r.n}
                           for r in results]))

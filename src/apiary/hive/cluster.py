@@ -4,12 +4,14 @@ the store URL for records), so it must be reachable from every node (a shared di
 SQLite file on that directory for a few local nodes). Each actor runs `Hive.learn` as a single process
 does, writing its own episodes, checkpoints and adapter versions, and hands back its LearnResult.
 
-Ray is imported only here, and only when an address is given (`cluster=`, or $RAY_ADDRESS, as
+The hive's consolidation and held-out evals run as Ray tasks through the same connection (hive.cluster_tasks).
+Ray is imported only here and there, and only when an address is given (`cluster=`, or $RAY_ADDRESS, as
 `ray.init(address=...)` takes it); without one the plans run one after another in this process."""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -71,6 +73,19 @@ class HiveAddress:
         return Hive(self.path, core=self.core, db_url=self.db_url, template=self.template, artifacts_url=self.artifacts_url)
 
 
+def ray_address(cluster: str | None) -> str | None:
+    """The Ray address a call runs on: `cluster`, else $RAY_ADDRESS, else None (run here, without Ray)."""
+    return cluster or os.environ.get("RAY_ADDRESS") or None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Why one run on the cluster failed: `why` in one line, and `error`, the run's own exception when the
+    run itself raised one (None when Ray lost it: its actor or task killed, out of memory, its node lost)."""
+    why: str
+    error: BaseException | None = None
+
+
 class ClusterUnreachable(ConnectionError):
     """No Ray cluster answers at the address given; the message names it."""
 
@@ -108,45 +123,49 @@ def learn_on_cluster(where: HiveAddress, plans: list[LearnPlan], address: str, c
     require("cluster", "ray")
     import ray
 
-    owned, actors = _connect(address), []
+    owned, actors = connect(address), {}
     try:
         remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(_LearnActor)
         for plan in plans:  # a worker whose actor is still alive elsewhere is refused by its name
-            actors.append(remote.options(name=actor_name(plan.worker), namespace=NAMESPACE).remote(where))
-        outcomes = _collect({actor.learn.remote(plan): (plan.worker, actor) for plan, actor in zip(plans, actors)})
+            actors[plan.worker] = remote.options(name=actor_name(plan.worker), namespace=NAMESPACE).remote(where)
+        outcomes = collect({actors[p.worker].learn.remote(p): p.worker for p in plans},
+                           finished=lambda worker: ray.kill(actors[worker]))
     finally:  # interrupted or not, no actor outlives the call
-        for actor in actors:
+        for actor in actors.values():
             ray.kill(actor)
         if owned:
             ray.shutdown()
-    results = [outcomes[p.worker] for p in plans if isinstance(outcomes[p.worker], LearnResult)]
-    failures = {p.worker: outcomes[p.worker] for p in plans if isinstance(outcomes[p.worker], str)}
+    results = [outcomes[p.worker] for p in plans if not isinstance(outcomes[p.worker], Failed)]
+    failures = {p.worker: outcomes[p.worker].why for p in plans if isinstance(outcomes[p.worker], Failed)}
     if failures:
         raise WorkersFailed(results, failures)
     return results
 
 
-def _collect(runs: dict) -> dict[str, LearnResult | str]:
-    """Each run's LearnResult, or why it failed, by worker, as the runs finish; a finished run's actor is
-    ended at once, so that its CPUs go to a plan still waiting for them."""
+def collect(runs: dict, finished=None) -> dict:
+    """Each run's result, or Failed saying why it failed, by the key `runs` gives its object ref, as the runs
+    finish; `finished(key)` is called as each one does (learning ends its actor there, so that its CPUs go
+    to a plan still waiting for them)."""
     import ray
     from ray.exceptions import RayError, RayTaskError
 
     outcomes = {}
     while runs:
         (run,), _ = ray.wait(list(runs), num_returns=1)
-        worker, actor = runs.pop(run)
+        key = runs.pop(run)
         try:
-            outcomes[worker] = ray.get(run)
-        except RayTaskError as err:  # an error in the learning itself: say what it was, not where Ray ran it
-            outcomes[worker] = f"{type(err.cause).__name__}: {_first_line(err.cause)}" if err.cause else _first_line(err)
-        except RayError as err:  # the actor died: killed, out of memory, its node lost
-            outcomes[worker] = _first_line(err)
-        ray.kill(actor)
+            outcomes[key] = ray.get(run)
+        except RayTaskError as err:  # an error in the run itself: say what it was, not where Ray ran it
+            cause = err.cause
+            outcomes[key] = Failed(f"{type(cause).__name__}: {_first_line(cause)}" if cause else _first_line(err), cause)
+        except RayError as err:  # the actor or task died: killed, out of memory, its node lost
+            outcomes[key] = Failed(_first_line(err))
+        if finished is not None:
+            finished(key)
     return outcomes
 
 
-def _connect(address: str) -> bool:
+def connect(address: str) -> bool:
     """Connect this process to the cluster unless it already is (then the caller's connection is used as is);
     True if this call connected. A host:port that takes no connection is refused at once: Ray itself
     would wait for it indefinitely."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from apiary.evals import simulated_people
 from apiary.evals.gate import GateConfig
-from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult, choose_sources, consolidate
+from apiary.hive.consolidate import ConsolidateConfig, ConsolidateResult
 from apiary.hive.document_learning import Added, add
-from apiary.hive.cluster import HiveAddress, LearnPlan, learn_on_cluster
+from apiary.hive.cluster import HiveAddress, LearnPlan, learn_on_cluster, ray_address
+from apiary.hive.cluster_tasks import ConsolidatePlan, EvalPlan, consolidate_on_cluster, eval_on_cluster
 from apiary.hive.cores import Cores
 from apiary.hive.evaluator import Evaluator
 from apiary.hive.mix import DEFAULT_LEARNERS
@@ -131,12 +133,16 @@ class Hive:
         workers = [plan.worker for plan in plans]
         if len(set(workers)) != len(workers):
             raise ValueError(f"each worker learns in one run at a time: {workers} names one twice")
-        address = cluster or os.environ.get("RAY_ADDRESS") or None
+        address = ray_address(cluster)
         if address is None:
             return [plan.run(self) for plan in plans]
-        where = HiveAddress(str(self.path.resolve()), self.store.url, self.core_source, self.template,
-                            self.store.shared.url if self.store.shared else None)
-        return learn_on_cluster(where, plans, address, cpus_per_worker)
+        return learn_on_cluster(self.hive_address(), plans, address, cpus_per_worker)
+
+    def hive_address(self) -> HiveAddress:
+        """What a node of a Ray cluster needs to open this hive: its directory, store URL, core, prompt format
+        and artifact URL (the directory and the store must be reachable from every node)."""
+        return HiveAddress(str(self.path.resolve()), self.store.url, self.core_source, self.template,
+                           self.store.shared.url if self.store.shared else None)
 
     def attempt(self, job: Job | str, worker: str, n: int = 16, *, samples: int = 1, temperature: float | None = None,
                 start: int | None = None, overrides: list[str] | None = None) -> list[Episode]:
@@ -190,18 +196,34 @@ class Hive:
             raise ValueError(f"no worker named {worker!r} in hive {self.path}")
         return self.store.feedback_log(worker)
 
-    def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None,
-             version: int | None = None) -> list[EvalResult]:
+    def eval(self, worker: str | None = None, jobs: list[Job | str] | None = None, version: int | None = None, *,
+             workers: list[str] | None = None, cluster: str | None = None, cpus_per_worker: float = 1,
+             ) -> list[EvalResult]:
         """Held-out scores, measured afresh: a worker's live adapter version (or `version`) on its job (or
-        the first of `jobs`); the current core on `jobs`; or, with neither, every worker's live version."""
-        if worker is not None:
-            handle = self.worker(worker, jobs[0] if jobs else None)
-            return [self.evaluator.worker(handle, version, reuse=False)]
-        if version is not None:
+        the first of `jobs`); several `workers`' live versions the same way; the current core on `jobs`; or,
+        with none of these, every worker's live version. With a Ray address (`cluster`, else $RAY_ADDRESS,
+        as learn_many) each eval is a Ray task of `cpus_per_worker` CPUs and they run at once, each opening
+        this hive; results in the order asked, the same as here. If some failed while others finished,
+        hive.cluster_tasks.TasksFailed carries both."""
+        plans = self._eval_plans(worker, workers, jobs, version)
+        address = ray_address(cluster)
+        if address is None:
+            return [plan.run(self) for plan in plans]
+        return eval_on_cluster(self.hive_address(), plans, address, cpus_per_worker)
+
+    def _eval_plans(self, worker: str | None, workers: list[str] | None, jobs: list[Job | str] | None,
+                    version: int | None) -> list[EvalPlan]:
+        if worker is not None and workers:
+            raise ValueError("name one worker (--worker) or several (--workers), not both")
+        names = [worker] if worker is not None else list(workers or [])
+        if version is not None and len(names) != 1:
             raise ValueError("--version names an adapter version of a worker: give the worker too")
+        if names:
+            job = self.job(jobs[0]) if jobs else None
+            return [EvalPlan(name, job, version) for name in names]
         if jobs:
-            return [self.evaluator.adapter(self.job(j), self.core, None, 0, reuse=False) for j in jobs]
-        return [self.evaluator.worker(self.worker(record), reuse=False) for record in self.store.workers()]
+            return [EvalPlan(None, self.job(j)) for j in jobs]
+        return [EvalPlan(record.name) for record in self.store.workers()]
 
     def eval_core(self, job: Job, version: int) -> EvalResult:
         """Held-out eval of core version `version` on job (a stored result is reused)."""
@@ -214,20 +236,19 @@ class Hive:
 
     def consolidate(self, method: str = "distill", *, config: ConsolidateConfig | None = None,
                     workers: list[str] | None = None, jobs: dict[str, Job] | None = None,
-                    show_progress: bool = True) -> ConsolidateResult:
+                    show_progress: bool = True, cluster: str | None = None, cpus: float = 1) -> ConsolidateResult:
         """Build a candidate core from the workers on the current core, each at its live adapter version
         (`method`: distill, linear, ties, dare_linear), measure it on every job of the hive, and release it
-        if it passes the gate (see hive.consolidate). `jobs`: worker -> job, for jobs defined in Python."""
-        config, given = config or ConsolidateConfig(method=method), jobs or {}
-        records = self.store.workers()
-        sources = choose_sources(records, self.store.current_core(), workers)
-        for record in sources:
-            if record.origin is None and record.name not in given:
-                raise ValueError(f"worker {record.name!r} learned a job defined in Python; pass it: "
-                                 f"consolidate(jobs={{{record.name!r}: job}})")
-        handles = {r.name: self.worker(r, given.get(r.name)) for r in records if r.origin or r.name in given}
-        return consolidate(self.store, self.cores, self.evaluator, [handles[r.name] for r in sources],
-                           {name: h.job for name, h in handles.items()}, config, show_progress)
+        if it passes the gate (see hive.consolidate). `jobs`: worker -> job, for jobs defined in Python.
+        With a Ray address (`cluster`, else $RAY_ADDRESS, as learn_many) all of it runs as one Ray task of
+        `cpus` CPUs that opens this hive on whichever node has them; without one it runs here and Ray is
+        not imported."""
+        plan = ConsolidatePlan(config or ConsolidateConfig(method=method), tuple(workers) if workers else None, jobs,
+                               show_progress)
+        address = ray_address(cluster)
+        if address is None:
+            return plan.run(self)
+        return consolidate_on_cluster(self.hive_address(), replace(plan, show_progress=False), address, cpus)
 
     def gate(self, worker: str, version: int, config: GateConfig | None = None,
              release: Release | str = Release.GATED) -> WorkerGateResult:
