@@ -240,3 +240,10 @@ def test_learning_a_jsonl_job_whose_lines_share_one_prompt_exits_2_before_any_ev
                     "--core", tiny_core_dir, "--json")
     assert result.exit_code == 2 and "all 5 records share one prompt" in json.loads(result.stdout)["error"]
     assert Store(tmp_path / "hive").evals(None) == []
+
+
+def test_eval_of_one_worker_and_several_at_once_is_refused_before_the_hive_is_made(tmp_path, tiny_core_dir):
+    hive = tmp_path / "new-hive"
+    result = invoke("eval", "--worker", "a", "--workers", "b,c", "--hive", hive, "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 2 and "not both" in json.loads(result.stdout)["error"]
+    assert not hive.exists()

@@ -280,6 +280,8 @@ def eval_cmd(
     names = [n.strip() for n in workers.split(",") if n.strip()] if workers is not None else None
     for name in names or []:
         _named("--workers", name, "worker", as_json)
+    if worker is not None and names is not None:  # before the hive is opened (or made): nothing written
+        _fail("name one worker (--worker) or several (--workers), not both", as_json)
     from apiary.hive.cluster_tasks import TasksFailed  # the model stack: after the names are checked
 
     h = _run(as_json, lambda: _hive(hive, core, template))
@@ -302,8 +304,6 @@ def _print_evals(results: list, as_json: bool) -> None:
     for r in results:
         table.add_row(r.job, r.worker or "core", str(r.adapter_version), f"{r.score:.3f}", str(r.n))
     Console().print(table)
-
-
 
 
 @app.command()
