@@ -180,13 +180,15 @@ def test_learn_kl_anchor_and_rank_options_reach_the_run(tmp_path, tiny_core_dir)
 
     hive = tmp_path / "hive"
     result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", "--prompts", "2", "--samples", "2",
-                    "--max-new-tokens", "3", "--kl", "0.5", "--anchor", "2", "--rank", "2", "--release-ungated",
-                    "--hive", hive, "--core", tiny_core_dir, "--json")
+                    "--max-new-tokens", "3", "--kl", "0.5", "--anchor", "2", "--rank", "2", "--lr", "1e-3",
+                    "--release-ungated", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 0, result.output
     store = Store(hive)
     with store.engine.connect() as db:
-        config = db.execute(select(schema.runs.c.config)).scalar_one()["learners"]["rl"]
-    assert config["kl_coef"] == 0.5 and config["anchor_weight"] == 2.0
+        learners = db.execute(select(schema.runs.c.config)).scalar_one()["learners"]
+    config = learners["rl"]
+    assert config["kl_coef"] == 0.5 and config["anchor_weight"] == 2.0 and config["learning_rate"] == 1e-3
+    assert learners["distil_back"]["learning_rate"] == 2e-4  # a bare --lr is the named learners' rate, not the phases'
     assert json.loads((store.adapter_dir("w", 1) / "adapter_config.json").read_text())["r"] == 2
     result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", "--rank", "4", "--hive", hive, "--core", tiny_core_dir,
                     "--json")

@@ -29,7 +29,9 @@ SLOW = pytest.mark.skipif(not os.environ.get("APIARY_SLOW_TESTS"), reason="a min
 
 
 def plan(worker: str, steps: int, **settings) -> LearnPlan:
-    return LearnPlan("rg:chain_sum", worker, overrides=CHAIN, steps=steps, config=CONFIG, release="ungated", **settings)
+    """A plain rl run (no distil_back phases: these tests are about where runs happen, not how they learn)."""
+    return LearnPlan("rg:chain_sum", worker, overrides=CHAIN, steps=steps, learners=("rl",), config=CONFIG,
+                     release="ungated", **settings)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +123,7 @@ def test_learn_for_several_workers_without_a_ray_address_runs_them_in_turn_and_i
     script = ("import json, sys\nfrom apiary.cli import main\n"
               "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
               "print(json.dumps(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))))")
-    args = [sys.executable, "-c", script, "learn", "rg:chain_sum", *CHAIN, "--workers", "a,b", "--steps", "1",
+    args = [sys.executable, "-c", script, "learn", "rg:chain_sum", *CHAIN, "--workers", "a,b", "--steps", "1", "--no-distil-back",
             "--prompts", "2", "--samples", "2", "--max-new-tokens", "3", "--release-ungated", "--hive", str(tmp_path / "hive"),
             "--core", str(tiny_core_dir), "--json"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": SRC}

@@ -48,3 +48,26 @@ def test_consolidate_killed_at_random_moments_leaves_a_whole_core_and_runs_again
                  learned=learned.path)
     assert report.trials == report.resumed == 2 and report.clean_checks == report.killed
     assert report.items_at_kills > 0 and report.items_lost == 0
+
+
+def test_learn_kill_moments_follow_the_length_of_the_run_before(monkeypatch, tmp_path):
+    """Each trial's window is the previous uninterrupted run's length (the calibration run, then each resume), so a
+    machine that speeds up or slows down does not put the kill moments after the run has ended."""
+    from apiary.bench import kill_learn
+    from apiary.bench.kill_trials import Trial
+
+    resumes = iter([10.0, 4.0, 6.0])
+    drawn = []
+
+    def fake_trial(hive, core, kill_at, steps):
+        drawn.append(kill_at)
+        return Trial(kill_at=kill_at, killed=True, resumed=True), next(resumes)
+
+    monkeypatch.setattr(kill_learn, "one_trial", fake_trial)
+    monkeypatch.setattr(kill_learn, "finish", lambda process, what: True)
+    monkeypatch.setattr(kill_learn, "_learn", lambda *args, **kw: None)
+    ticks = iter([100.0, 120.0])  # the calibration run: 20 s
+    monkeypatch.setattr(kill_learn.time, "perf_counter", lambda: next(ticks))
+    report = kill_learn.run(trials=3, seed=0, core=tmp_path)
+    assert drawn[0] <= 20.0 and drawn[1] <= 10.0 and drawn[2] <= 4.0
+    assert report.seconds_per_run == round((20.0 + 10.0 + 4.0) / 3, 1)

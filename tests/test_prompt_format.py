@@ -81,7 +81,8 @@ def test_a_base_core_learns_evaluates_and_attempts_and_the_format_is_recorded(tm
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
     hive = Hive(tmp_path / "hive", core=str(base_core_dir))
     config = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=4)
-    result = hive.learn("rg:chain_sum", "w", steps=1, config=config, overrides=ONE_DIGIT, show_progress=False)
+    result = hive.learn("rg:chain_sum", "w", steps=1, learners=["rl"], config=config, overrides=ONE_DIGIT,
+                        show_progress=False)
     assert result.steps == 1 and result.adapter_version == 1
     assert hive.eval(worker="w")[0].n > 0
     episodes = hive.attempt("rg:chain_sum", "w", 2, overrides=ONE_DIGIT)

@@ -58,7 +58,8 @@ def measure(root: Path, core: str | None, workers: int, steps: int, config: GRPO
     """`workers` fresh workers learn `steps` steps each in a fresh hive, on the cluster at `address` or in turn."""
     hive = Hive(root / f"{'ray' if address else 'turn'}-{workers}", core=core)
     overrides = (*JOB[1], f"heldout_size={heldout}")
-    plans = [LearnPlan(JOB[0], f"w{i}", overrides=overrides, steps=steps, config=config, release="ungated", seed=i)
+    plans = [LearnPlan(JOB[0], f"w{i}", overrides=overrides, steps=steps, learners=("rl",), config=config,
+                       release="ungated", seed=i)
              for i in range(workers)]
     started = time.perf_counter()
     results = hive.learn_many(plans, cluster=address)

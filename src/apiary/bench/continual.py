@@ -120,7 +120,7 @@ def sequential_lora(hive: Hive, jobs, base: list[float], setup: ContinualSetup) 
         name = f"seq-{worker}"
         if previous is not None:
             seed_from(hive, job, name, previous)
-        hive.learn(job, name, config=naive, show_progress=False, release="ungated", seed=setup.seed, **setup.budget())
+        hive.learn(job, name, learners=["rl"], config=naive, show_progress=False, release="ungated", seed=setup.seed, **setup.budget())
         R.append([hive.eval_worker(name, j).score for j in jobs])
         previous = name
     return {"R": R, "transfer": transfer(R, base).__dict__, **retention_of(hive, previous)}

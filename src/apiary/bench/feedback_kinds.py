@@ -57,7 +57,9 @@ def run_job(hive: Hive, worker_prefix: str, spec: str, overrides: list[str], arg
     rows = []
     for label, kind, learner in KINDS:
         worker = f"{worker_prefix}-{learner}-{kind or 'seeds'}"
-        config = configs_with([learner], GRPOConfig(), epochs=args.epochs)[learner]
+        # every kind at the one learning rate the section's figures were measured at (1e-3; corrections' default is
+        # 5e-4 since 2026-12-01, measured with distil_back, which this comparison does not use)
+        config = configs_with([learner], GRPOConfig(), 1e-3, epochs=args.epochs)[learner]
         if kind is None:  # practice: the same number of failed attempts as seeds, as many steps as feedback gets
             seeds = _copy(hive, job, [e for e in attempts if e.score < 1.0][:args.budget], worker)
             given, steps = len(seeds), args.epochs * -(-len(seeds) // config.batch_size)

@@ -42,7 +42,7 @@ def learned_hive(hive: Path, core: Path) -> Path:
     made = Hive(hive, core=str(core))
     settings = GRPOConfig(prompts_per_step=2, samples_per_prompt=2, max_new_tokens=4)
     for worker, job in WORKERS.items():
-        made.learn(job, worker, steps=1, config=settings, overrides=JOB, show_progress=False, release="ungated")
+        made.learn(job, worker, steps=1, learners=["rl"], config=settings, overrides=JOB, show_progress=False, release="ungated")
     made.store.engine.dispose()
     return hive
 

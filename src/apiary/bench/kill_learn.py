@@ -1,6 +1,6 @@
 """Kills from outside: `apiary learn` SIGKILLed at a seeded random moment, then checked and resumed.
 
-Each trial starts `apiary learn` (a subprocess, RL on chain_sum, checkpoints every 5 steps) on a fresh
+Each trial starts `apiary learn` (a subprocess, rl with distil_back on chain_sum, checkpoints every 5 steps) on a fresh
 hive, kills it with SIGKILL at a moment drawn uniformly from [0, the length of one uninterrupted run)
 (seeded; the length is that of the last uninterrupted run, the previous trial's resume, so that it follows
 the machine's load: a length measured once, under load, put 11 of 20 moments after the run had ended), and
@@ -80,6 +80,7 @@ def run(trials: int = 20, seed: int = 0, core: Path | None = None, kill_within: 
 
 
 def describe(report: KillReport) -> str:
-    return (f"`apiary learn` (the tiny core unless `--core`, 10 RL steps, checkpoints every 5) SIGKILLed at a seeded "
-            f"random moment within one run's length (that of the run before: {report.seconds_per_run} s on average), then `apiary check`, "
+    return (f"`apiary learn` (the tiny core unless `--core`, 10 steps of rl with distil_back's phases, checkpoints "
+            f"every 5) SIGKILLed at a seeded random moment within one run's length (that of the run before: "
+            f"{report.seconds_per_run} s on average), then `apiary check`, "
             "`apiary check --repair`, and the same `learn` again. Items: episodes and adapter versions recorded.")

@@ -34,7 +34,7 @@ def run_job(hive: Hive, worker: str, spec: str, args) -> dict:
     config = GRPOConfig(prompts_per_step=args.prompts, samples_per_prompt=args.samples, learning_rate=args.lr,
                         temperature=args.temperature)
     started = time.perf_counter()
-    result = hive.learn(spec, worker, minutes=args.minutes, config=config, overrides=[f"heldout_size={args.heldout}"],
+    result = hive.learn(spec, worker, minutes=args.minutes, learners=["rl"], config=config, overrides=[f"heldout_size={args.heldout}"],
                         checkpoint_every=1000, show_progress=True)
     figures = result.model_dump() | {"spec": spec, "wall_seconds": time.perf_counter() - started}
     before, after = result.long_horizon["before"], result.long_horizon["after"]

@@ -48,8 +48,8 @@ def learn(
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
-        help="learning rate of every learner (defaults: rl and distil_back 2e-4, self_distill 1e-4, corrections 5e-4, "
-             "the others 1e-3), or NAME=RATE "
+        help="learning rate of every learner named in --learners (defaults: rl and distil_back 2e-4, self_distill "
+             "1e-4, corrections 5e-4, the others 1e-3), or NAME=RATE "
              "for one learner; repeatable")] = None,
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
@@ -88,8 +88,8 @@ def learn(
     from apiary.models.adapters import LoraSpec
 
     names = _worker_names(worker, workers, as_json)
-    learner_names = [n.strip() for n in learners.split(",") if n.strip()]
-    learner_names = with_distil_back(learner_names) if distil_back else learner_names
+    named = [n.strip() for n in learners.split(",") if n.strip()]
+    learner_names = with_distil_back(named) if distil_back else named
     if minutes is None and steps is None and OPEN_ENDED & set(learner_names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
     release, gate = _release(release_ungated, no_release, as_json), _gate(tolerance, max_kl, max_flips, as_json)
@@ -99,7 +99,7 @@ def learn(
         rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
                                                           kl_coef=kl, anchor_weight=anchor, sampler=sampler))
         settings = dict(overrides=tuple(spec[1:]), minutes=minutes, steps=steps, learners=tuple(learner_names),
-                        configs=_learner_configs(learner_names, rl, lr or [], batch, epochs),
+                        configs=_learner_configs(learner_names, named, rl, lr or [], batch, epochs),
                         lora=LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None,
                         show_progress=not as_json, start_version=from_version, release=release, gate=gate)
         return [LearnPlan(spec[0], name, **settings) for name in names]
@@ -146,13 +146,18 @@ def _print_results(results: list, several: bool, as_json: bool) -> None:
         _learn_table(results)
 
 
-def _learner_configs(names: list[str], rl: dict, lr: list[str], batch: int | None, epochs: int | None) -> dict:
-    """Each named learner's config from the options: `rl` (GRPOConfig's fields given), `--lr`, `--batch`, `--epochs`."""
+def _learner_configs(names: list[str], named: list[str], rl: dict, lr: list[str], batch: int | None,
+                     epochs: int | None) -> dict:
+    """Each learner's config from the options: `rl` (GRPOConfig's fields given), `--lr`, `--batch`, `--epochs`.
+    A bare `--lr RATE` is the rate of the learners the user `named`; distil_back added by default keeps its own
+    (measured) rate unless `--lr distil_back=RATE` sets it."""
     from apiary.hive.mix import configs_with
     from apiary.learners.grpo import GRPOConfig
 
     rates = _learning_rates(lr)
-    return configs_with(names, GRPOConfig(**rl), rates.pop(None, None), rates, batch, epochs)
+    every = rates.pop(None, None)
+    rates = ({name: every for name in named} if every is not None else {}) | rates
+    return configs_with(names, GRPOConfig(**rl), None, rates, batch, epochs)
 
 
 def _learning_rates(values: list[str]) -> dict[str | None, float]:

@@ -97,6 +97,8 @@ def run_tasks(where: HiveAddress, plans: list, address: str, cpus: float) -> lis
     """Each plan as one Ray task with `cpus` CPUs that opens the hive at `where` and runs `plan.run(hive)`,
     all at once; each one's result, or Failed saying why, in the plans' order. Interrupted, the tasks still
     running are cancelled."""
+    if not plans:  # nothing to run: no connection either
+        return []
     require("cluster", "ray")
     import ray
 
@@ -107,7 +109,10 @@ def run_tasks(where: HiveAddress, plans: list, address: str, cpus: float) -> lis
         outcomes = collect(dict(runs))
     except BaseException:
         for run in runs:  # a finished task is left as it is
-            ray.cancel(run, force=True)
+            try:
+                ray.cancel(run, force=True)
+            except Exception:  # noqa: BLE001  (the connection may be gone: the first error is the one to raise)
+                pass
         raise
     finally:
         if owned:

@@ -23,7 +23,7 @@ from apiary.models.generate import prompt_ids, reply_ids
 class CorrectionsConfig(FeedbackConfig):
     """Settings of learning from corrections: those every feedback learner has (learners.common.FeedbackConfig)."""
 
-    # lr 5e-4 (the others' 1e-3), in runs that distil back (the default everywhere): 64 corrections served over HTTP,
+    # lr 5e-4 (the others' 1e-3), in runs that distil back (what `apiary learn` and the server do by default): 64 corrections served over HTTP,
     # two seeds (docs/benchmarks.md, "Keeping what is learned"): at 1e-3 99 / 76 of 878 retention items flipped, both
     # refused by the default gate; at 5e-4 30 / 28, both released (held-out 0.20 -> 0.51 / 0.43).
     learning_rate: float = 5e-4
