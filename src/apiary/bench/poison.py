@@ -192,7 +192,7 @@ Command: `{cmd}`
 givers each give feedback on {plan['share']:.0%} of {plan['tasks']} x {plan['samples']} attempts (a correction of a wrong answer,
 a reward of 1 for a right one); mallory is wrong on {plan['poison']:.0%} of hers (a correction off by one or two, a reward of 0
 for a right answer). Each condition is a fresh worker learning with the corrections and rewards learners ({plan['epochs']}
-passes), gated. "released" is the held-out score of the worker live after the gate (the live one's if refused);
+passes; apiary's defaults: corrections at lr 5e-4, rewards at 1e-3, distil_back's phases), gated by the default gate. "released" is the held-out score of the worker live after the gate (the live one's if refused);
 "kept" is its gain as a share of the clean condition's. {result['seconds']:.0f} s in all.
 
 | seed | condition | feedback | held back | before | after | gate | released | gain | kept |
