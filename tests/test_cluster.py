@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from apiary import ConsolidateConfig, GateConfig, Hive, LearnPlan, WorkersFailed
 from apiary.hive.cluster import NAMESPACE, ClusterUnreachable, actor_name
+from apiary.hive.mix import DEFAULT_LEARNERS
 from apiary.learners.grpo import GRPOConfig
 from apiary.store import schema
 
@@ -29,9 +30,9 @@ SLOW = pytest.mark.skipif(not os.environ.get("APIARY_SLOW_TESTS"), reason="a min
 
 
 def plan(worker: str, steps: int, **settings) -> LearnPlan:
-    """A plain rl run (no distil_back phases: these tests are about where runs happen, not how they learn)."""
-    return LearnPlan("rg:chain_sum", worker, overrides=CHAIN, steps=steps, learners=("rl",), config=CONFIG,
-                     release="ungated", **settings)
+    """A plain rl run unless `learners` is given (these tests are about where runs happen, not how they learn)."""
+    return LearnPlan("rg:chain_sum", worker, overrides=CHAIN, steps=steps, config=CONFIG, release="ungated",
+                     **({"learners": ("rl",)} | settings))
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,10 @@ def cluster():
 
 def test_two_workers_learn_at_once_on_a_two_node_cluster_and_the_hive_consolidates_them(tmp_path, tiny_core_dir, cluster):
     hive = Hive(tmp_path / "hive", core=str(tiny_core_dir))
-    left, right = hive.learn_many([plan("left", 2), plan("right", 2)], cluster=cluster.address)
-    assert (left.worker, right.worker) == ("left", "right") and left.steps == right.steps == 2
+    # the default run (rl, then distil_back's closing phase: 2 + 1 steps), long enough for the two to overlap
+    left, right = hive.learn_many([plan("left", 2, learners=DEFAULT_LEARNERS), plan("right", 2, learners=DEFAULT_LEARNERS)],
+                                  cluster=cluster.address)
+    assert (left.worker, right.worker) == ("left", "right") and left.steps == right.steps == 3
     with hive.store.engine.connect() as db:  # the two runs overlapped in time
         runs = {r.worker: r for r in db.execute(select(schema.runs))}
     assert runs["left"].started_at < runs["right"].finished_at and runs["right"].started_at < runs["left"].finished_at
