@@ -200,3 +200,17 @@ def test_a_moved_hive_loads_its_core_versions_from_its_own_directory(tmp_path, t
                                        sources=[], details={}))
     assert Cores(store, str(tiny_core_dir)).at(1).version == 1
 
+
+
+def test_a_store_killed_while_being_made_checks_without_damage_and_the_next_open_completes_it(tmp_path):
+    """Found by the kill trials of `apiary learn`: killed after hive.db was created, before its tables were, the
+    hive made `apiary check` fail with "no such table: workers". An empty store holds no rows, so nothing is lost."""
+    import sqlite3
+
+    root = tmp_path / "hive"
+    root.mkdir()
+    sqlite3.connect(root / "hive.db").close()  # the file, no tables
+    report = check_hive(root)
+    assert report.clean and DAMAGE not in _levels(report) and report.artifacts == 0
+    Store(root).engine.dispose()  # any command that opens the hive makes its tables
+    assert check_hive(root).findings == []

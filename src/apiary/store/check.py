@@ -160,18 +160,24 @@ def _check_revision(engine, tables: set[str]) -> list[Finding]:
 
 
 def read_rows(engine) -> Recorded:
-    """The rows that name artifacts, and which versions are live or released."""
+    """The rows that name artifacts, and which versions are live or released. A table the database lacks holds
+    no rows: a hive made by an older apiary, or a store killed while it was being made (the file created, the
+    tables not yet), which the next command that opens the hive completes."""
     av, cv, wr, rel, w = (schema.adapter_versions, schema.core_versions, schema.worker_releases, schema.releases,
                           schema.workers)
-    found = Recorded()
+    found, tables = Recorded(), set(inspect(engine).get_table_names())
+
+    def rows(query, table):
+        return db.execute(query).all() if table.name in tables else []
+
     with engine.connect() as db:
-        found.workers = set(db.execute(select(w.c.name)).scalars())
-        found.adapters = {(r.worker, r.version): r.path for r in db.execute(select(av.c.worker, av.c.version, av.c.path))}
-        found.cores = {r.version: (r.parent, r.path) for r in db.execute(select(cv.c.version, cv.c.parent, cv.c.path))}
-        for r in db.execute(select(wr.c.worker, wr.c.adapter_version).order_by(wr.c.id)):
+        found.workers = {r.name for r in rows(select(w.c.name), w)}
+        found.adapters = {(r.worker, r.version): r.path for r in rows(select(av.c.worker, av.c.version, av.c.path), av)}
+        found.cores = {r.version: (r.parent, r.path) for r in rows(select(cv.c.version, cv.c.parent, cv.c.path), cv)}
+        for r in rows(select(wr.c.worker, wr.c.adapter_version).order_by(wr.c.id), wr):
             found.live[r.worker] = r.adapter_version
             found.released.setdefault(r.worker, set()).add(r.adapter_version)
-        for r in db.execute(select(rel.c.core_version).order_by(rel.c.id)):
+        for r in rows(select(rel.c.core_version).order_by(rel.c.id), rel):
             found.current_core = r.core_version
             found.released_cores.add(r.core_version)
     for worker in found.workers - set(found.live):  # no release row yet: its latest version is live
