@@ -23,7 +23,7 @@ def test_learn_eval_export_json(tmp_path, tiny_core_dir):
     report = json.loads(result.stdout)
     # the 2 steps, then distil_back's closing phase (a step of its own; `apiary learn` distils back by default)
     assert report["worker"] == "arith" and report["steps"] == 3 and report["episodes"] == 8
-    assert report["learners"] == ["rl", "distil_back"]
+    assert report["learners"] == ["rl", "distil_back"] and report["closing_phase"] is True
     assert 0 <= report["before"] <= 1 and 0 <= report["after"] <= 1 and report["heldout_items"] == 8
     result = invoke("eval", "--worker", "arith", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 0, result.output
@@ -249,3 +249,11 @@ def test_eval_of_one_worker_and_several_at_once_is_refused_before_the_hive_is_ma
     result = invoke("eval", "--worker", "a", "--workers", "b,c", "--hive", hive, "--core", tiny_core_dir, "--json")
     assert result.exit_code == 2 and "not both" in json.loads(result.stdout)["error"]
     assert not hive.exists()
+
+
+def test_learn_table_names_the_learners_and_the_closing_phase(tmp_path, tiny_core_dir):
+    result = runner.invoke(app, [str(a) for a in ("learn", *CHAIN, "--worker", "w", "--steps", "1", "--prompts", "2",
+                                                  "--samples", "2", "--max-new-tokens", "3", "--hive", tmp_path / "hive",
+                                                  "--core", tiny_core_dir)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "rl+distil_back" in result.output and "1 + closing" in result.output

@@ -117,11 +117,12 @@ def _gate(tolerance: float, max_kl: float, max_flips: float, as_json: bool) -> G
 
 
 def _learn_table(results) -> None:
-    table = Table("job", "worker", "before", "after", "items", "episodes", "steps", "learn", "total",
+    table = Table("job", "worker", "learners", "before", "after", "items", "episodes", "steps", "learn", "total",
                   title="held-out accuracy before and after learning", box=box.SIMPLE_HEAD, pad_edge=False)
     for r in results:
-        table.add_row(r.job, r.worker, f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]", str(r.heldout_items), str(r.episodes),
-                      str(r.steps), f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
+        steps = f"{r.steps - 1} + closing" if r.closing_phase else str(r.steps)  # distil_back's last phase toward the core
+        table.add_row(r.job, r.worker, "+".join(r.learners), f"{r.before:.3f}", f"[bold]{r.after:.3f}[/bold]",
+                      str(r.heldout_items), str(r.episodes), steps, f"{r.learn_seconds:.0f} s", f"{r.wall_seconds:.0f} s")
     Console().print(table)
     for r in results:
         if r.stopped == "feedback used up":

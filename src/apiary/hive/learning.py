@@ -46,6 +46,7 @@ class LearnResult(BaseModel):
     stopped: str = ""  # why learning ended: "budget" or "feedback used up"
     gate: WorkerGateResult | None = None  # the gate's decision on the new version (None: nothing new was learned)
     live_version: int = 0  # the worker's live adapter version after the run and the gate
+    closing_phase: bool = False  # the last of `steps` was distil_back's closing phase toward the core
     held_back: list[dict] = []  # givers flagged as unreliable whose feedback the run left out (evals.givers figures)
 
 
@@ -83,6 +84,7 @@ def learn_worker(store: Store, evaluator: Evaluator, worker: WorkerHandle, budge
         train_tokens_per_s=run.trained_tokens / max(run.train_seconds, 1e-9),
         learners=run.learners, feedback=run.feedback, stopped=run.stopped, gate=decision,
         live_version=store.worker(worker.name).live_version, held_back=run.held_back,
+        closing_phase=run.closing_phase,
     )
 
 

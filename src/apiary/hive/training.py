@@ -65,6 +65,7 @@ class RunSummary:
     rewards: list[float] = field(default_factory=list)
     stopped: str = ""  # why the run ended: "budget" or "feedback used up"
     held_back: list[dict] = field(default_factory=list)  # flagged givers whose feedback was left out, with their figures
+    closing_phase: bool = False  # the last step was distil_back's closing phase (counted in `steps`)
 
 
 @dataclass
@@ -131,6 +132,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
         closing = _closing_phase(store, job, name, mix, state) if summary.steps else None
         if closing is not None:
             _account(summary, closing)
+            summary.closing_phase = True
         if state.pending or state.pending_feedback or closing is not None:
             _checkpoint(store, name, model, mix, generator, state, final=True)
         store.update_run(state.run_id, status="finished", step=state.step, finished_at=now())
