@@ -51,11 +51,13 @@ class Method:
     anchor_weight: float = 0.0
     anchor_kinds: tuple[str, ...] = ("request",)  # the first anchor set; "+short" methods add the short questions
     distil_back: bool = False  # learn, then distil back: a phase toward the core after every 5 steps (learners.distil_back)
+    sampler: str = "float32"  # "int8": rollouts from int8 core weights (models.quantized)
+    is_cap: float = 2.0  # int8 sampler: the truncated importance weight's cap; 0 = no correction
 
     def configs(self) -> dict[str, LearnerConfig]:
         """Settings by learner: rl's, and distil_back's (at rl's learning rate) when the method cycles."""
         rl = replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
-                     anchor_kinds=self.anchor_kinds)
+                     anchor_kinds=self.anchor_kinds, sampler=self.sampler, is_cap=self.is_cap)
         return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.learning_rate)} if self.distil_back else {})
 
 
@@ -76,6 +78,9 @@ METHODS = {m.name: m for m in [
     Method("lr2e-4+anchor1+short", learning_rate=2e-4, anchor_weight=1.0, anchor_kinds=ANCHOR_KINDS),
     # the same anchor samples as lr2e-4+anchor1 (8 per step), in phases: 5 updates of 8 after every 5 steps
     Method("lr2e-4+distil_back", learning_rate=2e-4, distil_back=True),
+    # rollouts from int8 weights, with and without the truncated importance-sampling correction (issue 17)
+    Method("lr2e-4+int8", learning_rate=2e-4, sampler="int8"),
+    Method("lr2e-4+int8+noIS", learning_rate=2e-4, sampler="int8", is_cap=0.0),
 ]}
 
 
