@@ -43,6 +43,15 @@ class DocumentsPlan:
     docs: Path = DOCS  # where documents.json and benchmarks.md go
     quick: bool = False
     hive: Path | None = None
+    documents: int | None = None  # learn only the first N documents (their own section and json); None: all
+
+    @property
+    def title(self) -> str:
+        return TITLE if self.documents is None else TITLE.replace("a workplace", f"{self.documents} documents of a workplace")
+
+    @property
+    def json_name(self) -> str:
+        return "documents.json" if self.documents is None else f"documents-{self.documents}.json"
 
 
 def reference(hive: Hive, spec: str, overrides: list[str]) -> dict:
@@ -76,6 +85,8 @@ def run(plan: DocumentsPlan) -> dict:
     """Every figure of the section; writes documents.json and the section under `plan.docs`."""
     spec = f"docs:{plan.folder}"
     overrides, sizes = (["documents=4"], (2, 4)) if plan.quick else ([], plan.sizes)
+    if plan.documents is not None:
+        overrides, sizes = [f"documents={plan.documents}"], tuple(n for n in sizes if n < plan.documents)
     budget = {"steps": 1} if plan.quick else {"minutes": plan.minutes}
     with tempfile.TemporaryDirectory() as tmp:
         hive = Hive(plan.hive or Path(tmp) / "hive", core=plan.core)
@@ -91,8 +102,8 @@ def run(plan: DocumentsPlan) -> dict:
                 point = learn_point(hive, spec, [*overrides, f"documents={n}"], "context_distill", f"docs-n{n}", budget)
             figures["sizes"].append(reference(hive, spec, [*overrides, f"documents={min(n, total)}"]) | {"after": point["after"]})
     plan.docs.mkdir(parents=True, exist_ok=True)
-    (plan.docs / "documents.json").write_text(json.dumps(figures, indent=1) + "\n")
-    write_section(TITLE, markdown(figures, command(plan)), plan.docs)
+    (plan.docs / plan.json_name).write_text(json.dumps(figures, indent=1) + "\n")
+    write_section(plan.title, markdown(figures, command(plan), plan.title), plan.docs)
     return figures
 
 
@@ -100,13 +111,13 @@ def command(plan: DocumentsPlan) -> str:
     if plan.quick:
         return "python -m apiary.bench.documents --quick"
     return (f"python -m apiary.bench.documents --minutes {plan.minutes:g} --sizes {' '.join(map(str, plan.sizes))} "
-            f"--learners {' '.join(plan.learners)}")
+            f"--learners {' '.join(plan.learners)}" + (f" --documents {plan.documents}" if plan.documents else ""))
 
 
-def markdown(figures: dict, command: str) -> str:
+def markdown(figures: dict, command: str, title: str = TITLE) -> str:
     ref, budget = figures["all"], figures["budget"]
     spent = f"{budget['minutes']:g} minutes" if "minutes" in budget else f"{budget['steps']} step(s)"
-    lines = [f"## {TITLE}", "",
+    lines = [f"## {title}", "",
              f"The shipped fictional workplace ({ref['documents']} documents, {ref['questions']} held-out questions worded "
              f"unlike the documents and the practice questions), on {figures['machine']}. Each learner: a fresh worker on "
              f"the bundled core, {spent} of learning, then the default worker gate (nothing released). Closed-book: the "
@@ -131,7 +142,9 @@ def markdown(figures: dict, command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="learning minutes per worker")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50], help="documents learned, besides all of them")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 50], help="documents learned, besides all of them")
+    parser.add_argument("--documents", type=int, default=None,
+                        help="learn only the first N documents (a section and json of their own; sizes under N)")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--quick", action="store_true", help="a check of the code path: 4 documents, 1 step per worker")
     parser.add_argument("--core", default=None, help="a core directory (default: the bundled core)")
@@ -142,7 +155,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         docs = args.docs or (Path(tmp) if args.quick else DOCS)
         run(DocumentsPlan(minutes=args.minutes, sizes=tuple(args.sizes), learners=tuple(args.learners), core=args.core,
-                          docs=docs, quick=args.quick, hive=args.hive))
+                          docs=docs, quick=args.quick, hive=args.hive, documents=args.documents))
         if args.quick:
             print((docs / "benchmarks.md").read_text())
 
