@@ -350,10 +350,12 @@ def test_the_server_learns_corrections_and_critiques_by_self_distillation_when_t
     first, second = hive.attempt("rg:chain_sum", "arith", n=2, overrides=ONE_DIGIT)
     hive.feedback(first.id, correction=first.answer)
     hive.feedback(second.id, critique="Give only the number.")
-    assert ready_workers(hive.store, 2) == [(hive.store.worker("arith"), ["corrections", "critiques"])]
+    # the default ("mixed"): corrections by self-distillation, critiques by revision (the only way they were measured)
+    assert ready_workers(hive.store, 2) == [(hive.store.worker("arith"), ["critiques", "self_distill"])]
+    assert ready_workers(hive.store, 2, "separate") == [(hive.store.worker("arith"), ["corrections", "critiques"])]
     assert ready_workers(hive.store, 2, "self_distill") == [(hive.store.worker("arith"), ["self_distill"])]
     assert ready_workers(hive.store, 3, "self_distill") == []
-    with pytest.raises(ValueError, match="text learner .sft. is not one of separate, self_distill"):
+    with pytest.raises(ValueError, match="text learner .sft. is not one of mixed, separate, self_distill"):
         LearningConfig(text_learner="sft")
 
 

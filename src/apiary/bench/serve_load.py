@@ -268,7 +268,7 @@ the held-out score is read back from `/v1/workers`.
 {_feedback("The same with SFT at lr 7e-4 (`--distil-back --lr corrections=7e-4`)", fig.get("distil_back_lr7e-4"))}
 
 {_feedback("Self-distillation from context at lr 2e-4, distilled back (`--text-learner self_distill --distil-back --lr "
-           "self_distill=2e-4`)", fig.get("self_distill_distil_back"))}
+           "self_distill=2e-4`; the server's default for corrections since 2026-12-01)", fig.get("self_distill_distil_back"))}
 
 {_seeds(fig)}
 
@@ -336,13 +336,14 @@ def _one(scores: dict | None) -> str:
     return ", ".join(f"{v:.2f}" for v in (scores or {}).values())
 
 
-# each part names its settings, whatever the server's defaults (since 2026-12-01: distil_back on, corrections at 5e-4)
-FEEDBACK_PARTS = {"feedback": ["--no-distil-back", "--lr", "corrections=1e-3"],
-                  "self_distill": ["--text-learner", "self_distill", "--no-distil-back"],
-                  "distil_back": ["--distil-back", "--lr", "corrections=1e-3"],
-                  "distil_back_lr2e-4": ["--distil-back", "--lr", "corrections=2e-4"],
-                  "distil_back_lr5e-4": ["--distil-back", "--lr", "corrections=5e-4"],
-                  "distil_back_lr7e-4": ["--distil-back", "--lr", "corrections=7e-4"],
+# each part names its settings, whatever the server's defaults (since 2026-12-01: distil_back on, corrections by
+# self_distill at 2e-4)
+FEEDBACK_PARTS = {"feedback": ["--text-learner", "separate", "--no-distil-back", "--lr", "corrections=1e-3"],
+                  "self_distill": ["--text-learner", "self_distill", "--no-distil-back", "--lr", "self_distill=1e-4"],
+                  "distil_back": ["--text-learner", "separate", "--distil-back", "--lr", "corrections=1e-3"],
+                  "distil_back_lr2e-4": ["--text-learner", "separate", "--distil-back", "--lr", "corrections=2e-4"],
+                  "distil_back_lr5e-4": ["--text-learner", "separate", "--distil-back", "--lr", "corrections=5e-4"],
+                  "distil_back_lr7e-4": ["--text-learner", "separate", "--distil-back", "--lr", "corrections=7e-4"],
                   "self_distill_distil_back": ["--text-learner", "self_distill", "--distil-back", "--lr",
                                                "self_distill=2e-4"]}
 
@@ -383,7 +384,8 @@ def main() -> None:
             fig[key] = feedback_suite(work / key, args.corrections, args.corrections, 3600, FEEDBACK_PARTS[part], args.seed)
     if "specialist" in parts:
         fig["specialist"] = feedback_suite(work / "specialist", args.corrections, args.corrections, 3600,
-                                           ["--max-kl", "1000", "--max-flips", "1", "--no-distil-back", "--lr", "corrections=1e-3"])
+                                           ["--max-kl", "1000", "--max-flips", "1", "--text-learner", "separate",
+                                            "--no-distil-back", "--lr", "corrections=1e-3"])
     path.write_text(json.dumps(fig, indent=2))
     plot(fig, DOCS / "serve_load.png")
     write_section(TITLE, markdown(fig, "python -m apiary.bench.serve_load"))

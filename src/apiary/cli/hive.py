@@ -135,8 +135,9 @@ def serve(
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
     text_learner: Annotated[str, typer.Option(
-        help="how corrections and critiques are learned: separate (SFT on corrections, revisions from critiques) "
-             "or self_distill (on-policy self-distillation from context, both)")] = "separate",
+        help="how corrections and critiques are learned: mixed (corrections by on-policy self-distillation from "
+             "context, critiques by revision), separate (SFT on corrections, revisions from critiques) or "
+             "self_distill (self-distillation from context, both)")] = "mixed",
     document_steps: Annotated[Optional[int], typer.Option(
         help="context distillation steps of a background run on documents added with POST /v1/documents "
              "(default 4)")] = None,

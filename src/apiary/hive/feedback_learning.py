@@ -44,12 +44,14 @@ from apiary.store.store import Store
 log = logging.getLogger("apiary.serve")
 
 LEARNER_OF = {"reward": "rewards", "correction": "corrections", "critique": "critiques", "preference": "preferences"}
-TEXT_LEARNERS = ("separate", "self_distill")  # how corrections and critiques are learned (LearningConfig.text_learner)
+TEXT_LEARNERS = ("mixed", "separate", "self_distill")  # how corrections and critiques are learned (LearningConfig.text_learner)
 
 
-# The server's default since 2026-12-01 (docs/benchmarks.md, "Keeping what is learned"): 64 served corrections, two
-# seeds: SFT at lr 1e-3 alone flipped 320 of 878 retention items; with distil_back's phases 99 / 76, both refused.
-# Corrections at lr 5e-4 (CorrectionsConfig's default) with the phases: 30 / 28 flipped and both released.
+# The server's defaults (docs/benchmarks.md, "Keeping what is learned"), 64 served corrections, two seeds each:
+# SFT at lr 1e-3 alone flipped 320 of 878 retention items; with distil_back's phases 99 / 76, both refused. SFT at
+# lr 5e-4 (CorrectionsConfig's default) with the phases: 0.20 -> 0.51 / 0.43, 30 / 28 flipped, both released.
+# Self-distillation from context at lr 2e-4 with the phases (the default since 2026-12-01, later): 0.20 -> 0.60 /
+# 0.59, 17 / 11 flipped, both released. Critiques were not measured that way, so they keep their revision learner.
 
 
 @dataclass
@@ -58,9 +60,10 @@ class LearningConfig:
     poll_seconds: float = 5.0  # how often workers are checked even when no feedback arrives
     gate: GateConfig = field(default_factory=GateConfig)
     lease_seconds: float = 60.0  # how long a replica's claim on a worker's learning lasts unless renewed (every third)
-    text_learner: str = "separate"
-    """"separate": corrections by SFT (learners.corrections), critiques by revision (learners.critiques);
-    "self_distill": both by on-policy self-distillation from context (learners.self_distill)."""
+    text_learner: str = "mixed"
+    """"mixed": corrections by on-policy self-distillation from context (learners.self_distill), critiques by
+    revision (learners.critiques); "separate": corrections by SFT (learners.corrections), critiques by revision;
+    "self_distill": both by self-distillation from context."""
     document_steps: int = 4  # context distillation steps of a run on newly added documents (hive.document_learning)
     distil_back: bool = True
     """Learn, then distil back: the feedback learners' run also has phases of distillation toward the core
@@ -89,14 +92,14 @@ class LearningConfig:
                 for name, rate in self.learning_rates.items() if name in learners}
 
 
-def learner_of(kind: str, text_learner: str = "separate") -> str:
+def learner_of(kind: str, text_learner: str = "mixed") -> str:
     """The learner that learns from feedback of this kind."""
-    if text_learner == "self_distill" and kind in ("correction", "critique"):
+    if (text_learner, kind) in {("self_distill", "correction"), ("self_distill", "critique"), ("mixed", "correction")}:
         return "self_distill"
     return LEARNER_OF[kind]
 
 
-def ready_workers(store: Store, min_feedback: int, text_learner: str = "separate",
+def ready_workers(store: Store, min_feedback: int, text_learner: str = "mixed",
                   asked: frozenset[str] = frozenset()) -> list[tuple[Worker, list[str]]]:
     """Workers with enough unlearned, unflagged feedback from givers not flagged as unreliable, and the
     learners that feedback needs. For a worker someone asked to learn now (`asked`), any is enough."""
