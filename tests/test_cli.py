@@ -257,3 +257,19 @@ def test_learn_table_names_the_learners_and_the_closing_phase(tmp_path, tiny_cor
                                                   "--core", tiny_core_dir)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "rl+distil_back" in result.output and "1 + closing" in result.output
+
+
+def test_a_documents_job_learns_by_context_distillation_unless_told(tmp_path, tiny_core_dir):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "teams.md").write_text("The Quorbel team meets in room Zanthe-3.\n")
+    (docs / "halvex.md").write_text("Project Halvex is led by Mirel Dostrand.\n")
+    (docs / "questions.jsonl").write_text(json.dumps({"question": "Which room is the Quorbel team's?",
+                                                      "answer": "Zanthe-3", "doc": "teams.md"}) + "\n")
+    result = invoke("learn", f"docs:{docs}", "--worker", "clerk", "--steps", "1", "--no-release",
+                    "--hive", tmp_path / "hive", "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["learners"] == ["context_distill"]  # no distil_back either: a documents run
+    result = invoke("learn", f"docs:{tmp_path / 'nowhere'}", "--worker", "clerk", "--steps", "1", "--hive",
+                    tmp_path / "hive", "--core", tiny_core_dir, "--json")
+    assert result.exit_code == 2 and "nowhere" in json.loads(result.stdout)["error"]

@@ -84,3 +84,13 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, store_
     assert stored == {f: e for w in written for f, e in zip(w.feedback_ids, w.feedback_on)}
     for w in written:  # each writer's feedback is on an episode that writer wrote
         assert set(w.feedback_on) <= set(w.episode_ids)
+
+
+def test_store_scale_measures_only_the_stores_named():
+    from apiary.bench.store_scale import run
+
+    figures = run([2000], [2], 32, None, stores=("sqlite",))
+    assert list(figures["sizes"]) == ["sqlite:2000:this"] and list(figures["writers"]) == ["sqlite:2"]
+    assert figures["skipped"] == {}  # no PostgreSQL was started, so none was missing
+    point = figures["sizes"]["sqlite:2000:this"]
+    assert point["episodes"] == 2000 and point["export_peak_mb"] > 0 and point["report_seconds"] > 0

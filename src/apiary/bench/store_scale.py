@@ -211,21 +211,22 @@ def schema_url(base: str, name: str) -> str:
 
 
 def run(sizes: list[int], writers: list[int], write_episodes_total: int, postgres: str | None,
-        before: Path | None = None) -> dict:
-    """Every measurement on SQLite and on PostgreSQL (the throwaway server unless `postgres` names one)."""
+        before: Path | None = None, stores: tuple[str, ...] = ("sqlite", "postgresql")) -> dict:
+    """Every measurement on SQLite and on PostgreSQL (the throwaway server unless `postgres` names one), or on
+    the `stores` named."""
     from apiary.bench import pg_server
 
     figures: dict = {"sizes": {}, "writers": {}, "skipped": {}}
     server = None
-    if postgres is None:
+    if postgres is None and "postgresql" in stores:
         try:
             server = pg_server.start()
             postgres = server.url
         except pg_server.PostgresUnavailable as err:
             figures["skipped"]["postgresql"] = str(err)
     try:
-        backends = [("sqlite", lambda name: None)] + ([("postgresql", lambda name: schema_url(postgres, name))]
-                                                      if postgres else [])
+        backends = ([("sqlite", lambda name: None)] if "sqlite" in stores else []) + (
+            [("postgresql", lambda name: schema_url(postgres, name))] if postgres and "postgresql" in stores else [])
         for backend, url_for in backends:
             for n in sizes:
                 with tempfile.TemporaryDirectory(prefix="apiary-scale-") as hive:
@@ -275,7 +276,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated episode counts")
     parser.add_argument("--huge", action="store_true", help="add 10^7 episodes (hours; tens of GB of disk)")
-    parser.add_argument("--writers", default="1,4,16", help="comma-separated numbers of concurrent writers")
+    parser.add_argument("--writers", default="1,4,16", help="comma-separated numbers of concurrent writers ('': none)")
+    parser.add_argument("--stores", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql or both")
     parser.add_argument("--write-episodes", type=int, default=4096, help="episodes the writers insert between them")
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to measure (default: a throwaway server)")
     parser.add_argument("--docs", type=Path, default=None, help="where benchmarks.md and store_scale.json go (default docs/)")
@@ -287,7 +289,11 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")] + ([10_000_000] if args.huge else [])
     with tempfile.TemporaryDirectory(prefix="apiary-before-") as scratch:
         before = checkout_src(args.before, Path(scratch)) if args.before else None
-        figures = run(sizes, [int(k) for k in args.writers.split(",")], args.write_episodes, args.postgres, before)
+        stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
+        if not stores or set(stores) - {"sqlite", "postgresql"}:
+            parser.error(f"--stores names sqlite, postgresql or both, not {args.stores!r}")
+        figures = run(sizes, [int(k) for k in args.writers.split(",") if k.strip()], args.write_episodes, args.postgres,
+                      before, stores)
     figures["before"] = {"commit": args.before} if args.before else {}
     docs = args.docs or DOCS
     path = docs / "store_scale.json"

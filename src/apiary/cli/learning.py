@@ -48,8 +48,8 @@ def learn(
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
-        help="learning rate of every learner named in --learners (defaults: rl and distil_back 2e-4, self_distill "
-             "1e-4, corrections 5e-4, the others 1e-3), or NAME=RATE "
+        help="learning rate of every learner named in --learners (defaults: rl, distil_back and self_distill "
+             "2e-4, corrections 5e-4, the others 1e-3), or NAME=RATE "
              "for one learner; repeatable")] = None,
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
@@ -62,9 +62,10 @@ def learn(
     sampler: SamplerOpt = None,
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
-    learners: Annotated[str, typer.Option(
+    learners: Annotated[Optional[str], typer.Option(
         help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
-             "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain")] = "rl",
+             "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain (default: "
+             "rl, or context_distill for a documents job)")] = None,
     distil_back: DistilBackOpt = True,
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
@@ -88,7 +89,7 @@ def learn(
     from apiary.models.adapters import LoraSpec
 
     names = _worker_names(worker, workers, as_json)
-    named = [n.strip() for n in learners.split(",") if n.strip()]
+    named = [n.strip() for n in learners.split(",") if n.strip()] if learners is not None else _default_learners(spec, as_json)
     learner_names = with_distil_back(named) if distil_back else named
     if minutes is None and steps is None and OPEN_ENDED & set(learner_names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
@@ -118,6 +119,16 @@ def _learn_many(h, plans: list, cluster: str | None, cpus_per_worker: float, sev
         _print_results(failed.results, several, as_json)
         _fail(str(failed), as_json)
     _print_results(results, several, as_json)
+
+
+def _default_learners(spec: list[str], as_json: bool) -> list[str]:
+    """What a job learns when --learners is not given: a documents job its documents by context distillation
+    (reinforcement on questions it cannot answer closed-book would get no reward), any other job by rl."""
+    from apiary.jobs.documents import DocumentSource
+    from apiary.jobs.spec import load_job
+
+    job = _run(as_json, lambda: load_job(spec[0], list(spec[1:])))
+    return ["context_distill"] if isinstance(job.source, DocumentSource) else ["rl"]
 
 
 def _release(ungated: bool, none: bool, as_json: bool) -> str:
