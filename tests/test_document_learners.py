@@ -142,3 +142,6 @@ def test_self_study_writes_questions_with_the_tiny_model_without_failing(model, 
     learner = SelfStudyLearner(model, tiny_core.tokenizer, job, SelfStudyConfig(), tiny_core.stop_token_ids)
     step = learner.learn(job.source.all_documents())
     assert step.stats.extra["questions_kept"] >= 0
+    # writing the questions is sampling: it counts toward a --minutes budget even when none is kept (it once did
+    # not, and a 5-minute self_study run went on for 25)
+    assert step.stats.generate_seconds > 0

@@ -13,6 +13,7 @@ al. 2025): a model's own questions about a text are training material for the te
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 import torch
@@ -92,12 +93,15 @@ class SelfStudyLearner:
         return [self.tokenizer.decode(a, skip_special_tokens=True) for a in answers]
 
     def learn(self, documents: list[Document]) -> LearnStep:
+        started = time.perf_counter()
         tasks = self.write_questions(documents)
+        writing = time.perf_counter() - started  # sampling too: a --minutes budget counts it
         if not tasks:
             return LearnStep(stats=StepStats(reward_mean=float("nan"), trained_samples=0, generated_tokens=0,
-                                             trained_tokens=0, generate_seconds=0.0, train_seconds=0.0,
+                                             trained_tokens=0, generate_seconds=writing, train_seconds=0.0,
                                              extra={"questions_kept": 0}))
         step = self.distill.learn(tasks)
+        step.stats.generate_seconds += writing
         for episode in step.episodes:
             episode.origin = self.name
         step.stats.extra["questions_kept"] = len(tasks)
