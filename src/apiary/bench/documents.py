@@ -110,7 +110,7 @@ def run(plan: DocumentsPlan) -> dict:
 def command(plan: DocumentsPlan) -> str:
     if plan.quick:
         return "python -m apiary.bench.documents --quick"
-    return (f"python -m apiary.bench.documents --minutes {plan.minutes:g} --sizes {' '.join(map(str, plan.sizes))} "
+    return (f"python -m apiary.bench.documents --minutes {plan.minutes:g} --sizes{''.join(f' {n}' for n in plan.sizes)} "
             f"--learners {' '.join(plan.learners)}" + (f" --documents {plan.documents}" if plan.documents else ""))
 
 
@@ -132,8 +132,9 @@ def markdown(figures: dict, command: str, title: str = TITLE) -> str:
                      f"{ratio:.2f} | {f.get('right_to_wrong', '-')} ({f.get('items', '-')}) | "
                      f"{'-' if p['allowed'] is None else format(p['allowed'], '.1f')} | "
                      f"{'passed' if p['passed'] else 'refused: ' + '; '.join(p['reasons'])} |")
-    lines += ["", "How recall falls as the workplace grows (context_distill, the same budget for each size):", "",
-              "| documents | questions | closed-book before | after | open-book |", "|" + " --- |" * 5]
+    if figures["sizes"]:
+        lines += ["", "How recall falls as the workplace grows (context_distill, the same budget for each size):", "",
+                  "| documents | questions | closed-book before | after | open-book |", "|" + " --- |" * 5]
     for s in figures["sizes"]:
         lines.append(f"| {s['documents']} | {s['questions']} | {s['closed_before']:.3f} | {s['after']:.3f} | {s['open_book']:.3f} |")
     return "\n".join(lines + ["", f"Command: `{command}`"])
