@@ -105,7 +105,7 @@ def test_every_learner_follows_the_protocol_and_is_built_the_same_way(tiny_core,
         # the anchor (issue 16's frontier, docs/benchmarks.md); distil_back distils at rl's rate; context_distill and
         # self_study (documents) between the two, not yet measured; corrections moved to 5e-4 with distil_back (served
         # corrections, two seeds released)
-        default = {"self_distill": 1e-4, "rl": 2e-4, "distil_back": 2e-4, "context_distill": 5e-4,
+        default = {"self_distill": 2e-4, "rl": 2e-4, "distil_back": 2e-4, "context_distill": 5e-4,
                    "self_study": 5e-4, "corrections": 5e-4}.get(name, 1e-3)
         assert config_cls().learning_rate == default, name
     job = parity_job()

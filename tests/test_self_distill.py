@@ -143,7 +143,7 @@ def test_the_command_line_gives_self_distill_its_own_learning_rate():
     configs = configs_with(["corrections", "self_distill"], GRPOConfig(), learning_rates={"self_distill": 3e-4})
     assert isinstance(configs["self_distill"], SelfDistillConfig)
     assert configs["self_distill"].learning_rate == 3e-4 and configs["corrections"].learning_rate == 5e-4
-    assert SelfDistillConfig().learning_rate == 1e-4
+    assert SelfDistillConfig().learning_rate == 2e-4
 
 
 def _feedback(store: Store, worker: str) -> list[int]:
