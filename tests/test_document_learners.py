@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from apiary.hive.training import Budget, learn
+from apiary.jobs.base import Task
+from apiary.learners.common import apply_update, forward_kl
 from apiary.hive.worker import worker_on
 from apiary.jobs.spec import load_job
 from apiary.learners.context_distill import ContextDistillConfig, ContextDistillLearner
@@ -14,6 +16,7 @@ from apiary.learners.doc_pretrain import DocPretrainConfig, DocPretrainLearner
 from apiary.learners.self_distill import context_kl
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
+from apiary.models.logprobs import pair_logits
 from apiary.store.store import Store
 
 QUESTIONS = [{"question": "Which room is the Quorbel team's?", "answer": "Zanthe-3", "doc": "teams.md"},
@@ -145,3 +148,57 @@ def test_self_study_writes_questions_with_the_tiny_model_without_failing(model, 
     # writing the questions is sampling: it counts toward a --minutes budget even when none is kept (it once did
     # not, and a 5-minute self_study run went on for 25)
     assert step.stats.generate_seconds > 0
+
+
+def test_recall_moves_the_worker_without_the_document_toward_the_core_reading_it(model, tiny_core, job):
+    from apiary.learners.recall import RecallConfig, RecallLearner
+    from apiary.learners.self_distill import DistillRow
+
+    tok = tiny_core.tokenizer
+    learner = RecallLearner(model, tok, job, RecallConfig(learning_rate=1e-2, samples=2), tiny_core.stop_token_ids,
+                            torch.Generator().manual_seed(0))
+    tasks = job.source.train(0, 2)
+    answers = learner.teacher_answers(tasks)  # the tiny model's answers hold no real answer: learn them all here
+    rows = [DistillRow(s, t, c) for task, cs in zip(tasks, answers) for c in cs if c
+            for s, t in [learner.prompts(task)]]
+    assert rows and all(r.teacher_prompt != r.student_prompt for r in rows)
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(learner.loss(rows))
+
+    before = gap()
+    for _ in range(5):
+        model.train()
+        apply_update(model, learner.optimizer, learner.loss(rows), 1.0)
+    assert gap() < 0.5 * before
+    with torch.no_grad(), model.disable_adapter():  # the teacher is the core: learning left it as it was
+        student = pair_logits(model, [(r.student_prompt, r.completion) for r in rows], tok.pad_token_id)
+        teacher = pair_logits(model, [(r.teacher_prompt, r.completion) for r in rows], tok.pad_token_id)
+        assert float(forward_kl(student, teacher)) == pytest.approx(before, rel=1e-4)
+
+
+def test_recall_learns_only_the_core_answers_that_hold_the_answer(model, tiny_core, job, monkeypatch):
+    from apiary.learners.recall import RecallConfig, RecallLearner
+
+    tok = tiny_core.tokenizer
+    learner = RecallLearner(model, tok, job, RecallConfig(samples=2), tiny_core.stop_token_ids)
+    tasks = job.source.train(0, 2)
+    said = {"Zanthe-3": ["Room Zanthe-3.", "Room Zorbel-9."], "Mirel Dostrand": ["Orla Venn.", "I do not know."]}
+    monkeypatch.setattr(RecallLearner, "teacher_answers", lambda self, ts: [
+        [tok(text, add_special_tokens=False).input_ids for text in said[t.answer]] for t in ts])
+    step = learner.learn(tasks)
+    assert [(e.completion, e.score, e.origin) for e in step.episodes] == [("Room Zanthe-3.", 1.0, "recall")]
+    assert step.stats.trained_samples == 1 and step.stats.reward_mean == pytest.approx(0.25) and step.stats.loss > 0
+    plain = Task(question="What does teams.md say?", answer="", metadata={"doc": "teams.md"})
+    assert learner.kept(plain, "The team meets somewhere.") and not learner.kept(plain, "  ")
+
+
+def test_forward_kl_is_zero_for_equal_distributions_and_reaches_the_student_only():
+    student = torch.randn(3, 7, requires_grad=True)
+    teacher = torch.randn(3, 7, requires_grad=True)
+    assert float(forward_kl(teacher.detach(), teacher.detach())) == pytest.approx(0.0, abs=1e-6)
+    loss = forward_kl(student, teacher)
+    assert float(loss) > 0
+    loss.backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0 and teacher.grad is None

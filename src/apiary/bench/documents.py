@@ -26,11 +26,12 @@ from apiary.bench.report import DOCS, machine, write_section
 from apiary.evals import noise_floor, retention
 from apiary.evals.gate import GateConfig
 from apiary.hive.hive import Hive
+from apiary.hive.mix import check_learners
 from apiary.jobs.documents import open_book_job
 
 WORKPLACE = Path(__file__).resolve().parents[3] / "examples" / "workplace"
 TITLE = "Documents: a workplace learned, checked closed-book"
-LEARNERS = ("context_distill", "self_study", "doc_pretrain")
+LEARNERS = ("context_distill", "recall", "self_study", "doc_pretrain")
 
 
 @dataclass
@@ -44,14 +45,17 @@ class DocumentsPlan:
     quick: bool = False
     hive: Path | None = None
     documents: int | None = None  # learn only the first N documents (their own section and json); None: all
+    seed: int = 0  # the workers' learning seed (a seed other than 0: its own section and json)
 
     @property
     def title(self) -> str:
-        return TITLE if self.documents is None else TITLE.replace("a workplace", f"{self.documents} documents of a workplace")
+        title = TITLE if self.documents is None else TITLE.replace("a workplace", f"{self.documents} documents of a workplace")
+        return title + (f", seed {self.seed}" if self.seed else "")
 
     @property
     def json_name(self) -> str:
-        return "documents.json" if self.documents is None else f"documents-{self.documents}.json"
+        return ("documents" + ("" if self.documents is None else f"-{self.documents}")
+                + (f"-seed{self.seed}" if self.seed else "") + ".json")
 
 
 def reference(hive: Hive, spec: str, overrides: list[str]) -> dict:
@@ -63,9 +67,10 @@ def reference(hive: Hive, spec: str, overrides: list[str]) -> dict:
 
 
 def learn_point(hive: Hive, spec: str, overrides: list[str], learner: str, worker: str, budget: dict, seed: int = 0) -> dict:
-    """A fresh worker learns `spec` with `learner` within `budget`; its closed-book accuracy and the gate's judgement."""
+    """A fresh worker learns `spec` with `learner` (learners joined by "+", e.g. recall+distil_back) within
+    `budget`; its closed-book accuracy and the gate's judgement."""
     started = time.perf_counter()
-    result = hive.learn(spec, worker, learners=[learner], overrides=overrides, release="none", show_progress=False,
+    result = hive.learn(spec, worker, learners=learner.split("+"), overrides=overrides, release="none", show_progress=False,
                         seed=seed, **budget)
     gate = result.gate
     floor = noise_floor.expected_flips(gate.retention_kl, retention.items()) if gate else None
@@ -93,13 +98,14 @@ def run(plan: DocumentsPlan) -> dict:
         figures = {"machine": machine(), "budget": budget, "all": reference(hive, spec, overrides), "learners": {},
                    "sizes": []}
         for learner in plan.learners:
-            figures["learners"][learner] = learn_point(hive, spec, overrides, learner, f"docs-{learner}", budget)
+            figures["learners"][learner] = learn_point(hive, spec, overrides, learner, f"docs-{learner.replace('+', '-')}", budget,
+                                                         plan.seed)
         total = figures["all"]["documents"]
         for n in sorted(set(sizes)):
             if n >= total and "context_distill" in figures["learners"]:
                 point = figures["learners"]["context_distill"]
             else:
-                point = learn_point(hive, spec, [*overrides, f"documents={n}"], "context_distill", f"docs-n{n}", budget)
+                point = learn_point(hive, spec, [*overrides, f"documents={n}"], "context_distill", f"docs-n{n}", budget, plan.seed)
             figures["sizes"].append(reference(hive, spec, [*overrides, f"documents={min(n, total)}"]) | {"after": point["after"]})
     plan.docs.mkdir(parents=True, exist_ok=True)
     (plan.docs / plan.json_name).write_text(json.dumps(figures, indent=1) + "\n")
@@ -111,7 +117,7 @@ def command(plan: DocumentsPlan) -> str:
     if plan.quick:
         return "python -m apiary.bench.documents --quick"
     return (f"python -m apiary.bench.documents --minutes {plan.minutes:g} --sizes{''.join(f' {n}' for n in plan.sizes)} "
-            f"--learners {' '.join(plan.learners)}" + (f" --documents {plan.documents}" if plan.documents else ""))
+            f"--learners {' '.join(plan.learners)}" + (f" --documents {plan.documents}" if plan.documents else "") + (f" --seed {plan.seed}" if plan.seed else ""))
 
 
 def markdown(figures: dict, command: str, title: str = TITLE) -> str:
@@ -146,17 +152,25 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10, 50], help="documents learned, besides all of them")
     parser.add_argument("--documents", type=int, default=None,
                         help="learn only the first N documents (a section and json of their own; sizes under N)")
-    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS),
+                        help=f"any of {', '.join(LEARNERS)}; several in one run joined by '+', e.g. recall+distil_back")
+    parser.add_argument("--seed", type=int, default=0, help="the workers' learning seed")
     parser.add_argument("--quick", action="store_true", help="a check of the code path: 4 documents, 1 step per worker")
     parser.add_argument("--core", default=None, help="a core directory (default: the bundled core)")
     parser.add_argument("--docs", type=Path, default=None,
                         help="where documents.json and benchmarks.md go (default: docs/; --quick: a temporary folder)")
     parser.add_argument("--hive", type=Path, default=None, help="hive directory (default: a temporary one)")
     args = parser.parse_args()
+    for learner in args.learners:
+        try:
+            check_learners(learner.split("+"))
+        except ValueError as error:
+            parser.error(str(error))
     with tempfile.TemporaryDirectory() as tmp:
         docs = args.docs or (Path(tmp) if args.quick else DOCS)
         run(DocumentsPlan(minutes=args.minutes, sizes=tuple(args.sizes), learners=tuple(args.learners), core=args.core,
-                          docs=docs, quick=args.quick, hive=args.hive, documents=args.documents))
+                          docs=docs, quick=args.quick, hive=args.hive, documents=args.documents,
+                          seed=args.seed))
         if args.quick:
             print((docs / "benchmarks.md").read_text())
 

@@ -64,7 +64,7 @@ def learn(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[Optional[str], typer.Option(
         help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
-             "distil_back; for a documents job (docs:PATH) context_distill, self_study or doc_pretrain (default: "
+             "distil_back; for a documents job (docs:PATH) context_distill, recall, self_study or doc_pretrain (default: "
              "rl, or context_distill for a documents job)")] = None,
     distil_back: DistilBackOpt = True,
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,

@@ -12,8 +12,8 @@ same way (learners.common.Learner) and owns its optimizer, at its own config's l
   earlier feedback (`skip_conflicts`) and feedback of givers flagged as unreliable (`skip_flagged`,
   evals.givers), unless the learner's config says otherwise;
 - practice: the worker's failed attempts at its job's tasks, oldest first, cycling;
-- context_distill: the next questions of a documents job's training stream (its practice questions, never
-  its held-out ones); doc_pretrain and self_study: the job's next documents, cycling (jobs.documents);
+- context_distill, recall: the next questions of a documents job's training stream (its practice questions,
+  never its held-out ones; the two share one cursor); doc_pretrain and self_study: the job's next documents, cycling (jobs.documents);
 - distil_back: no material; it is asked every step and runs one distillation phase toward the core
   after every `every`-th (learners.distil_back), so it needs a learner that learns the job beside it.
 """
@@ -37,6 +37,7 @@ from apiary.learners.doc_pretrain import DocPretrainConfig, DocPretrainLearner
 from apiary.learners.grpo import GRPOConfig, GRPOLearner
 from apiary.learners.practice import PracticeConfig, PracticeLearner
 from apiary.learners.preferences import PreferenceLearner, PreferencesConfig
+from apiary.learners.recall import RecallConfig, RecallLearner
 from apiary.learners.rewards import RewardLearner, RewardsConfig
 from apiary.learners.self_distill import SelfDistillConfig, SelfDistillLearner
 from apiary.learners.self_study import SelfStudyConfig, SelfStudyLearner
@@ -55,14 +56,15 @@ LEARNERS: dict[str, tuple[type, type]] = {
     "context_distill": (ContextDistillLearner, ContextDistillConfig),
     "doc_pretrain": (DocPretrainLearner, DocPretrainConfig),
     "self_study": (SelfStudyLearner, SelfStudyConfig),
+    "recall": (RecallLearner, RecallConfig),
 }
 FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds of feedback it learns from
     "rewards": ("reward",), "corrections": ("correction",), "critiques": ("critique",), "preferences": ("preference",),
     "self_distill": ("correction", "critique"),
 }
 # learners that never run out of material: they need a step or time budget
-OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study"}
-DOCUMENT_LEARNERS = {"context_distill", "doc_pretrain", "self_study"}
+OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study", "recall"}
+DOCUMENT_LEARNERS = {"context_distill", "doc_pretrain", "self_study", "recall"}
 # A run learns, then distils back, unless told otherwise: rl at lr 2e-4 with distil_back's phases kept nearly all of
 # the core's answers (4 / 13 of 878 flipped on chain_sum, two seeds, both released; docs/benchmarks.md, the frontier)
 DEFAULT_LEARNERS = ("rl", "distil_back")
@@ -114,7 +116,7 @@ def configs_with(names: list[str], rl: GRPOConfig, learning_rate: float | None =
     for name in names:
         config = rl if name == "rl" else LEARNERS[name][1]()
         if isinstance(config, (FeedbackConfig, PracticeConfig, ContextDistillConfig, DocPretrainConfig,
-                                   SelfStudyConfig)) and batch_size is not None:
+                                   SelfStudyConfig, RecallConfig)) and batch_size is not None:
             config = replace(config, batch_size=batch_size)
         if isinstance(config, FeedbackConfig) and epochs is not None:
             config = replace(config, epochs=epochs)
@@ -132,7 +134,7 @@ class Batches:
     queues: dict[str, list[int]] = field(default_factory=dict)  # feedback learner -> feedback ids in order
     positions: dict[str, int] = field(default_factory=dict)
     distil_back: int = 0  # distil_back: the steps it was asked in
-    doc_questions: int = 0  # context_distill: next index into the documents job's training stream
+    doc_questions: int = 0  # context_distill, recall: next index into the documents job's training stream
     doc_texts: int = 0  # doc_pretrain: next document
     doc_study: int = 0  # self_study: next document
 
@@ -168,7 +170,7 @@ def next_batch(name: str, config: LearnerConfig, store: Store, job: Job, worker:
     if name == "distil_back":
         batches.distil_back += 1
         return [batches.distil_back // config.every] if batches.distil_back % config.every == 0 else None
-    if name == "context_distill":
+    if name in ("context_distill", "recall"):
         tasks = job.source.train(batches.doc_questions, config.batch_size)
         batches.doc_questions += len(tasks)
         return tasks

@@ -165,6 +165,14 @@ def reverse_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Te
     return (log_s.exp() * (log_s.detach() - log_t)).sum(-1).mean()
 
 
+def forward_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of KL(teacher || student) = sum_v p_t(v) (log p_t(v) - log p_s(v)), from logits: a
+    cross-entropy toward the teacher's whole next-token distribution; gradients reach the student only."""
+    log_s = torch.log_softmax(student_N_V.float(), dim=-1)
+    log_t = torch.log_softmax(teacher_N_V.detach().float(), dim=-1)
+    return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+
+
 def apply_update(model, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> float:
     """One optimiser step on the adapter's trainable parameters; returns the loss value."""
     optimizer.zero_grad(set_to_none=True)
