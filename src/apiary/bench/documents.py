@@ -19,14 +19,14 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from apiary.bench.report import DOCS, machine, write_section
 from apiary.evals import noise_floor, retention
 from apiary.evals.gate import GateConfig
 from apiary.hive.hive import Hive
-from apiary.hive.mix import check_learners
+from apiary.hive import mix
 from apiary.jobs.documents import open_book_job
 
 WORKPLACE = Path(__file__).resolve().parents[3] / "examples" / "workplace"
@@ -66,12 +66,21 @@ def reference(hive: Hive, spec: str, overrides: list[str]) -> dict:
             "open_book": opened.score}
 
 
+def learner_configs(learner: str) -> tuple[list[str], dict]:
+    """The learners of a spec like "recall@2e-4+distil_back" and the settings of those given a learning rate."""
+    parts = [part.partition("@") for part in learner.split("+")]
+    names = mix.check_learners([name for name, _, _ in parts])
+    return names, {name: replace(mix.LEARNERS[name][1](), learning_rate=float(rate)) for name, _, rate in parts if rate}
+
+
 def learn_point(hive: Hive, spec: str, overrides: list[str], learner: str, worker: str, budget: dict, seed: int = 0) -> dict:
-    """A fresh worker learns `spec` with `learner` (learners joined by "+", e.g. recall+distil_back) within
-    `budget`; its closed-book accuracy and the gate's judgement."""
+    """A fresh worker learns `spec` with `learner` (learners joined by "+", each with its learning rate after
+    an "@" if not its default: e.g. recall@2e-4+distil_back) within `budget`; its closed-book accuracy and the
+    gate's judgement."""
     started = time.perf_counter()
-    result = hive.learn(spec, worker, learners=learner.split("+"), overrides=overrides, release="none", show_progress=False,
-                        seed=seed, **budget)
+    names, configs = learner_configs(learner)
+    result = hive.learn(spec, worker, learners=names, configs=configs, overrides=overrides, release="none",
+                        show_progress=False, seed=seed, **budget)
     gate = result.gate
     floor = noise_floor.expected_flips(gate.retention_kl, retention.items()) if gate else None
     point = {"learner": learner, "worker": worker, "steps": result.steps, "learn_seconds": result.learn_seconds,
@@ -98,8 +107,8 @@ def run(plan: DocumentsPlan) -> dict:
         figures = {"machine": machine(), "budget": budget, "all": reference(hive, spec, overrides), "learners": {},
                    "sizes": []}
         for learner in plan.learners:
-            figures["learners"][learner] = learn_point(hive, spec, overrides, learner, f"docs-{learner.replace('+', '-')}", budget,
-                                                         plan.seed)
+            worker = "docs-" + learner.replace("+", "-").replace("@", "-").replace(".", "p")
+            figures["learners"][learner] = learn_point(hive, spec, overrides, learner, worker, budget, plan.seed)
         total = figures["all"]["documents"]
         for n in sorted(set(sizes)):
             if n >= total and "context_distill" in figures["learners"]:
@@ -153,7 +162,8 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=None,
                         help="learn only the first N documents (a section and json of their own; sizes under N)")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS),
-                        help=f"any of {', '.join(LEARNERS)}; several in one run joined by '+', e.g. recall+distil_back")
+                        help=f"any of {', '.join(LEARNERS)}; several in one run joined by '+', a learning rate after '@', "
+                             "e.g. recall@2e-4+distil_back")
     parser.add_argument("--seed", type=int, default=0, help="the workers' learning seed")
     parser.add_argument("--quick", action="store_true", help="a check of the code path: 4 documents, 1 step per worker")
     parser.add_argument("--core", default=None, help="a core directory (default: the bundled core)")
@@ -163,7 +173,7 @@ def main() -> None:
     args = parser.parse_args()
     for learner in args.learners:
         try:
-            check_learners(learner.split("+"))
+            learner_configs(learner)
         except ValueError as error:
             parser.error(str(error))
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,11 @@ from apiary.store.store import Store
 log = logging.getLogger("apiary.serve")
 
 LEARNER_OF = {"reward": "rewards", "correction": "corrections", "critique": "critiques", "preference": "preferences"}
-TEXT_LEARNERS = ("mixed", "separate", "self_distill")  # how corrections and critiques are learned (LearningConfig.text_learner)
+# how corrections and critiques are learned (LearningConfig.text_learner): mode -> feedback kind -> learner;
+# a kind a mode does not name goes to its own learner (LEARNER_OF)
+TEXT_LEARNER_OF = {"mixed": {"correction": "self_distill"}, "separate": {},
+                   "self_distill": {"correction": "self_distill", "critique": "self_distill"}}
+TEXT_LEARNERS = tuple(TEXT_LEARNER_OF)
 
 
 # The server's defaults (docs/benchmarks.md, "Keeping what is learned"), 64 served corrections, two seeds each:
@@ -94,9 +98,7 @@ class LearningConfig:
 
 def learner_of(kind: str, text_learner: str = "mixed") -> str:
     """The learner that learns from feedback of this kind."""
-    if (text_learner, kind) in {("self_distill", "correction"), ("self_distill", "critique"), ("mixed", "correction")}:
-        return "self_distill"
-    return LEARNER_OF[kind]
+    return TEXT_LEARNER_OF[text_learner].get(kind, LEARNER_OF[kind])
 
 
 def ready_workers(store: Store, min_feedback: int, text_learner: str = "mixed",
