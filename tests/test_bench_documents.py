@@ -25,3 +25,22 @@ def test_documents_option_learns_the_first_n_into_a_section_of_its_own(tiny_core
     assert not (tmp_path / "documents.json").exists()
     assert figures["all"]["documents"] == 3 and [s["documents"] for s in figures["sizes"]] == [2]
     assert "## Documents: 3 documents of a workplace learned, checked closed-book" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_a_learner_spec_names_its_learners_and_their_learning_rates():
+    import pytest
+
+    from apiary.bench.documents import learner_configs
+
+    names, configs = learner_configs("recall@2e-4+distil_back")
+    assert names == ["recall", "distil_back"] and list(configs) == ["recall"]
+    assert configs["recall"].learning_rate == 2e-4 and configs["recall"].batch_size == 8
+    with pytest.raises(ValueError, match="unknown learner"):
+        learner_configs("recal+distil_back")
+    names, configs = learner_configs("recall@2e-4,anchor_weight=1")
+    assert configs["recall"].learning_rate == 2e-4 and configs["recall"].anchor_weight == 1.0
+    with pytest.raises(TypeError):
+        learner_configs("recall@anchor=1")
+    seeded = DocumentsPlan(documents=10, seed=1)
+    assert seeded.json_name == "documents-10-seed1.json" and seeded.title.endswith("10 documents of a workplace "
+                                                                                   "learned, checked closed-book, seed 1")

@@ -202,3 +202,17 @@ def test_forward_kl_is_zero_for_equal_distributions_and_reaches_the_student_only
     assert float(loss) > 0
     loss.backward()
     assert student.grad is not None and student.grad.abs().sum() > 0 and teacher.grad is None
+
+
+def test_recall_with_an_anchor_also_pulls_toward_the_core_on_general_prompts(model, tiny_core, job, monkeypatch):
+    from apiary.learners.recall import RecallConfig, RecallLearner
+
+    tok = tiny_core.tokenizer
+    learner = RecallLearner(model, tok, job, RecallConfig(samples=1, anchor_weight=1.0, anchor_prompts_per_step=2,
+                                                          anchor_new_tokens=4), tiny_core.stop_token_ids)
+    monkeypatch.setattr(RecallLearner, "teacher_answers", lambda self, ts: [
+        [tok("Room Zanthe-3.", add_special_tokens=False).input_ids] for _ in ts])
+    step = learner.learn(job.source.train(0, 2))
+    assert step.stats.trained_samples == 1 and step.stats.extra["anchor_kl"] >= 0
+    with pytest.raises(ValueError, match="anchor_weight"):
+        RecallConfig(anchor_weight=-1)

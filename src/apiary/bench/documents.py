@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -67,15 +68,22 @@ def reference(hive: Hive, spec: str, overrides: list[str]) -> dict:
 
 
 def learner_configs(learner: str) -> tuple[list[str], dict]:
-    """The learners of a spec like "recall@2e-4+distil_back" and the settings of those given a learning rate."""
+    """The learners of a spec like "recall@2e-4,anchor_weight=1+distil_back" and the settings given after an "@"
+    (a bare number is the learning rate; numbers only)."""
     parts = [part.partition("@") for part in learner.split("+")]
     names = mix.check_learners([name for name, _, _ in parts])
-    return names, {name: replace(mix.LEARNERS[name][1](), learning_rate=float(rate)) for name, _, rate in parts if rate}
+    configs = {}
+    for name, _, given in parts:
+        if given:
+            pairs = [item.partition("=") for item in given.split(",")]
+            settings = {key if sep else "learning_rate": float(value if sep else key) for key, sep, value in pairs}
+            configs[name] = replace(mix.LEARNERS[name][1](), **settings)
+    return names, configs
 
 
 def learn_point(hive: Hive, spec: str, overrides: list[str], learner: str, worker: str, budget: dict, seed: int = 0) -> dict:
-    """A fresh worker learns `spec` with `learner` (learners joined by "+", each with its learning rate after
-    an "@" if not its default: e.g. recall@2e-4+distil_back) within `budget`; its closed-book accuracy and the
+    """A fresh worker learns `spec` with `learner` (learners joined by "+", each with its settings after an
+    "@" if not its defaults: learner_configs) within `budget`; its closed-book accuracy and the
     gate's judgement."""
     started = time.perf_counter()
     names, configs = learner_configs(learner)
@@ -107,7 +115,7 @@ def run(plan: DocumentsPlan) -> dict:
         figures = {"machine": machine(), "budget": budget, "all": reference(hive, spec, overrides), "learners": {},
                    "sizes": []}
         for learner in plan.learners:
-            worker = "docs-" + learner.replace("+", "-").replace("@", "-").replace(".", "p")
+            worker = "docs-" + re.sub(r"[^\w-]", "-", learner)
             figures["learners"][learner] = learn_point(hive, spec, overrides, learner, worker, budget, plan.seed)
         total = figures["all"]["documents"]
         for n in sorted(set(sizes)):
@@ -162,8 +170,8 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=None,
                         help="learn only the first N documents (a section and json of their own; sizes under N)")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS),
-                        help=f"any of {', '.join(LEARNERS)}; several in one run joined by '+', a learning rate after '@', "
-                             "e.g. recall@2e-4+distil_back")
+                        help=f"any of {', '.join(LEARNERS)}; several in one run joined by '+', settings after '@' (a bare "
+                             "number: the learning rate), e.g. recall@2e-4,anchor_weight=1+distil_back")
     parser.add_argument("--seed", type=int, default=0, help="the workers' learning seed")
     parser.add_argument("--quick", action="store_true", help="a check of the code path: 4 documents, 1 step per worker")
     parser.add_argument("--core", default=None, help="a core directory (default: the bundled core)")
@@ -174,7 +182,7 @@ def main() -> None:
     for learner in args.learners:
         try:
             learner_configs(learner)
-        except ValueError as error:
+        except (ValueError, TypeError) as error:  # TypeError: a setting the learner does not have
             parser.error(str(error))
     with tempfile.TemporaryDirectory() as tmp:
         docs = args.docs or (Path(tmp) if args.quick else DOCS)

@@ -173,10 +173,14 @@ def forward_kl(student_N_V: torch.Tensor, teacher_N_V: torch.Tensor) -> torch.Te
     return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
 
 
-def apply_update(model, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> float:
-    """One optimiser step on the adapter's trainable parameters; returns the loss value."""
+def apply_update(model, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float,
+                 also=None) -> float:
+    """One optimiser step on the adapter's trainable parameters; returns the loss value. `also`: a callable that
+    adds more gradients (an anchor's) before they are clipped together."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if also is not None:
+        also()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
     optimizer.step()
     model.eval()

@@ -27,6 +27,7 @@ import torch
 
 from apiary.jobs.base import Job, Task
 from apiary.jobs.documents import documents_of, open_book
+from apiary.learners.anchor import CoreAnchor
 from apiary.learners.common import (LearnStep, StepStats, apply_update, check_nonnegative, check_settings, forward_kl,
                                     new_optimizer)
 from apiary.learners.self_distill import DistillRow
@@ -44,11 +45,17 @@ class RecallConfig:
     temperature: float = 0.7
     max_new_tokens: int | None = None  # their length cap (default: the job's max_tokens)
     max_grad_norm: float = 1.0
+    # Weight of the reverse KL to the core on general prompts in every update (learners.anchor, as rl's
+    # anchor_weight), 0 = off: what the worker learns here is off its own policy, and the anchor is on it.
+    anchor_weight: float = 0.0
+    anchor_prompts_per_step: int = 8
+    anchor_new_tokens: int = 24
 
     def __post_init__(self):
         check_settings("recall", self.learning_rate, batch_size=self.batch_size, samples=self.samples,
+                       anchor_prompts_per_step=self.anchor_prompts_per_step, anchor_new_tokens=self.anchor_new_tokens,
                        **({} if self.max_new_tokens is None else {"max_new_tokens": self.max_new_tokens}))
-        check_nonnegative("recall", temperature=self.temperature)
+        check_nonnegative("recall", temperature=self.temperature, anchor_weight=self.anchor_weight)
 
 
 class RecallLearner:
@@ -60,6 +67,8 @@ class RecallLearner:
         self.model, self.tokenizer, self.job, self.config = model, tokenizer, job, config
         self.stop_ids, self.generator = stop_ids, generator or torch.Generator().manual_seed(0)
         self.optimizer = new_optimizer(model, config.learning_rate)
+        self.anchor = CoreAnchor(tokenizer, stop_ids, config.anchor_weight, config.anchor_prompts_per_step,
+                                 config.anchor_new_tokens) if config.anchor_weight > 0 else None
 
     def prompts(self, task: Task) -> tuple[list[int], list[int]]:
         """The student's prompt (the question alone) and the teacher's (its document above it)."""
@@ -102,7 +111,10 @@ class RecallLearner:
                           generate_seconds=generated - started, train_seconds=0.0, extra={"answers_kept": len(rows)})
         if rows:
             self.model.train()
-            stats.loss = apply_update(self.model, self.optimizer, self.loss(rows), self.config.max_grad_norm)
+            anchored = []
+            also = (lambda: anchored.append(self.anchor.backward(self.model, self.generator))) if self.anchor else None
+            stats.loss = apply_update(self.model, self.optimizer, self.loss(rows), self.config.max_grad_norm, also)
+            stats.extra |= {"anchor_kl": anchored[0].kl} if anchored else {}
             stats.trained_tokens = sum(len(r.completion) for r in rows)
         stats.train_seconds = time.perf_counter() - generated
         return LearnStep(stats=stats, episodes=episodes)
