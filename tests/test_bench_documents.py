@@ -14,6 +14,7 @@ def test_quick_documents_bench_measures_every_learner_and_size(tiny_core_dir, tm
         point = figures["learners"][learner]
         assert point["steps"] == 1 and point["flips"]["items"] > 0 and point["allowed"] is not None
     assert [s["documents"] for s in figures["sizes"]] == [2, 4] and [s["questions"] for s in figures["sizes"]] == [4, 8]
+    assert figures["sizes_learner"] == "context_distill"  # the first learner learns the sizes
     section = (tmp_path / "benchmarks.md").read_text()
     assert f"## {TITLE}" in section and "| context_distill | 1 |" in section and "| doc_pretrain | 1 |" in section
 

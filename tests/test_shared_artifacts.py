@@ -17,9 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 from apiary import ConsolidateConfig, GateConfig, Hive
+from apiary.jobs.documents import documents_of
 from apiary.learners.grpo import GRPOConfig
 from apiary.store.artifacts import MANIFEST
 from apiary.store.check import DAMAGE, check_hive
+from apiary.store.documents import mark_learned, unlearned
 from apiary.store.remote import ArtifactsUnwritable, ArtifactUntrusted, open_shared
 
 ONE_DIGIT = ["min_terms=2", "max_terms=2", "min_digits=1", "max_digits=1", "heldout_size=4"]
@@ -199,3 +201,34 @@ def test_a_manifest_naming_a_path_outside_the_artifact_writes_nothing_there(tmp_
     with pytest.raises(ValueError, match="outside"):
         shared.fetch("adapters/w/v1", tmp_path / "hive" / "adapters" / "w" / "v1")
     assert not (tmp_path / "hive" / "evil").exists() and not (tmp_path / "hive" / "adapters" / "w" / "v1").exists()
+
+
+def test_documents_added_through_one_node_are_read_learned_and_replaced_through_another(tmp_path, tiny_core_dir,
+                                                                                       artifact_url, monkeypatch):
+    """Two replicas on one store and one artifact URL: a document added through either is in the worker's job on
+    both, and what one marks learned the other does not learn again (issue 18: the lease may fall to either)."""
+    monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "teams.md").write_text("The Quorbel team meets in room Zanthe-3.\n")
+    (docs / "questions.jsonl").write_text(json.dumps({"question": "Where does Quorbel meet?", "answer": "Zanthe-3",
+                                                      "doc": "teams.md"}) + "\n")
+    a = Hive(tmp_path / "node-a", core=str(tiny_core_dir), artifacts_url=artifact_url)
+    a.deploy(f"docs:{docs}", "clerk")
+    b = Hive(tmp_path / "node-b", core=str(tiny_core_dir), db_url=a.store.url, artifacts_url=artifact_url)
+    a.add_documents("clerk", [("rooms.md", "Room Zanthe-4 is the library.")])
+    b.add_documents("clerk", [("desks.txt", "Desk 9 is free.")])  # B reads A's first: nothing of either is lost
+
+    def job_texts(hive):
+        return {d.name: d.text for d in documents_of(hive.worker("clerk").job, "a test").all_documents()}
+
+    for hive in (a, b):
+        assert job_texts(hive) == {"teams.md": "The Quorbel team meets in room Zanthe-3.",
+                                   "rooms.md": "Room Zanthe-4 is the library.", "desks.txt": "Desk 9 is free."}
+    todo = unlearned(b.path, "clerk", b.store.shared)
+    assert sorted(todo) == ["desks.txt", "rooms.md"] and unlearned(a.path, "clerk", a.store.shared) == todo
+    mark_learned(b.path, "clerk", todo, 1, b.store.shared)  # B held the lease and learned them
+    assert unlearned(a.path, "clerk", a.store.shared) == {}
+    b.add_documents("clerk", [("rooms.md", "Room Zanthe-5 is the library.")])  # replaced through B: new for A
+    assert list(unlearned(a.path, "clerk", a.store.shared)) == ["rooms.md"]
+    assert job_texts(a)["rooms.md"] == "Room Zanthe-5 is the library."

@@ -3,11 +3,11 @@
     python -m apiary.bench.documents [--minutes 10] [--sizes 10 50] [--learners ...] [--quick] [--core DIR]
 
 On the bundled core: held-out accuracy closed-book (the question alone) before learning, and open-book (the
-document above the question: what the core can do when it may read); then one fresh worker per learner
-(context_distill, self_study, and doc_pretrain, the naive baseline) learns all the documents for `--minutes`, and is
+document above the question: what the core can do when it may read); then one fresh worker per learner (recall,
+context_distill, self_study, and doc_pretrain, the naive baseline) learns all the documents for `--minutes`, and is
 scored closed-book and judged by the default worker gate (nothing is released): its right-to-wrong flips
-on the retention suite against the gate's allowance. Last, context_distill learns only N of the documents
-(`--sizes`; all of them is the run above) for the same time: how recall falls as the workplace grows.
+on the retention suite against the gate's allowance. Last, the first of `--learners` learns only N of the
+documents (`--sizes`; all of them is the run above) for the same time: how recall falls as the workplace grows.
 Writes docs/documents.json and the "Documents: ..." section of docs/benchmarks.md. `--quick` (a check
 of the code path, not a figure): 4 documents, one step per worker, sizes 2 and 4; the section is printed (and
 written only under --docs, if given).
@@ -32,7 +32,7 @@ from apiary.jobs.documents import open_book_job
 
 WORKPLACE = Path(__file__).resolve().parents[3] / "examples" / "workplace"
 TITLE = "Documents: a workplace learned, checked closed-book"
-LEARNERS = ("context_distill", "recall", "self_study", "doc_pretrain")
+LEARNERS = ("recall", "context_distill", "self_study", "doc_pretrain")  # the first also learns the --sizes
 
 
 @dataclass
@@ -113,16 +113,17 @@ def run(plan: DocumentsPlan) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         hive = Hive(plan.hive or Path(tmp) / "hive", core=plan.core)
         figures = {"machine": machine(), "budget": budget, "all": reference(hive, spec, overrides), "learners": {},
-                   "sizes": []}
+                   "sizes": [], "sizes_learner": plan.learners[0]}
         for learner in plan.learners:
             worker = "docs-" + re.sub(r"[^\w-]", "-", learner)
             figures["learners"][learner] = learn_point(hive, spec, overrides, learner, worker, budget, plan.seed)
         total = figures["all"]["documents"]
         for n in sorted(set(sizes)):
-            if n >= total and "context_distill" in figures["learners"]:
-                point = figures["learners"]["context_distill"]
+            first = plan.learners[0]
+            if n >= total:
+                point = figures["learners"][first]
             else:
-                point = learn_point(hive, spec, [*overrides, f"documents={n}"], "context_distill", f"docs-n{n}", budget, plan.seed)
+                point = learn_point(hive, spec, [*overrides, f"documents={n}"], first, f"docs-n{n}", budget, plan.seed)
             figures["sizes"].append(reference(hive, spec, [*overrides, f"documents={min(n, total)}"]) | {"after": point["after"]})
     plan.docs.mkdir(parents=True, exist_ok=True)
     (plan.docs / plan.json_name).write_text(json.dumps(figures, indent=1) + "\n")
@@ -156,7 +157,8 @@ def markdown(figures: dict, command: str, title: str = TITLE) -> str:
                      f"{'-' if p['allowed'] is None else format(p['allowed'], '.1f')} | "
                      f"{'passed' if p['passed'] else 'refused: ' + '; '.join(p['reasons'])} |")
     if figures["sizes"]:
-        lines += ["", "How recall falls as the workplace grows (context_distill, the same budget for each size):", "",
+        lines += ["", f"How recall falls as the workplace grows ({figures.get('sizes_learner', 'context_distill')}, the "
+                  "same budget for each size):", "",
                   "| documents | questions | closed-book before | after | open-book |", "|" + " --- |" * 5]
     for s in figures["sizes"]:
         lines.append(f"| {s['documents']} | {s['questions']} | {s['closed_before']:.3f} | {s['after']:.3f} | {s['open_book']:.3f} |")
@@ -166,7 +168,7 @@ def markdown(figures: dict, command: str, title: str = TITLE) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="learning minutes per worker")
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 50], help="documents learned, besides all of them")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 50], help="documents learned, besides all of them, by the first of --learners")
     parser.add_argument("--documents", type=int, default=None,
                         help="learn only the first N documents (a section and json of their own; sizes under N)")
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS),

@@ -62,13 +62,13 @@ def add(store: Store, worker: str, job: Job, documents: list[tuple[object, objec
     for hit in find([d.text for d in checked], [t.question for t in source.heldout()]):
         raise BadDocument(f"documents[{hit.train_index}]: document {checked[hit.train_index].name!r} holds one of the "
                           "worker's held-out questions, the exam its gate sets; a document may not")
-    replaced = add_documents(store.root, worker, checked)
+    replaced = add_documents(store.root, worker, checked, store.shared)
     return [Added(d.name, len(d.text), r) for d, r in zip(checked, replaced)]
 
 
 def ready_documents(store: Store) -> list[Worker]:
     """Workers with added documents no learning run has learned as they are now."""
-    return [w for w in store.workers() if unlearned(store.root, w.name)]
+    return [w for w in store.workers() if unlearned(store.root, w.name, store.shared)]
 
 
 def learn_documents(store: Store, evaluator: Evaluator, worker: WorkerHandle, documents: dict[str, str], steps: int,
@@ -80,7 +80,7 @@ def learn_documents(store: Store, evaluator: Evaluator, worker: WorkerHandle, do
     with MODEL_LOADS.compute():
         result = learn_worker(store, evaluator, focused, Budget(steps=steps), learners=["context_distill"], gate=gate,
                               show_progress=False)
-    mark_learned(store.root, worker.name, documents, result.adapter_version)
+    mark_learned(store.root, worker.name, documents, result.adapter_version, store.shared)
     decision = result.gate
     if decision is not None:
         log.info("worker %s learned %d added document(s) in %d step(s): v%d %s (held-out %.3f vs live %.3f)%s",

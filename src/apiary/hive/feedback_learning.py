@@ -193,7 +193,7 @@ class FeedbackLearning:
         """One learning run on the documents added to the worker, under its lease, if any are still unlearned
         (another replica may have learned them before this one took the lease)."""
         with self._lease(hive, name) as mine:
-            documents = unlearned(hive.store.root, name) if mine else {}
+            documents = unlearned(hive.store.root, name, hive.store.shared) if mine else {}
             if documents:
                 self._run(hive, name, unusable, lambda worker: learn_documents(
                     hive.store, hive.evaluator, worker, documents, self.config.document_steps, self.config.gate))

@@ -29,7 +29,7 @@ from apiary.learners.play import transcript_episode
 from apiary.models import adapters
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import Core
-from apiary.store.documents import BadDocument, added_dir
+from apiary.store.documents import BadDocument, pull
 from apiary.store.export import export
 from apiary.store.feedback import load_jsonl, make_feedback
 from apiary.store.records import Episode, EvalResult, Feedback, Worker
@@ -80,7 +80,7 @@ class Hive:
 
     def worker_job(self, worker: str, job: Job) -> Job:
         """`job` as the worker does it: a documents job reads the documents added to the worker too (store.documents)."""
-        return with_added(job, added_dir(self.store.root, worker))
+        return with_added(job, pull(self.store.root, worker, self.store.shared))
 
     def add_documents(self, worker: str, documents: list[tuple[str, str]]) -> list[Added]:
         """Add (name, text) documents to a worker whose job is a documents job (docs:PATH), all or none

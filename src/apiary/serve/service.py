@@ -312,7 +312,7 @@ class Service:
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
                          "unlearned_feedback": self.store.count_feedback(w.name, unconsumed=True),
-                         "unlearned_documents": len(unlearned(self.store.root, w.name)),
+                         "unlearned_documents": len(unlearned(self.store.root, w.name, self.store.shared)),
                          "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows

@@ -2,7 +2,8 @@
 (`--artifacts` / $APIARY_ARTIFACTS_URL; fsspec: a shared directory `file:///...`, an object store
 `s3://bucket/prefix` with the s3 extra) so that every node on one store can read them.
 
-The URL mirrors the hive's layout (`URL/adapters/WORKER/vN/`, `URL/cores/vN/`, `URL/checkpoints/WORKER/`).
+The URL mirrors the hive's layout (`URL/adapters/WORKER/vN/`, `URL/cores/vN/`, `URL/checkpoints/WORKER/`), and
+each document added to a worker is an artifact of its own (`URL/documents/WORKER/NAME/`, store.documents).
 The hive directory stays each node's local cache: a node writes an artifact there as it always has
 (atomically, artifacts.write_dir), then publishes it: every file is uploaded, then a MANIFEST.json with
 each file's sha256, LAST. A reader trusts only a directory whose manifest exists and whose files match
@@ -16,6 +17,7 @@ AWS_ACCESS_KEY_ID, ~/.aws, ...)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from apiary.store.names import inside
 ARTIFACTS_ENV = "APIARY_ARTIFACTS_URL"
 EXTRA_OF = {"s3": "s3", "s3a": "s3"}  # protocol -> the apiary extra that installs its fsspec driver
 REPUBLISH = "`apiary check --repair` on the node that wrote it publishes it again"
+FILE = "file"  # the one file of an artifact published from a single file (publish_file)
 
 
 class ArtifactsUnwritable(ValueError):
@@ -124,6 +127,47 @@ class SharedArtifacts:
         digests = self.manifest(key)
         if digests is not None and digests != _own_files(local):
             self.fetch(key, local, keep_manifest=False)
+
+
+    # -- single files (the documents added to a worker: one key each, so two nodes adding at once lose none) ------
+    def publish_file(self, data: bytes, key: str, near: Path) -> None:
+        """Publish `data` as the artifact `key` holding it alone (as FILE), its manifest last (staged beside
+        `near`, the local file it will be: published first, then written there, so that a pull between the two
+        never puts the older text back over the newer)."""
+        staging = staging_dir(near)
+        try:
+            (staging / FILE).write_bytes(data)
+            self.publish(staging, key)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def refresh_file(self, key: str, local: Path) -> bool:
+        """Replace the file `local` (atomically) by the one published as `key` if they differ; True if it did.
+        While nothing whole is published there (never, or being published again) `local` is kept as it is;
+        ArtifactUntrusted, `local` untouched, if the download does not match the manifest."""
+        digest = (self.manifest(key) or {}).get(FILE)
+        if digest is None or (local.is_file() and file_sha256(local) == digest):
+            return False
+        staging = staging_dir(local)
+        try:
+            self.fs.get_file(self.where(f"{key}/{FILE}"), str(staging / FILE))
+            if file_sha256(staging / FILE) != digest:
+                raise ArtifactUntrusted(f"{self.shown(key)}/{FILE} does not match its manifest's sha256 (published "
+                                        "again while being read, or damaged): not trusted; try again")
+            os.replace(staging / FILE, local)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return True
+
+    def children(self, key: str) -> list[str]:
+        """The names directly under `key` (none if nothing was published there)."""
+        where = self.where(key)
+        self.fs.invalidate_cache(where)
+        try:
+            entries = self.fs.ls(where, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted({entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries})
 
 
 def _own_files(local: Path) -> dict[str, str]:
