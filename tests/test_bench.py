@@ -148,3 +148,20 @@ def test_the_continual_setup_names_its_seed_and_peers_and_refuses_unknown_peers(
     assert (quick.continual.naive, quick.continual.seed, quick.continual.methods) == (["full"], 1, ["linear"])
     result = CliRunner().invoke(app, ["bench", "--parts", "continual", "--naive", "sgd", "--docs", str(tmp_path), "--json"])
     assert result.exit_code == 2 and "unknown naive peer" in result.stdout
+
+
+def test_the_frontier_learns_a_game_from_whole_episodes_and_arithmetic_as_the_demo(tmp_path, tiny_core_dir):
+    """Issue 16's frontier on a multi-turn job: guess gets the long-horizon bench's batch and temperature, the
+    arithmetic jobs keep the demo's, and the game's spec builds a multi-turn job."""
+    pytest.importorskip("textarena")
+    from apiary.bench.frontier import JOBS, METHODS
+    from apiary.hive.hive import Hive
+    from apiary.hive.recipes import DEMO
+
+    method = METHODS["lr2e-4+distil_back"]
+    game, arith = method.configs("guess"), method.configs("chain_sum")
+    assert (game["rl"].prompts_per_step, game["rl"].samples_per_prompt, game["rl"].temperature) == (4, 8, 0.7)
+    assert game["rl"].max_new_tokens is None and game["rl"].learning_rate == 2e-4 and "distil_back" in game
+    assert (arith["rl"].prompts_per_step, arith["rl"].max_new_tokens) == (DEMO.rl.prompts_per_step, DEMO.rl.max_new_tokens)
+    job = Hive(tmp_path / "hive", core=str(tiny_core_dir)).job(JOBS["guess"].spec, JOBS["guess"].overrides)
+    assert job.multi_turn and len(job.source.heldout()) == 40

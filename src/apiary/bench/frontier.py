@@ -6,7 +6,7 @@ goes through the default worker gate without being released (`Release.NONE`): it
 its right-to-wrong flips on the retention suite, its retention KL, the noise floor at that KL and
 the gate's decision are what one point of the frontier is.
 
-    python -m apiary.bench.frontier [--jobs chain_sum products] [--methods default lr2e-4 kl0.05]
+    python -m apiary.bench.frontier [--jobs chain_sum products guess] [--methods default lr2e-4 kl0.05]
                                     [--seeds 0 1] [--steps 20]
 
 Writes docs/frontier.json (merged by (job, method, seed), so runs can add points), docs/frontier.png
@@ -31,13 +31,18 @@ from apiary.bench.report import DOCS, machine, write_section  # noqa: E402
 from apiary.evals import noise_floor, retention  # noqa: E402
 from apiary.evals.gate import GateConfig  # noqa: E402
 from apiary.hive.hive import Hive  # noqa: E402
-from apiary.hive.recipes import ARITH, DEMO, GCD, TIMES  # noqa: E402
+from apiary.hive.recipes import ARITH, DEMO, GCD, TIMES, WorkerPlan  # noqa: E402
 from apiary.learners.anchor import ANCHOR_KINDS  # noqa: E402
 from apiary.learners.common import LearnerConfig  # noqa: E402
 from apiary.learners.distil_back import DistilBackConfig  # noqa: E402
 from apiary.models.adapters import LoraSpec  # noqa: E402
 
-JOBS = {"chain_sum": ARITH, "products": TIMES, "gcd": GCD}
+# guess: a multi-turn TextArena game (needs the "games" extra), 40 held-out games; its score is the mean episode score
+JOBS = {"chain_sum": ARITH, "products": TIMES, "gcd": GCD,
+        "guess": WorkerPlan("guess", "ta:GuessTheNumber-v0", ["heldout_size=40"])}
+# rl's settings that a job changes from the demo's: a game learns from whole episodes, as in the long-horizon bench
+# (4 games x 8 episodes a step, temperature 0.7, the job's own reply length)
+JOB_RL = {"guess": {"prompts_per_step": 4, "samples_per_prompt": 8, "temperature": 0.7, "max_new_tokens": None}}
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,10 @@ class Method:
     sampler: str = "float32"  # "int8": rollouts from int8 core weights (models.quantized)
     is_cap: float = 2.0  # int8 sampler: the truncated importance weight's cap; 0 = no correction
 
-    def configs(self) -> dict[str, LearnerConfig]:
-        """Settings by learner: rl's, and distil_back's (at rl's learning rate) when the method cycles."""
+    def configs(self, job: str = "chain_sum") -> dict[str, LearnerConfig]:
+        """Settings by learner on `job`: rl's, and distil_back's (at rl's learning rate) when the method cycles."""
         rl = replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
-                     anchor_kinds=self.anchor_kinds, sampler=self.sampler, is_cap=self.is_cap)
+                     anchor_kinds=self.anchor_kinds, sampler=self.sampler, is_cap=self.is_cap, **JOB_RL.get(job, {}))
         return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.learning_rate)} if self.distil_back else {})
 
 
@@ -88,7 +93,7 @@ def run_point(hive: Hive, job: str, method: Method, seed: int, steps: int) -> di
     """One worker learns `steps` steps with `method`, then the default gate decides (nothing released)."""
     plan = JOBS[job]
     started = time.perf_counter()
-    configs = method.configs()
+    configs = method.configs(job)
     result = hive.learn(plan.spec, f"{job}-{method.name.replace('+', '_')}-s{seed}", steps=steps, learners=list(configs),
                         configs=configs,
                         lora=LoraSpec(rank=method.rank, alpha=2 * method.rank), overrides=plan.overrides,
@@ -129,7 +134,8 @@ def plot(points: list[dict], path: Path) -> None:
 def markdown(points: list[dict], command: str) -> str:
     lines = ["## The learning/forgetting frontier", "",
              f"Each row is one worker on the bundled core ({machine()}), learning the same number of RL steps "
-             "(demo settings otherwise: 16 prompts x 8 samples, 16 tokens), then judged by the default worker gate "
+             "(demo settings otherwise: 16 prompts x 8 samples, 16 tokens; guess, a multi-turn game: 4 games x 8 whole "
+             "episodes at temperature 0.7, scored by the mean held-out episode score of 40 games), then judged by the default worker gate "
              "(not released). Flips: right-to-wrong on the retention suite; floor: the flips a random change of the "
              "same retention KL gives (evals/noise_floor.py); allowed = floor + 2% of the items.", "",
              "| job | method | seed | steps | learn s | before | after | gain | retention KL | flipped (of items) | floor | allowed | gate |",

@@ -294,8 +294,12 @@ class Service:
 
     def workers(self, tenant: str) -> list[dict]:
         """The tenant's workers: job, core version, live and latest adapter versions, the live
-        version's held-out score, unlearned feedback, and the latest gate decision."""
+        version's held-out score, unlearned feedback and documents, and the latest gate decision. On a hive that
+        shares its artifacts the documents are counted in this node's folder when background learning runs (its
+        loop brings the folder up to date every poll), and read from the artifact URL only when it does not, so a
+        request does not list the URL once per worker."""
         rows = []
+        shared = None if self.learning is not None else self.store.shared
         for w in self.store.workers():
             if (w.tenant or LOCAL_TENANT) != tenant:
                 continue
@@ -312,7 +316,7 @@ class Service:
                          "heldout": {"score": evals[-1].score, "n": evals[-1].n, "adapter_version": evals[-1].adapter_version}
                          if evals else None,
                          "unlearned_feedback": self.store.count_feedback(w.name, unconsumed=True),
-                         "unlearned_documents": len(unlearned(self.store.root, w.name, self.store.shared)),
+                         "unlearned_documents": len(unlearned(self.store.root, w.name, shared)),
                          "last_gate": _gate_summary(decisions[-1]) if decisions else None,
                          "learning": bool(self.learning and self.learning.busy)})
         return rows
