@@ -83,6 +83,8 @@ METHODS = {m.name: m for m in [
     Method("lr2e-4+anchor1+short", learning_rate=2e-4, anchor_weight=1.0, anchor_kinds=ANCHOR_KINDS),
     # the same anchor samples as lr2e-4+anchor1 (8 per step), in phases: 5 updates of 8 after every 5 steps
     Method("lr2e-4+distil_back", learning_rate=2e-4, distil_back=True),
+    Method("lr5e-4+distil_back", learning_rate=5e-4, distil_back=True),  # for jobs lr 2e-4 learns slowly (gcd)
+    Method("lr1e-3+distil_back", learning_rate=1e-3, distil_back=True),
     # rollouts from int8 weights, with and without the truncated importance-sampling correction (issue 17)
     Method("lr2e-4+int8", learning_rate=2e-4, sampler="int8"),
     Method("lr2e-4+int8+noIS", learning_rate=2e-4, sampler="int8", is_cap=0.0),
