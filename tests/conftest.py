@@ -4,6 +4,7 @@ stores the store's tests run against (the hive's SQLite file, and a throwaway Po
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,17 @@ def tiny_core_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_core(tiny_core_dir):
     return load_core(tiny_core_dir)
+
+
+@pytest.fixture
+def team_docs(tmp_path) -> Path:
+    """A documents folder of one document and one held-out question about it."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "teams.md").write_text("The Quorbel team meets in room Zanthe-3.\n")
+    (docs / "questions.jsonl").write_text(json.dumps({"question": "Where does Quorbel meet?", "answer": "Zanthe-3",
+                                                      "doc": "teams.md"}) + "\n")
+    return docs
 
 
 @pytest.fixture(scope="session")

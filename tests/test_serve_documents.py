@@ -30,15 +30,11 @@ ROOMS = {"name": "rooms.md", "text": "Room Zanthe-4 is the library."}
 
 
 @pytest.fixture
-def hive(tmp_path, tiny_core_dir, monkeypatch):
+def hive(tmp_path, tiny_core_dir, team_docs, monkeypatch):
     """acme's documents worker `clerk` (documents of at most 200 characters) and its arithmetic worker, and
     bravo's documents worker on the same folder."""
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "teams.md").write_text("The Quorbel team meets in room Zanthe-3.\n")
-    (docs / "questions.jsonl").write_text(json.dumps({"question": "Where does Quorbel meet?", "answer": "Zanthe-3",
-                                                      "doc": "teams.md"}) + "\n")
+    docs = team_docs
     h = Hive(tmp_path / "hive", core=str(tiny_core_dir))
     h.deploy(f"docs:{docs}", "clerk", tenant="acme", overrides=["max_chars=200"])
     h.deploy("rg:chain_sum", "acme-sums", tenant="acme", overrides=["min_terms=2", "max_terms=2"])

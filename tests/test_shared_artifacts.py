@@ -204,15 +204,11 @@ def test_a_manifest_naming_a_path_outside_the_artifact_writes_nothing_there(tmp_
 
 
 def test_documents_added_through_one_node_are_read_learned_and_replaced_through_another(tmp_path, tiny_core_dir,
-                                                                                       artifact_url, monkeypatch):
+                                                                                       artifact_url, team_docs, monkeypatch):
     """Two replicas on one store and one artifact URL: a document added through either is in the worker's job on
     both, and what one marks learned the other does not learn again (issue 18: the lease may fall to either)."""
     monkeypatch.setenv("APIARY_CACHE", str(tmp_path / "cache"))
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "teams.md").write_text("The Quorbel team meets in room Zanthe-3.\n")
-    (docs / "questions.jsonl").write_text(json.dumps({"question": "Where does Quorbel meet?", "answer": "Zanthe-3",
-                                                      "doc": "teams.md"}) + "\n")
+    docs = team_docs
     a = Hive(tmp_path / "node-a", core=str(tiny_core_dir), artifacts_url=artifact_url)
     a.deploy(f"docs:{docs}", "clerk")
     b = Hive(tmp_path / "node-b", core=str(tiny_core_dir), db_url=a.store.url, artifacts_url=artifact_url)
