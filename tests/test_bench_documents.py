@@ -24,7 +24,7 @@ def test_documents_option_learns_the_first_n_into_a_section_of_its_own(tiny_core
                                 learners=("doc_pretrain",), documents=3))
     assert json.loads((tmp_path / "documents-3.json").read_text()) == figures
     assert not (tmp_path / "documents.json").exists()
-    assert figures["all"]["documents"] == 3 and [s["documents"] for s in figures["sizes"]] == [2]
+    assert figures["all"]["documents"] == 3 and [s["documents"] for s in figures["sizes"]] == [2, 3]  # ends at all
     assert "## Documents: 3 documents of a workplace learned, checked closed-book" in (tmp_path / "benchmarks.md").read_text()
 
 

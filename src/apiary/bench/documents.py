@@ -118,7 +118,7 @@ def run(plan: DocumentsPlan) -> dict:
             worker = "docs-" + re.sub(r"[^\w-]", "-", learner)
             figures["learners"][learner] = learn_point(hive, spec, overrides, learner, worker, budget, plan.seed)
         total = figures["all"]["documents"]
-        for n in sorted(set(sizes)):
+        for n in sorted(set(sizes) | ({total} if sizes else set())):  # the curve ends at all of them
             first = plan.learners[0]
             if n >= total:
                 point = figures["learners"][first]
