@@ -25,10 +25,11 @@ def test_the_demo_learns_two_workers_then_consolidates_them_and_reports_the_gate
     result = run_demo(hive, TINY, consolidation=QUICK, show_progress=False)
     assert [r.worker for r in result.workers] == ["arith", "times"]
     for r in result.workers:
-        assert r.gate is not None and r.gate.passed and r.live_version == 1, (r.worker, r.gate, r.live_version)
+        # a 0.06 s budget is one step or a few: a run that reaches its 5-step checkpoint saves two versions
+        assert r.gate is not None and r.gate.passed and r.live_version == r.gate.version >= 1, (r.worker, r.gate)
     core = result.consolidation
     assert result.skipped is None and core is not None
-    assert {(s["worker"], s["adapter_version"]) for s in core.sources} == {("arith", 1), ("times", 1)}
+    assert {(s["worker"], s["adapter_version"]) for s in core.sources} == {(r.worker, r.live_version) for r in result.workers}
     assert {j.job for j in core.jobs} == {"chain_sum", "products"}
     (decision,) = hive.store.decisions(f"core:{core.version}")
     assert decision.passed == core.passed and decision.reasons == core.reasons and core.passed == (not core.reasons)
