@@ -114,8 +114,8 @@ def test_preferences_are_checked_by_the_scores_of_both_episodes():
     assert (givers["b"].checked, givers["b"].disagreed) == (1, 1)
 
 
-def _store(tmp_path, max_turns: int = 1) -> Store:
-    store = Store(tmp_path / "hive")
+def _store(tmp_path, max_turns: int = 1, url: str | None = None) -> Store:
+    store = Store(tmp_path / "hive", url)
     store.ensure_worker("w", "j", "core", {"name": "j", "scorer": "numeric", "max_turns": max_turns})
     episodes = _episodes(60)
     store.add_episodes([e.model_copy(update={"id": None}) for e in episodes])
@@ -182,3 +182,17 @@ def test_a_learning_run_leaves_a_flagged_givers_feedback_out_and_records_why(tmp
     learned = store.feedback_by_id(store.feedback_learned("w", run.version)).values()
     assert {f.by for f in learned} == set(HONEST) and all(f.kind == "correction" for f in learned)
     assert {f.by for f in store.feedback("w", "correction", unconsumed=True)} == {POISONER}
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 10_000])
+def test_givers_read_in_batches_count_what_one_whole_read_counts(tmp_path, store_url, batch_rows):
+    store = _store(tmp_path, url=store_url)  # rewards and corrections by three givers on each of 60 episodes
+    ask = [{"role": "user", "content": "q"}]
+    a, b = store.add_episodes([Episode(job="j", task_id="p", messages=ask, completion=c, score=s, answer="5", worker="w",
+                                       origin="attempt") for c, s in (("5", 1.0), ("4", 0.0))])
+    store.add_feedback([make_feedback(a, prefer=b, by="alice"), make_feedback(b, prefer=a, by=POISONER),
+                        make_feedback(a, prefer=b, by="bob")])  # one pair, named from both of its ends
+    feedback, check = store.feedback("w"), verifier(store.worker("w"))
+    whole = giver_agreement(feedback, store.episodes_by_id([f.episode_id for f in feedback] + [a, b]), check)
+    assert whole[2].by == POISONER and whole[2].peer_checked == 61  # the pair's preference was checked by its peers
+    assert [g.figures() for g in worker_givers(store, "w", check, batch_rows=batch_rows)] == [g.figures() for g in whole]

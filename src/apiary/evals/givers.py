@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from apiary.evals.gate import binomial_tail
 from apiary.jobs.scoring import SCORERS, Scorer, scorer
+from apiary.store.feedback import feedback_batches
 from apiary.store.records import Episode, Feedback, Worker
 from apiary.store.store import Store
 
@@ -120,6 +121,25 @@ def giver_agreement(feedback: list[Feedback], episodes: dict[int, Episode], chec
                     rule: FlagRule = FlagRule()) -> list[GiverAgreement]:
     """Every giver's agreement figures and flag over `feedback` (with the episodes it names), by giver name."""
     givers: dict[str, GiverAgreement] = {}
+    _tally(givers, feedback, episodes, check)
+    return _flag(givers, rule)
+
+
+def worker_givers(store: Store, name: str, check: Scorer | None, rule: FlagRule = FlagRule(),
+                  batch_rows: int = 5000) -> list[GiverAgreement]:
+    """`giver_agreement` over all of a worker's feedback (learned from or not), read `batch_rows` at a time
+    with the episodes it names, each episode's (and pair's) feedback in one batch, so memory stays flat;
+    `check`: its job's scorer (`verifier(worker)` rebuilds it from the store), None where it has none."""
+    givers: dict[str, GiverAgreement] = {}
+    for feedback in feedback_batches(store.engine, name, batch_rows):
+        ids = {f.episode_id for f in feedback} | {f.other_episode_id for f in feedback if f.other_episode_id is not None}
+        _tally(givers, feedback, store.episodes_by_id(sorted(ids)), check)
+    return _flag(givers, rule)
+
+
+def _tally(givers: dict[str, GiverAgreement], feedback: list[Feedback], episodes: dict[int, Episode],
+           check: Scorer | None) -> None:
+    """Add `feedback`'s counts to `givers`; every comparable item of an episode or pair must be in one call."""
     for item in feedback:
         giver = givers.setdefault(item.by, GiverAgreement(by=item.by))
         giver.feedback += 1
@@ -131,18 +151,13 @@ def giver_agreement(feedback: list[Feedback], episodes: dict[int, Episode], chec
     for by, verdict in _peer_verdicts(feedback, episodes):
         givers[by].peer_checked += 1
         givers[by].peer_disagreed += not verdict
+
+
+def _flag(givers: dict[str, GiverAgreement], rule: FlagRule) -> list[GiverAgreement]:
     for giver in givers.values():
         giver.reason = _reason(giver, list(givers.values()), rule)
         giver.flagged = bool(giver.reason)
     return sorted(givers.values(), key=lambda g: g.by)
-
-
-def worker_givers(store: Store, name: str, check: Scorer | None, rule: FlagRule = FlagRule()) -> list[GiverAgreement]:
-    """`giver_agreement` over all of a worker's feedback (learned from or not); `check`: its job's scorer
-    (`verifier(worker)` rebuilds it from the store), None where it has none."""
-    feedback = store.feedback(name)
-    ids = {f.episode_id for f in feedback} | {f.other_episode_id for f in feedback if f.other_episode_id is not None}
-    return giver_agreement(feedback, store.episodes_by_id(sorted(ids)), check, rule)
 
 
 def flagged_givers(store: Store, name: str, check: Scorer | None, rule: FlagRule = FlagRule()) -> list[GiverAgreement]:

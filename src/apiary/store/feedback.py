@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
+from sqlalchemy.engine import Engine
 
 from apiary.store import schema
 from apiary.store.records import Episode, Feedback
@@ -160,3 +162,29 @@ def feedback_query(query, worker: str | None, kind: str | None, episode_ids: lis
     if unconsumed:
         query = query.where(fb.c.id.not_in(select(schema.adapter_feedback.c.feedback_id)))
     return query
+
+
+def group_key(item: Feedback) -> int:
+    """The episode a piece of feedback is grouped by: its own, or for a preference the lower of its pair's,
+    so all feedback on one episode and all preferences over one pair share a key."""
+    return item.episode_id if item.other_episode_id is None else min(item.episode_id, item.other_episode_id)
+
+
+def feedback_batches(engine: Engine, worker: str, batch_rows: int = 5000) -> Iterator[list[Feedback]]:
+    """A worker's feedback about `batch_rows` at a time, ordered by `group_key` and never split within one
+    key: whatever compares feedback on one episode or one pair sees it all in one batch, and memory stays flat."""
+    fb = schema.feedback
+    key = case((fb.c.other_episode_id < fb.c.episode_id, fb.c.other_episode_id), else_=fb.c.episode_id)
+    query = feedback_query(select(fb), worker, None, None, False).order_by(key, fb.c.id)
+    held: list[Feedback] = []
+    with engine.connect() as db:
+        for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
+            rows = held + [Feedback(**r._mapping) for r in part]
+            cut = len(rows)
+            while cut and group_key(rows[cut - 1]) == group_key(rows[-1]):  # the last key may go on in the next part
+                cut -= 1
+            held = rows[cut:]
+            if cut:
+                yield rows[:cut]
+    if held:
+        yield held
