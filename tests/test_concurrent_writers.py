@@ -94,3 +94,26 @@ def test_store_scale_measures_only_the_stores_named():
     assert figures["skipped"] == {}  # no PostgreSQL was started, so none was missing
     point = figures["sizes"]["sqlite:2000:this"]
     assert point["episodes"] == 2000 and point["export_peak_mb"] > 0 and point["report_seconds"] > 0
+
+
+def test_store_scale_fills_both_stores_with_the_same_rows(tmp_path, store_url):
+    """fill() inserts by executemany on SQLite and by COPY on PostgreSQL: the same episodes, the same rewards."""
+    from sqlalchemy import select
+
+    from apiary.bench.store_scale import FILL_BATCH, fill, synthetic
+    from apiary.store import schema
+    from apiary.store.store import Store
+
+    n = FILL_BATCH + 250  # two batches, the second one short
+    store = Store(tmp_path / "hive", store_url)
+    fill(store, n)
+    with store.engine.connect() as db:
+        episodes = db.execute(select(schema.episodes.c.id, schema.episodes.c.messages, schema.episodes.c.worker)
+                              .order_by(schema.episodes.c.id)).all()
+        rewarded = db.execute(select(schema.feedback.c.episode_id, schema.feedback.c.reward)).all()
+    assert len(episodes) == n and episodes[-1].messages == synthetic(n - 1)["messages"]
+    assert [e.worker for e in episodes[:4]] == ["w0", "w1", "w2", "w3"]
+    first = episodes[0].id
+    assert sorted(e for e, _ in rewarded) == [first + k for k in range(0, n, 100)]
+    assert {r for _, r in rewarded} == {1.0}
+    store.engine.dispose()
