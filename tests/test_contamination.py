@@ -60,3 +60,14 @@ def test_chain_sum_items_sharing_the_preamble_are_flagged_only_when_the_numbers_
     assert find(train, heldout) == []
     train.append(f"Try this one. {stem} 3 + 3 = {tail} Thanks!")
     assert [(h.heldout_index, h.train_index) for h in find(train, heldout)] == [(2, 4)]
+
+
+def test_a_games_shared_opening_is_not_contamination_but_a_repeated_question_is():
+    # GuessTheNumber: every held-out game opens with the same text; a training episode that ended on its
+    # first turn has that opening as its last message (2026-12-02: 40 of 40 held-out games were flagged)
+    opening = "You are playing Guess The Number. I'm thinking of a number between 1 and 20. Guess it: [n]."
+    assert find([opening, "Too high. Guess again."], [opening] * 40) == []
+    # a question that appears twice among 100 held-out items is still that question, not the job's wording
+    heldout = [f"Calculate {a} + {b} =" for a in range(10) for b in range(10)]
+    heldout[1] = heldout[0]
+    assert [(h.heldout_index, h.train_index) for h in find(["Calculate 0 + 0 ="], heldout)] == [(0, 0), (1, 0)]

@@ -15,11 +15,16 @@ in one held-out item only, so pasting it into many training texts does not make 
 item that is all template is checked for exact equality only. So "What is the opposite of cold?"
 in training does not contaminate "What is the opposite of hot?", and "... problem: 5 + 6 =" in
 training contaminates the held-out "... problem: 5 + 6 =" and not "... problem: 5 + 7 =".
+
+A whole held-out text shared by many held-out items (the same share, and at least 3) is template too, even
+verbatim in training: a game's opening ("I'm thinking of a number between 1 and 20...") is every game's, and
+what tells one held-out game from a training game (its seed, the hidden number) is not in the text at all.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 _DROP = re.compile(r"[^\w\s+\-*/=]")
@@ -68,10 +73,14 @@ def find(train: list[str], heldout: list[str], n: int = 3, threshold: float = 0.
     for i, g in enumerate(grams):
         for gram in g:
             index.setdefault(gram, set()).add(i)
+    keys = [" ".join(normalise(text)) for text in heldout]
+    shared = {key for key, count in Counter(keys).items() if count >= max(3.0, template * len(heldout))}
     hits = []
     for h, text in enumerate(heldout):
-        if " ".join(normalise(text)) in exact:
-            hits.append(Hit(heldout_index=h, train_index=exact[" ".join(normalise(text))], overlap=1.0))
+        if keys[h] in shared:
+            continue
+        if keys[h] in exact:
+            hits.append(Hit(heldout_index=h, train_index=exact[keys[h]], overlap=1.0))
             continue
         mine = ngrams(normalise(text), n) - common
         if not mine:
