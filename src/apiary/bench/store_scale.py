@@ -20,6 +20,7 @@ import io
 import json
 import multiprocessing
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -327,7 +328,7 @@ def main() -> None:
         merged[key] = merged.get(key, {}) | figures[key]
     path.write_text(json.dumps(merged, indent=1))
     write_section("Store at scale: export, report and concurrent writers",
-                  section(merged, "python -m apiary.bench.store_scale " + " ".join(sys.argv[1:])), docs)
+                  section(merged, "python -m apiary.bench.store_scale " + shlex.join(sys.argv[1:])), docs)
 
 
 if __name__ == "__main__":
