@@ -273,3 +273,25 @@ def test_a_documents_job_learns_by_context_distillation_unless_told(tmp_path, ti
     result = invoke("learn", f"docs:{tmp_path / 'nowhere'}", "--worker", "clerk", "--steps", "1", "--hive",
                     tmp_path / "hive", "--core", tiny_core_dir, "--json")
     assert result.exit_code == 2 and "nowhere" in json.loads(result.stdout)["error"]
+
+
+def test_learn_on_a_multi_turn_job_plays_4_tasks_a_step_at_temperature_0_7_unless_told(tmp_path, tiny_core_dir):
+    """16 x 8 whole games a step made `learn ta:GuessTheNumber-v0 --minutes 5` run about 14 minutes."""
+    from sqlalchemy import select
+
+    from apiary.store import schema
+
+    tools = ["tools:calc+lookup", "heldout_size=2", "max_turns=2"]
+    for worker, options, prompts in [("a", [], 4), ("b", ["--prompts", "2"], 2)]:
+        result = invoke("learn", *tools, "--worker", worker, "--steps", "1", "--samples", "2", "--max-new-tokens", "3",
+                        *options, "--no-distil-back", "--no-release", "--hive", tmp_path / "hive", "--core", tiny_core_dir,
+                        "--json")
+        assert result.exit_code == 0, result.output
+    with Store(tmp_path / "hive").engine.connect() as db:
+        configs = [row["learners"]["rl"] for row in db.execute(select(schema.runs.c.config).order_by(schema.runs.c.id)).scalars()]
+    assert [(c["prompts_per_step"], c["samples_per_prompt"], c["temperature"]) for c in configs] == [(4, 2, 0.7), (2, 2, 0.7)]
+    single = invoke("learn", *CHAIN, "--worker", "c", "--steps", "1", "--prompts", "2", "--samples", "2", "--max-new-tokens",
+                    "3", "--no-distil-back", "--no-release", "--hive", tmp_path / "hive", "--core", tiny_core_dir, "--json")
+    assert single.exit_code == 0, single.output
+    with Store(tmp_path / "hive").engine.connect() as db:
+        assert db.execute(select(schema.runs.c.config).order_by(schema.runs.c.id.desc())).scalars().first()["learners"]["rl"]["temperature"] == 1.0

@@ -246,13 +246,21 @@ def test_attempts_play_whole_episodes_that_can_get_feedback(tmp_path, tiny_core_
     assert hive.feedback_log("counter")[0]["episode_id"] == episodes[0].id
 
 
-def test_micro_batches_bound_length_squared_and_keep_order():
+def test_micro_batches_bound_rows_times_longest_and_keep_order():
     items = [(n,) for n in (10, 10, 10, 30, 5, 40)]
-    groups = micro_batches(items, 10_000, 2000, length=lambda item: item[0] - 1)
+    groups = micro_batches(items, 60, length=lambda item: item[0])
     assert [x for g in groups for x in g] == items
-    assert all(len(g) * max(x[0] for x in g) ** 2 <= 2000 or len(g) == 1 for g in groups)
-    assert groups[0] == items[:3] and [(40,)] in groups
-    assert micro_batches(items[:3], 25, 10**6, length=lambda item: item[0] - 1) == [[(10,), (10,)], [(10,)]]
+    assert all(len(g) * max(x[0] for x in g) <= 60 for g in groups)
+    assert groups == [[(10,), (10,), (10,)], [(30,), (5,)], [(40,)]]
+    assert micro_batches([(100,), (5,)], 60, length=lambda item: item[0]) == [[(100,)], [(5,)]]  # alone when too long
+
+
+def test_micro_batches_count_the_opening_prompt(tiny_core):
+    transcripts = _play(tiny_core, counting_job())[:4]
+    sizes = [len(t.prompt_ids) + len(t.ids) for t in transcripts]
+    items = [(t, 0.0) for t in transcripts]
+    assert all(len(g) == 1 for g in micro_batches(items, 2 * min(sizes) - 1))  # no two rows fit with their prompts
+    assert micro_batches(items, len(items) * max(sizes)) == [items]
 
 
 def test_worker_token_logprobs_match_the_full_projection(tiny_core):

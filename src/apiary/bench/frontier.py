@@ -35,6 +35,7 @@ from apiary.hive.recipes import ARITH, DEMO, GCD, TIMES, WorkerPlan  # noqa: E40
 from apiary.learners.anchor import ANCHOR_KINDS  # noqa: E402
 from apiary.learners.common import LearnerConfig  # noqa: E402
 from apiary.learners.distil_back import DistilBackConfig  # noqa: E402
+from apiary.learners.grpo import MULTI_TURN  # noqa: E402
 from apiary.models.adapters import LoraSpec  # noqa: E402
 
 # guess: a multi-turn TextArena game (needs the "games" extra), 40 held-out games; its score is the mean episode score
@@ -42,7 +43,7 @@ JOBS = {"chain_sum": ARITH, "products": TIMES, "gcd": GCD,
         "guess": WorkerPlan("guess", "ta:GuessTheNumber-v0", ["heldout_size=40"])}
 # rl's settings that a job changes from the demo's: a game learns from whole episodes, as in the long-horizon bench
 # (4 games x 8 episodes a step, temperature 0.7, the job's own reply length)
-JOB_RL = {"guess": {"prompts_per_step": 4, "samples_per_prompt": 8, "temperature": 0.7, "max_new_tokens": None}}
+JOB_RL = {"guess": {**MULTI_TURN, "max_new_tokens": None}}
 
 
 @dataclass(frozen=True)

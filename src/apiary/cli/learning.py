@@ -86,10 +86,13 @@ def learn(
     Ray cluster (--cluster or RAY_ADDRESS)."""
     from apiary.hive.cluster import LearnPlan
     from apiary.hive.mix import OPEN_ENDED, with_distil_back
+    from apiary.jobs.spec import load_job
+    from apiary.learners.grpo import MULTI_TURN
     from apiary.models.adapters import LoraSpec
 
     names = _worker_names(worker, workers, as_json)
-    named = [n.strip() for n in learners.split(",") if n.strip()] if learners is not None else _default_learners(spec, as_json)
+    job = _run(as_json, lambda: load_job(spec[0], list(spec[1:])))
+    named = [n.strip() for n in learners.split(",") if n.strip()] if learners is not None else _default_learners(job)
     learner_names = with_distil_back(named) if distil_back else named
     if minutes is None and steps is None and OPEN_ENDED & set(learner_names):
         _fail("give a budget: --minutes M or --steps N (only feedback learners stop by themselves)", as_json)
@@ -97,8 +100,8 @@ def learn(
     h = _run(as_json, lambda: _hive(hive, core, template))
 
     def plans():
-        rl = dict(max_new_tokens=max_new_tokens, **_given(prompts_per_step=prompts, samples_per_prompt=samples,
-                                                          kl_coef=kl, anchor_weight=anchor, sampler=sampler))
+        given = _given(prompts_per_step=prompts, samples_per_prompt=samples, kl_coef=kl, anchor_weight=anchor, sampler=sampler)
+        rl = {"max_new_tokens": max_new_tokens, **(MULTI_TURN if job.multi_turn else {}), **given}  # a game: 4 x 8
         settings = dict(overrides=tuple(spec[1:]), minutes=minutes, steps=steps, learners=tuple(learner_names),
                         configs=_learner_configs(learner_names, named, rl, lr or [], batch, epochs),
                         lora=LoraSpec(rank=rank, alpha=2 * rank) if rank is not None else None,
@@ -121,13 +124,11 @@ def _learn_many(h, plans: list, cluster: str | None, cpus_per_worker: float, sev
     _print_results(results, several, as_json)
 
 
-def _default_learners(spec: list[str], as_json: bool) -> list[str]:
+def _default_learners(job) -> list[str]:
     """What a job learns when --learners is not given: a documents job its documents by context distillation
     (reinforcement on questions it cannot answer closed-book would get no reward), any other job by rl."""
     from apiary.jobs.documents import DocumentSource
-    from apiary.jobs.spec import load_job
 
-    job = _run(as_json, lambda: load_job(spec[0], list(spec[1:])))
     return ["context_distill"] if isinstance(job.source, DocumentSource) else ["rl"]
 
 

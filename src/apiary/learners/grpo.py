@@ -13,9 +13,11 @@ Why it is fast on a CPU:
   (models.prefix), instead of once per sample;
 - groups whose episodes all scored the same carry no signal and are not trained on at all;
 - the loss runs only on the worker's tokens, and the vocabulary projection only there;
-- the update is split into micro-batches only when it would not fit: a micro-batch's episodes x
-  length is at most TOKEN_BUDGET and episodes x length^2 at most ATTENTION_BUDGET (attention's saved
-  weights grow with the square of the length); their gradients add up before the one optimiser step.
+- the update is split into micro-batches of at most TOKEN_BUDGET tokens (episodes x longest, opening
+  prompt included); their gradients add up before the one optimiser step. The saved activations grow
+  with the tokens, about 2.6 MB a token for the bundled core with a rank-16 adapter and not with the
+  square of the length (attention on a CPU keeps no weights); a small budget also runs faster on a
+  long-episode job (docs/benchmarks.md, "Memory of a learning step").
 Staying near the core (DESIGN.md, "Keeping what is learned"; both off by default, since a run pairs rl with
 distil_back's phases toward the core, which kept more: learners.distil_back):
 - `kl_coef`: a per-token KL(worker || core) on the worker's own tokens of the job's episodes (the k3
@@ -53,8 +55,13 @@ from apiary.models.generate import SamplingParams
 from apiary.models.logprobs import completion_logprobs
 from apiary.models.quantized import check_sampler, int8_sampler
 
-TOKEN_BUDGET = 4096  # episodes x length per micro-batch (activations grow with the tokens: ~8 GB here)
-ATTENTION_BUDGET = 2**22  # episodes x length^2 per micro-batch (attention's saved weights): 1 episode of 2000
+# Episodes x longest (prompt + episode) per micro-batch. GuessTheNumber, 4 x 8 games, one update: 4096 peaked at
+# 11.3 GB resident in 64 s, 1024 at 4.3 GB in 38 s; chain_sum's updates took the same time at either.
+TOKEN_BUDGET = 1024
+# What a multi-turn job (a game, tool use) learns with where the user does not say: 4 tasks x 8 whole episodes a step
+# at temperature 0.7 (at 1.0 the 135M core rambles and makes fewer valid moves), as the long-horizon and frontier
+# benchmarks do. 16 x 8 games made one step of GuessTheNumber last minutes, so `learn --minutes 5` ran far over.
+MULTI_TURN = {"prompts_per_step": 4, "samples_per_prompt": 8, "temperature": 0.7}
 
 
 @dataclass
@@ -148,14 +155,13 @@ def masked_logprobs(model, transcripts: list[Transcript], pad_id: int) -> tuple[
     return logprobs_C_L * model_C_L, mask_C_L * model_C_L
 
 
-def micro_batches(items: list, tokens: int, attention: int, length=lambda item: len(item[0].ids)) -> list[list]:
-    """Consecutive groups of `items`, each (at least one item) with rows x longest <= tokens and
-    rows x longest^2 <= attention."""
+def micro_batches(items: list, tokens: int, length=lambda item: len(item[0].prompt_ids) + len(item[0].ids)) -> list[list]:
+    """Consecutive groups of `items`, each (at least one item) with rows x longest <= tokens."""
     groups, current, longest = [], [], 0
     for item in items:
-        size = length(item) + 1
+        size = length(item)
         rows, widest = len(current) + 1, max(longest, size)
-        if current and (rows * widest > tokens or rows * widest**2 > attention):
+        if current and rows * widest > tokens:
             groups.append(current)
             current, longest = [], 0
         current.append(item)
@@ -206,6 +212,11 @@ class GRPOLearner:
     def step(self, tasks: list[Task]) -> tuple[list[Transcript], StepStats]:
         started = time.perf_counter()
         transcripts = self.rollout(tasks)
+        return transcripts, self.train(tasks, transcripts, time.perf_counter() - started)
+
+    def train(self, tasks: list[Task], transcripts: list[Transcript], generate_seconds: float = 0.0) -> StepStats:
+        """The update on `rollout(tasks)`'s episodes: group advantages, then one optimiser step on the groups
+        that carried a signal; `generate_seconds` is the rollout's time, for the step's figures."""
         generated = time.perf_counter()
         group = self.config.samples_per_prompt
         advantages_P_G = group_advantages(torch.tensor([t.score for t in transcripts]).view(len(tasks), group))
@@ -214,7 +225,7 @@ class GRPOLearner:
         turns, n = sum(t.turns for t in transcripts), max(1, len(transcripts))
         stats = StepStats(reward_mean=float(torch.tensor([t.score for t in transcripts]).mean()), trained_samples=len(chosen),
                           generated_tokens=sum(sum(t.model_mask) for t in transcripts), trained_tokens=0,
-                          generate_seconds=generated - started, train_seconds=0.0,
+                          generate_seconds=generate_seconds, train_seconds=0.0,
                           extra={"invalid_rate": sum(t.invalid for t in transcripts) / max(1, turns),
                                  "success_rate": sum(t.success for t in transcripts) / n})
         anchored, policy = AnchorFigures(), PolicyFigures()
@@ -227,7 +238,7 @@ class GRPOLearner:
             stats.extra |= {"sampler_kl": policy.sampler_kl_sum / policy.tokens, "is_capped": policy.capped / policy.tokens}
         stats.generate_seconds += anchored.sample_seconds
         stats.train_seconds = time.perf_counter() - generated - anchored.sample_seconds
-        return transcripts, stats
+        return stats
 
     def _update(self, chosen: list[tuple[Transcript, float]]) -> tuple[PolicyFigures, AnchorFigures]:
         """One optimiser step on the RL loss of `chosen` (`_policy_backward`) plus, when on, the anchor
@@ -243,7 +254,7 @@ class GRPOLearner:
     def _policy_backward(self, chosen: list[tuple[Transcript, float]]) -> PolicyFigures:
         """Gradients of the mean over `chosen` of `policy_loss`, in micro-batches when needed; with the
         int8 sampler, each token weighted by its truncated importance ratio (unless `is_cap` is 0)."""
-        parts = micro_batches(chosen, TOKEN_BUDGET, ATTENTION_BUDGET)
+        parts = micro_batches(chosen, TOKEN_BUDGET)
         pad = self.tokenizer.pad_token_id
         refs = [None] * len(parts)
         if self.config.kl_coef > 0:
