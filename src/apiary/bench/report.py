@@ -42,6 +42,20 @@ def write_section(title: str, section: str, docs: Path = DOCS) -> None:
     path.write_text(text.rstrip("\n") + "\n")
 
 
+def core_label(core: str | None, quick: bool) -> str:
+    """What a benchmark's section calls its core: the one given, a quick run's tiny random one, or the bundled one."""
+    return core or ("tiny random" if quick else "bundled SmolLM2-135M-Instruct, float32")
+
+
+def publish(title: str, text: str, figures, json_name: str, docs: Path | None) -> None:
+    """Print a benchmark's section; unless `docs` is None (a quick run told nowhere to write), write it into
+    docs/benchmarks.md and its figures into docs/`json_name`."""
+    print(text)
+    if docs is not None:
+        (docs / json_name).write_text(json.dumps(figures, indent=1))
+        write_section(title, text, docs)
+
+
 def merge_json(path: Path, figures: dict) -> dict:
     """Update the JSON file at `path` with `figures` (top-level keys replaced), keeping the other keys."""
     previous = json.loads(path.read_text()) if path.exists() else {}

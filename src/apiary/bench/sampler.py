@@ -16,7 +16,6 @@ Writes docs/sampler.json and the "Rollout sampling: int8 against float32" sectio
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--docs", type=Path, default=None, help="where benchmarks.md and sampler.json go (default docs/)")
     args = parser.parse_args(argv)
     from apiary.bench.kill_trials import tiny_core
-    from apiary.bench.report import DOCS, write_section
+    from apiary.bench.report import DOCS, core_label, publish
 
     batches = (1, 2) if args.quick else tuple(int(b) for b in args.batches.split(","))
     new_tokens, repeats = (4, 1) if args.quick else (args.new_tokens, args.repeats)
@@ -136,12 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
         core_dir = args.core or (str(tiny_core(Path(scratch) / "core")) if args.quick else None)
         result = run(load_core(core_dir), batches, new_tokens, repeats)
     text = section(result, "python -m apiary.bench.sampler " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   "tiny random" if args.quick and not args.core else args.core or "bundled SmolLM2-135M-Instruct, float32")
-    print(text)
-    docs = args.docs or (None if args.quick else DOCS)
-    if docs is not None:
-        (docs / "sampler.json").write_text(json.dumps(result, indent=1))
-        write_section(TITLE, text, docs)
+                   core_label(args.core, args.quick))
+    publish(TITLE, text, result, "sampler.json", args.docs or (None if args.quick else DOCS))
     return result
 
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(measure(args.job, budgets[0], args.steps, args.prompts, args.samples, args.core)))
         return []
     from apiary.bench.kill_trials import tiny_core
-    from apiary.bench.report import DOCS, write_section
+    from apiary.bench.report import DOCS, core_label, publish
 
     if args.quick:
         args.steps, args.prompts, args.samples = 1, 2, 2
@@ -130,12 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results = run(args.job, budgets, args.steps, args.prompts, args.samples, core_dir)
     given = argv if argv is not None else sys.argv[1:]
     text = section(results, "python -m apiary.bench.step_memory " + shlex.join(given),
-                   "tiny random" if args.quick and not args.core else args.core or "bundled SmolLM2-135M-Instruct, float32")
-    print(text)
-    docs = args.docs or (None if args.quick else DOCS)
-    if docs is not None:
-        (docs / "step_memory.json").write_text(json.dumps(results, indent=1))
-        write_section(TITLE, text, docs)
+                   core_label(args.core, args.quick))
+    publish(TITLE, text, results, "step_memory.json", args.docs or (None if args.quick else DOCS))
     return results
 
 
