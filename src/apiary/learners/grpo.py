@@ -55,8 +55,8 @@ from apiary.models.generate import SamplingParams
 from apiary.models.logprobs import completion_logprobs
 from apiary.models.quantized import check_sampler, int8_sampler
 
-# Episodes x longest (prompt + episode) per micro-batch. GuessTheNumber, 4 x 8 games, one update: 4096 peaked at
-# 11.3 GB resident in 64 s, 1024 at 4.3 GB in 38 s; chain_sum's updates took the same time at either.
+# Episodes x longest (prompt + episode) per micro-batch. GuessTheNumber, 4 x 8 games (python -m apiary.bench.step_memory):
+# update peak 7.3 GB at 4096, 2.9 GB at 1024, and 1024 was faster; chain_sum's updates took the same time at either.
 TOKEN_BUDGET = 1024
 # What a multi-turn job (a game, tool use) learns with where the user does not say: 4 tasks x 8 whole episodes a step
 # at temperature 0.7 (at 1.0 the 135M core rambles and makes fewer valid moves), as the long-horizon and frontier
