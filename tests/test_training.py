@@ -134,3 +134,50 @@ def test_a_steps_figures_keep_each_learners_own_and_show_the_anchors_kl():
     combined = _combine([step({"anchor_kl": 0.0123, "invalid_rate": 0.0}), step({"verified": 3})])
     assert combined.extra == {"anchor_kl": 0.0123, "invalid_rate": 0.0, "verified": 3, "episodes": 0, "feedback": 0}
     assert _step_figures(4, combined) == "step 4  anchor KL 0.0123  loss 0.250"
+
+
+class _Slow:
+    """A learner whose steps report `seconds` each (its real work is the tiny model's)."""
+
+    def __init__(self, learner, seconds: float):
+        self.learner, self.seconds = learner, seconds
+
+    def __getattr__(self, name):
+        return getattr(self.learner, name)
+
+    def learn(self, batch):
+        result = self.learner.learn(batch)
+        result.stats.generate_seconds, result.stats.train_seconds = self.seconds, 0.0
+        return result
+
+
+@pytest.mark.parametrize("learners, steps", [(["rl", "distil_back"], 3), (["rl"], 3)])
+def test_a_minutes_budget_starts_no_step_that_would_not_fit(tmp_path, tiny_core, chain_sum_job, monkeypatch, learners, steps):
+    """Steps of 100 s in 5 minutes: rl alone takes 3 (300 s); with distil_back 2, then the closing phase, since a
+    third step and its phase (guessed at one step) would end at 400 s. Without the pace the phased run took 3 + 1."""
+    from apiary.hive import training
+
+    build = training.build_learners
+    monkeypatch.setattr(training, "build_learners", lambda *a: [(n, _Slow(l, 100.0)) for n, l in build(*a)])
+    store = Store(tmp_path)
+    model, run = learn(store, worker_w(store, chain_sum_job, tiny_core), Budget(minutes=5), CONFIG, LORA,
+                       show_progress=False, learners=learners)
+    adapters.detach(model)
+    assert run.steps == steps and run.stopped == "budget" and run.seconds <= 300
+    assert run.closing_phase == ("distil_back" in learners)
+
+
+def test_the_pace_counts_a_measured_phase_and_guesses_an_unmeasured_one_as_a_step():
+    from apiary.hive.training import _Pace
+
+    def step(seconds):
+        return LearnStep(StepStats(reward_mean=0.0, loss=0.0, trained_samples=1, generated_tokens=1, trained_tokens=1,
+                                   generate_seconds=seconds, train_seconds=0.0))
+
+    pace = _Pace()
+    pace.add([("rl", step(10.0))])
+    pace.add([("rl", step(30.0))])
+    assert (pace.needed(phases=False), pace.needed(phases=True)) == (20.0, 40.0)
+    pace.add([("rl", step(20.0)), ("distil_back", step(90.0))])
+    assert pace.needed(phases=True) == 110.0  # the phase's own time is not counted as a step's
+    assert Budget(minutes=1).room(50.0, 10.0) and not Budget(minutes=1).room(50.0, 10.1) and Budget(steps=3).room(1e9, 1e9)

@@ -45,7 +45,7 @@ def learn(
     spec: Annotated[list[str], typer.Argument(help="a job file, or rg:TASK, ta:GAME, tools:calc+lookup or docs:PATH, then key=value config")],
     worker: Annotated[Optional[str], typer.Option("--worker", "-w", help="worker name")] = None,
     workers: WorkersOpt = None, cluster: ClusterOpt = None, cpus_per_worker: CpusOpt = 1,
-    minutes: Annotated[Optional[float], typer.Option(help="learning-time budget")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="learning-time budget: no step starts that would end past it at the run's pace, distil_back's closing phase included; the evals and the gate come on top")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
     lr: Annotated[Optional[list[str]], typer.Option(
         help="learning rate of every learner named in --learners (defaults: rl, distil_back and self_distill "

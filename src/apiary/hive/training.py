@@ -46,6 +46,35 @@ class Budget:
     def done(self, steps: int, seconds: float) -> bool:
         return (self.steps is not None and steps >= self.steps) or (self.minutes is not None and seconds >= self.minutes * 60)
 
+    def room(self, seconds: float, needed: float) -> bool:
+        """Whether `needed` more seconds of learning still fit in the minutes budget (always, without one)."""
+        return self.minutes is None or seconds + needed <= self.minutes * 60
+
+
+@dataclass
+class _Pace:
+    """How long this run's steps take, so that a minutes budget is kept, not overrun by the step that crosses it:
+    the next step is started only if it and a distil_back phase still fit (the phase it brings, or the closing
+    one after it; a phase not yet measured is guessed to last one step)."""
+
+    work: float = 0.0  # seconds of the learners other than distil_back, over `steps` steps
+    steps: int = 0
+    phase: float | None = None  # the last distil_back phase's seconds
+
+    def add(self, done: list[tuple[str, LearnStep]]) -> None:
+        for name, result in done:
+            seconds = result.stats.generate_seconds + result.stats.train_seconds
+            if name == "distil_back":
+                self.phase = seconds
+            else:
+                self.work += seconds
+        self.steps += 1
+
+    def needed(self, phases: bool) -> float:
+        """Seconds the next step is expected to take, with a distil_back phase's when the run has `phases`."""
+        step = self.work / max(1, self.steps)
+        return step + ((step if self.phase is None else self.phase) if phases else 0.0)
+
 
 @dataclass
 class RunSummary:
@@ -76,6 +105,7 @@ class _RunState:
     version: int = 0  # the adapter version the run stands on (its next version's parent)
     latest: int = 0  # the worker's newest saved version: the next one saved is latest + 1
     seconds: float = 0.0
+    pace: _Pace = field(default_factory=_Pace)
     pending: list[int] = field(default_factory=list)  # episode ids since the last saved version
     pending_feedback: list[int] = field(default_factory=list)  # feedback ids since the last saved version
     held_back: list[dict] = field(default_factory=list)  # flagged givers (evals.givers) and their figures
@@ -116,7 +146,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     try:
         with _progress(show_progress) as bar:
             task = bar.add_task(f"{name} on {job.name}", total=budget.steps or (budget.minutes or 0) * 60 or None)
-            while not budget.done(summary.steps, summary.seconds) and not state.batches.exhausted(names):
+            while _room(budget, summary, state, "distil_back" in names) and not state.batches.exhausted(names):
                 stats = _one_step(store, job, name, mix, state)
                 if stats is None:
                     break
@@ -126,9 +156,9 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
                            description=f"{name} on {job.name}  {_step_figures(state.step, stats)}")
                 if on_step is not None:
                     on_step(state.step, stats, model)
-                if state.step % checkpoint_every == 0 and not budget.done(summary.steps, summary.seconds):
+                if state.step % checkpoint_every == 0 and _room(budget, summary, state, "distil_back" in names):
                     _checkpoint(store, name, model, mix, generator, state, final=False)
-        summary.stopped = "budget" if budget.done(summary.steps, summary.seconds) else "feedback used up"
+        summary.stopped = "budget" if not _room(budget, summary, state, "distil_back" in names) else "feedback used up"
         closing = _closing_phase(store, job, name, mix, state) if summary.steps else None
         if closing is not None:
             _account(summary, closing)
@@ -196,6 +226,14 @@ def _held_back(store: Store, worker: WorkerHandle, settings: Mapping[str, Learne
     return [g.figures() for g in flagged_givers(store, name=worker.name, check=check)]
 
 
+def _room(budget: Budget, summary: RunSummary, state: _RunState, phases: bool) -> bool:
+    """Whether the run takes another step: within the step budget, and a minutes budget has room for the
+    step and a distil_back phase (`phases`: the run has them) at this run's pace; the first step always runs."""
+    if budget.done(summary.steps, summary.seconds):
+        return False
+    return summary.steps == 0 or budget.room(summary.seconds, state.pace.needed(phases))
+
+
 def _closing_phase(store: Store, job: Job, worker: str, mix, state: _RunState) -> StepStats | None:
     """A run that learns with distil_back ends with one of its phases, unless its last step was one: the
     version the gate measures has just been pulled back toward the core, whatever step the budget or the
@@ -209,7 +247,7 @@ def _closing_phase(store: Store, job: Job, worker: str, mix, state: _RunState) -
 
 def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState) -> StepStats | None:
     """One update by each learner that has material left; None if none had any."""
-    done: list[LearnStep] = []
+    done: list[tuple[str, LearnStep]] = []
     for name, learner in mix:
         batch = next_batch(name, learner.config, store, job, worker, state.batches)
         if batch is None:
@@ -220,11 +258,12 @@ def _one_step(store: Store, job: Job, worker: str, mix, state: _RunState) -> Ste
             episode.origin = episode.origin or name
         state.pending += store.add_episodes(result.episodes)
         state.pending_feedback += result.feedback_ids
-        done.append(result)
+        done.append((name, result))
     if not done:
         return None
+    state.pace.add(done)
     state.step += 1
-    stats = _combine(done)
+    stats = _combine([result for _, result in done])
     state.seconds += stats.generate_seconds + stats.train_seconds
     return stats
 
