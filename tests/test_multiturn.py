@@ -273,3 +273,56 @@ def test_worker_token_logprobs_match_the_full_projection(tiny_core):
         full, _ = completion_logprobs(tiny_core.model, [t.prompt_ids for t in transcripts], [t.ids for t in transcripts],
                                       [0, 1, 2], pad)
     assert torch.allclose(only, full * mask, atol=1e-5) and int(mask.sum()) == sum(sum(t.model_mask) for t in transcripts)
+
+
+class UnevenGame:
+    """Ends after 1 + seed % 6 replies; its messages' lengths vary by seed, so rows differ in length every turn."""
+
+    def __init__(self, seed: int):
+        self.seed, self.moves = seed, 0
+
+    def start(self) -> str:
+        return f"Game {self.seed}."
+
+    def step(self, reply: str) -> Turn:
+        self.moves += 1
+        if self.moves == 1 + self.seed % 6:
+            return Turn(message="", done=True, score=1.0, success=True)
+        return Turn(message="go on " * (4 + (self.seed + self.moves) % 5))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_later_turns_read_only_new_tokens_on_kept_caches_and_play_the_same_tokens(tiny_core, monkeypatch, temperature):
+    """Rows of different lengths, ending at different turns: going on from each reply's kept cache gives the
+    tokens, masks and sampler log-probs that reading the whole conversation every turn gives, and reads less."""
+    from apiary.models import prefix
+
+    job = Job(name="uneven", source=SeededSource("uneven", 3), scorer=ENVIRONMENT_SCORER, max_tokens=5,
+              environment=lambda task: UnevenGame(task.metadata["seed"]), max_turns=6)
+    read = {True: 0, False: 0}
+    extend, advance = prefix.extend, prefix.PrefillJob.advance
+
+    def counted(reuse):
+        def extend_counted(model, rows, suffixes, pad_id):
+            read[reuse] += sum(len(s) for s in suffixes)
+            return extend(model, rows, suffixes, pad_id)
+
+        def advance_counted(self, model, budget=0):
+            read[reuse] += int(self.ids_P_S.ne(tiny_core.tokenizer.pad_token_id).sum()) + len(self.prefix)
+            return advance(self, model, budget)
+        return extend_counted, advance_counted
+
+    runs = {}
+    for reuse in (False, True):
+        extend_counted, advance_counted = counted(reuse)
+        monkeypatch.setattr("apiary.models.generate.extend", extend_counted)
+        monkeypatch.setattr(prefix.PrefillJob, "advance", advance_counted)
+        runs[reuse] = play(tiny_core.model, tiny_core.tokenizer, job, job.source.train(0, 4), 3,
+                           SamplingParams(max_new_tokens=job.max_tokens, temperature=temperature), tiny_core.stop_token_ids,
+                           torch.Generator().manual_seed(0), reuse_cache=reuse)
+    assert len({t.turns for t in runs[False]}) > 1  # episodes of different lengths
+    for old, new in zip(runs[False], runs[True]):
+        assert (new.ids, new.model_mask, new.turns, new.done) == (old.ids, old.model_mask, old.turns, old.done)
+        assert new.sampler_logprobs == pytest.approx(old.sampler_logprobs, abs=1e-4)
+    if temperature > 0:  # greedy samples of one task stay identical, and the reference reads such rows once
+        assert read[True] < read[False] / 2

@@ -4,11 +4,13 @@ The one rollout path: RL (learners.grpo), held-out evals (evals.heldout) and att
 episodes here. A single-turn job's episode is one reply to the task's question, scored by the
 job's scorer (jobs.base.OneReply); a game or tool task goes on until its environment ends it.
 
-`play` runs many episodes side by side: each round, every unfinished episode's whole conversation
-so far is one row of a single batched `generate` call, each reply goes to that episode's
-environment, and the environment's answer is appended as the next user turn. Rows that share their
-conversation so far (a task's group of samples at its opening) are read once and sampled several
-times, and the prefix common to all rows is read once (models.prefix). A transcript keeps the token ids of the whole conversation with
+`play` runs many episodes side by side: each round, every unfinished episode is one row of a single
+batched sampling call, each reply goes to that episode's environment, and the environment's answer
+is appended as the next user turn. The first round reads the openings: rows that share one (a task's
+group of samples) are read once and sampled several times, and the prefix common to all rows is read
+once (models.prefix). Later rounds go on from the KV cache each row kept when its reply ended and
+read only the new tokens (the reply's last token and the environment's turn), not the whole
+conversation again (`reuse_cache=False` reads it all each round: the reference, same tokens). A transcript keeps the token ids of the whole conversation with
 `model_mask` = 1 exactly on the tokens the worker wrote (each reply and its stop token); the
 chat template's framing and the environment's messages are 0. The RL learner puts its loss on
 those tokens only, and credits every one of the worker's turns with the episode's score.
@@ -26,7 +28,8 @@ from typing import Callable
 import torch
 
 from apiary.jobs.base import Environment, Job, Task
-from apiary.models.generate import Sample, SamplingParams, sample
+from apiary.models.generate import Sample, SamplingParams, resume, sample
+from apiary.models.prefix import RowCache
 from apiary.models.prompt_format import environment_turn_ids, prompt_ids
 from apiary.store.records import Episode
 
@@ -68,7 +71,8 @@ class Transcript:
 
 
 def play(model, tokenizer, job: Job, tasks: list[Task], samples: int, params: SamplingParams, stop_ids: list[int],
-         generator: torch.Generator | None = None, done: Callable[[list[int]], bool] | None = None) -> list[Transcript]:
+         generator: torch.Generator | None = None, done: Callable[[list[int]], bool] | None = None,
+         reuse_cache: bool = True) -> list[Transcript]:
     """`samples` episodes of each task (task-major), each until its environment ends it or `job.max_turns`.
     `done(reply ids so far)`, if given, ends a reply early. The caller chooses the model's mode (eval, adapter merged)."""
     envs, transcripts, openings = [], [], {}
@@ -82,17 +86,27 @@ def play(model, tokenizer, job: Job, tasks: list[Task], samples: int, params: Sa
             messages, ids = openings[first]
             envs.append(env)
             transcripts.append(Transcript(task, list(messages), ids))
+    kept: dict[int, tuple[RowCache, int]] = {}  # a live episode's cache, and how many of its tokens it holds
+    keep = reuse_cache and job.max_turns > 1
     for _ in range(job.max_turns):
         live = [i for i, t in enumerate(transcripts) if not t.done]
         if not live:
             break
         contexts = [transcripts[i].prompt_ids + transcripts[i].ids for i in live]
-        copies = _copies(contexts)
+        copies = _copies(contexts) if not all(i in kept for i in live) else 1
         for start, end in _chunks(len(live), max(len(c) for c in contexts), copies):
-            replies = sample(model, contexts[start:end:copies], copies, params, stop_ids, tokenizer.pad_token_id,
-                             generator, done)
-            for i, reply in zip(live[start:end], replies):
+            rows = live[start:end]
+            if all(i in kept for i in rows):
+                replies = resume(model, [kept[i][0] for i in rows], [c[kept[i][1]:] for i, c in zip(rows, contexts[start:end])],
+                                 params, stop_ids, tokenizer.pad_token_id, generator, done)
+            else:
+                replies = sample(model, contexts[start:end:copies], copies, params, stop_ids, tokenizer.pad_token_id,
+                                 generator, done, keep_cache=keep)
+            for i, context, reply in zip(rows, contexts[start:end], replies):
                 _advance(transcripts[i], envs[i], tokenizer, reply, stop_ids)
+                kept.pop(i, None)
+                if reply.cache is not None and not transcripts[i].done:
+                    kept[i] = (reply.cache, len(context) + len(reply.tokens) - 1)
     for t in transcripts:  # a cut-off episode's last environment turn was never read by the worker
         while t.model_mask and not t.model_mask[-1]:
             t.ids.pop(), t.model_mask.pop(), t.sampler_logprobs.pop()

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel
 from transformers import DynamicCache
 
 from apiary.models.logprobs import token_logprobs
-from apiary.models.prefix import PrefillJob, PromptState
+from apiary.models.prefix import PrefillJob, PromptState, RowCache, left_pad
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -58,6 +57,8 @@ class Request:
     finish_reason: str | None = None  # stop | length | cancelled | error | timeout
     cancelled: bool = False
     deadline: float | None = None  # time.monotonic() past which the reply ends with "timeout"; None: no limit
+    keep_cache: bool = False  # keep the row's KV cache in `cache` when it ends (a multi-turn episode goes on from it)
+    cache: RowCache | None = None
 
     def overdue(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -145,6 +146,8 @@ class RunningBatch:
             if reason is None:
                 keep.append(i)
             else:
+                if row.keep_cache:
+                    row.cache = self._row_cache(i)
                 row.finish_reason = reason
                 if row.on_done is not None:
                     row.on_done(row)
@@ -158,6 +161,16 @@ class RunningBatch:
             out = self.model(input_ids=tokens_B[:, None], attention_mask=self.mask_B_T,
                              position_ids=self.position_B[:, None], past_key_values=self.cache, use_cache=True, **kwargs)
         self.cache, self.logits_B_V, self.position_B = out.past_key_values, out.logits[:, -1, :], self.position_B + 1
+
+    def join(self, requests: list[Request], state: PromptState) -> None:
+        """Add `requests` whose prompts are already read (`state`, one row each) to the batch."""
+        self._append(requests, state)
+
+    def _row_cache(self, i: int) -> RowCache:
+        """Row i's cache, from its first real token, copied out of the batch's."""
+        start = int(self.mask_B_T[i].nonzero()[0])
+        return RowCache([(layer.keys[i:i + 1, :, start:].clone(), layer.values[i:i + 1, :, start:].clone())
+                         for layer in self.cache.layers], self.mask_B_T[i, start:].clone(), int(self.position_B[i]))
 
     def fail(self, reason: str = "error") -> None:
         """End every row and joining request (the model raised): each is told, none is left waiting."""
@@ -175,11 +188,11 @@ class RunningBatch:
                                                                state.last_logits_P_V)
             return
         width = max(self.mask_B_T.shape[1], state.attention_mask_P_T.shape[1])
-        layers = [(torch.cat([_left_pad(a.keys, width), _left_pad(b.keys, width)]),
-                   torch.cat([_left_pad(a.values, width), _left_pad(b.values, width)]))
+        layers = [(torch.cat([left_pad(a.keys, width), left_pad(b.keys, width)]),
+                   torch.cat([left_pad(a.values, width), left_pad(b.values, width)]))
                   for a, b in zip(self.cache.layers, state.cache.layers)]
         self.cache = DynamicCache(layers)
-        self.mask_B_T = torch.cat([_left_pad(self.mask_B_T, width, dim=1), _left_pad(state.attention_mask_P_T, width, dim=1)])
+        self.mask_B_T = torch.cat([left_pad(self.mask_B_T, width, dim=1), left_pad(state.attention_mask_P_T, width, dim=1)])
         self.position_B = torch.cat([self.position_B, state.next_position_P])
         self.logits_B_V = torch.cat([self.logits_B_V, state.last_logits_P_V])
         self.rows += group
@@ -263,12 +276,3 @@ def _finished(row: Request, token: int) -> str | None:
     if row.overdue():
         return "timeout"
     return None
-
-
-def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
-    """Zeros on the left of `dim` up to `width` (KV caches: the sequence is dim 2; masks: dim 1)."""
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    pad = [0, 0] * (tensor.dim() - 1 - dim) + [missing, 0]
-    return F.pad(tensor, pad)

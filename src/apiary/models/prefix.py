@@ -10,6 +10,10 @@ training: gradients flow through the expanded prefix cache, so the result is exa
 
 Suffixes are left-padded *after* the shared prefix; the attention mask has zeros at the
 pads and position ids skip them, so every row sees exactly its own prompt.
+
+A multi-turn episode goes on from where its last reply ended: `extend` reads only each row's new
+tokens (the reply's last token, the environment's turn) on top of the KV cache the row kept
+(`RowCache`), instead of reading the whole conversation again each turn.
 """
 
 from __future__ import annotations
@@ -46,6 +50,57 @@ class PromptState:
         )
 
 
+@dataclass
+class RowCache:
+    """One row's KV cache as a reply ended: every token read so far (`mask_T` 0 at pads between them), and
+    the position id of the next token. What it holds is the row's conversation up to, not including, the
+    reply's last token (sampled, never read)."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, keys and values of shape [1, heads, T, dim]
+    mask_T: torch.Tensor
+    next_position: int
+
+
+def extend(model: PreTrainedModel, rows: list[RowCache], suffixes: list[list[int]], pad_id: int) -> PromptState:
+    """Read each row's `suffixes` (at least one token each) on top of its kept cache, in one forward: the
+    caches left-padded to one width, the suffixes left-padded after them, so every row sees exactly its own
+    tokens, at its own positions."""
+    if not rows or len(rows) != len(suffixes) or any(len(s) == 0 for s in suffixes):
+        raise ValueError("extend needs one non-empty suffix per kept row")
+    device, width = model.device, max(r.mask_T.shape[0] for r in rows)
+    layers = [(torch.cat([left_pad(r.layers[i][0], width) for r in rows]), torch.cat([left_pad(r.layers[i][1], width) for r in rows]))
+              for i in range(len(rows[0].layers))]
+    mask_P_T = torch.stack([left_pad(r.mask_T, width, dim=0) for r in rows])
+    ids_P_S, suffix_mask_P_S = _left_padded(suffixes, pad_id, device)
+    start_P = torch.tensor([r.next_position for r in rows], device=device)
+    positions_P_S = start_P[:, None] + (suffix_mask_P_S.cumsum(1) - 1).clamp(min=0)
+    mask_P_T = torch.cat([mask_P_T, suffix_mask_P_S], 1)
+    out = model(input_ids=ids_P_S, attention_mask=mask_P_T, position_ids=positions_P_S,
+                past_key_values=DynamicCache(layers), use_cache=True, logits_to_keep=1)
+    return PromptState(cache=out.past_key_values, attention_mask_P_T=mask_P_T,
+                       next_position_P=start_P + suffix_mask_P_S.sum(1), last_logits_P_V=out.logits[:, -1, :])
+
+
+def left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    """Zeros on the left of `dim` up to `width` (KV caches: the sequence is dim 2; masks: dim 1)."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    pad = [0, 0] * (tensor.dim() - 1 - dim) + [missing, 0]
+    return torch.nn.functional.pad(tensor, pad)
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' ids left-padded to one width with `pad_id`, and a mask with 1 on the real tokens."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, device=device)
+        mask[i, width - len(row):] = 1
+    return ids, mask
+
+
 def shared_prefix_length(prompts: list[list[int]]) -> int:
     """Length of the longest common prefix, leaving every prompt at least one token of its own."""
     limit = min(len(p) for p in prompts) - 1
@@ -77,13 +132,7 @@ class PrefillJob:
             raise ValueError("prefill needs at least one non-empty prompt")
         n_prompts = len(prompts)
         self.prefix = prompts[0][:shared_prefix_length(prompts) if n_prompts > 1 else 0]  # one prompt: one pass is cheaper
-        suffixes = [p[len(self.prefix):] for p in prompts]
-        width = max(len(s) for s in suffixes)
-        self.ids_P_S = torch.full((n_prompts, width), pad_id, dtype=torch.long, device=device)
-        suffix_mask_P_S = torch.zeros((n_prompts, width), dtype=torch.long, device=device)
-        for row, suffix in enumerate(suffixes):
-            self.ids_P_S[row, width - len(suffix):] = torch.tensor(suffix, device=device)
-            suffix_mask_P_S[row, width - len(suffix):] = 1
+        self.ids_P_S, suffix_mask_P_S = _left_padded([p[len(self.prefix):] for p in prompts], pad_id, device)
         self.positions_P_S = len(self.prefix) + (suffix_mask_P_S.cumsum(1) - 1).clamp(min=0)
         self.mask_P_T = torch.cat([torch.ones((n_prompts, len(self.prefix)), dtype=torch.long, device=device),
                                    suffix_mask_P_S], 1)
