@@ -149,7 +149,10 @@ def markdown(points: list[dict], command: str) -> str:
                      f"{p['after']:.2f} | {p['gain']:+.2f} | {p['retention_kl'] or 0:.4f} | {f.get('right_to_wrong', '-')} "
                      f"({f.get('items', '-')}) | {p['floor'] or 0:.1f} | {p['allowed'] or 0:.1f} | "
                      f"{'passed' if p['passed'] else 'refused'} |")
-    return "\n".join(lines + ["", "![gain against flips](frontier.png)", "", f"Command: `{command}`"])
+    commands = list(dict.fromkeys(p["command"] for p in points if p.get("command"))) or [command]
+    unrecorded = " (and earlier runs, whose rows did not record their command)" if any("command" not in p for p in points) else ""
+    return "\n".join(lines + ["", "![gain against flips](frontier.png)", "", f"Commands that measured these rows{unrecorded}:", ""]
+                     + [f"- `{c}`" for c in commands])
 
 
 def main() -> None:
@@ -160,6 +163,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--hive", type=Path, default=None, help="hive directory (default: a temporary one)")
     args = parser.parse_args()
+    command = "python -m apiary.bench.frontier " + " ".join(
+        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None and k != "hive")
     path = DOCS / "frontier.json"
     saved = {(p["job"], p["method"], p["seed"]): p for p in (json.loads(path.read_text()) if path.exists() else [])}
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,12 +173,11 @@ def main() -> None:
             for name in args.methods:
                 for seed in args.seeds:
                     point = run_point(hive, job, METHODS[name], seed, args.steps)
-                    saved[(job, name, seed)] = point
+                    saved[(job, name, seed)] = point | {"command": command}
                     path.write_text(json.dumps(list(saved.values()), indent=1) + "\n")
     points = list(saved.values())
     plot(points, DOCS / "frontier.png")
-    write_section("The learning/forgetting frontier", markdown(points, "python -m apiary.bench.frontier " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None and k != "hive")))
+    write_section("The learning/forgetting frontier", markdown(points, command))
 
 
 if __name__ == "__main__":

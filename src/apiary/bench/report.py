@@ -52,6 +52,7 @@ def publish(title: str, text: str, figures, json_name: str, docs: Path | None) -
     docs/benchmarks.md and its figures into docs/`json_name`."""
     print(text)
     if docs is not None:
+        docs.mkdir(parents=True, exist_ok=True)
         (docs / json_name).write_text(json.dumps(figures, indent=1))
         write_section(title, text, docs)
 
