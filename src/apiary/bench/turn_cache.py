@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             results.append(measure(spec, args.games, core))
             print(results[-1], flush=True)
     given = argv if argv is not None else sys.argv[1:]
-    text = section(results, "python -m apiary.bench.turn_cache " + shlex.join(given), core_label(args.core, args.quick))
+    text = section(results, f"python -m apiary.bench.turn_cache {shlex.join(given)}".strip(), core_label(args.core, args.quick))
     publish(TITLE, text, results, "turn_cache.json", args.docs or (None if args.quick else DOCS))
     return results
 
