@@ -165,3 +165,23 @@ def test_the_frontier_learns_a_game_from_whole_episodes_and_arithmetic_as_the_de
     assert (arith["rl"].prompts_per_step, arith["rl"].max_new_tokens) == (DEMO.rl.prompts_per_step, DEMO.rl.max_new_tokens)
     job = Hive(tmp_path / "hive", core=str(tiny_core_dir)).job(JOBS["guess"].spec, JOBS["guess"].overrides)
     assert job.multi_turn and len(job.source.heldout()) == 40
+
+
+def test_a_frontier_point_with_a_minutes_budget_learns_for_minutes_and_is_named_apart():
+    """`--minutes M` learns as `apiary learn --minutes M` does (no step budget) and its points sit beside the
+    same method's step-budget points in docs/frontier.json rather than replacing them."""
+    from types import SimpleNamespace
+
+    from apiary.bench.frontier import METHODS, run_point
+
+    class Recording:
+        def learn(self, spec, worker, **kwargs):
+            self.worker, self.kwargs = worker, kwargs
+            return SimpleNamespace(gate=None, steps=3, before=0.2, after=0.5, learn_seconds=58.0)
+
+    hive = Recording()
+    point = run_point(hive, "chain_sum", METHODS["lr2e-4+distil_back"], 1, 20, minutes=1.0)
+    assert (hive.kwargs["minutes"], hive.kwargs["steps"]) == (1.0, None) and hive.worker.endswith("-s1-1min")
+    assert point["method"] == "lr2e-4+distil_back (1 min)" and point["steps"] == 3 and not point["passed"]
+    point = run_point(hive, "chain_sum", METHODS["lr2e-4+distil_back"], 1, 20)
+    assert (hive.kwargs["minutes"], hive.kwargs["steps"]) == (None, 20) and point["method"] == "lr2e-4+distil_back"

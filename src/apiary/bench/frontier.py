@@ -1,13 +1,15 @@
 """The learning/forgetting frontier: every RL setting on the same job and budget, what it gains and what it flips.
 
 Each method is one RL setting (learning rate, LoRA rank, KL to the core, anchor distillation). Each
-(job, method, seed) is a fresh worker on the bundled core that learns the same number of steps, then
+(job, method, seed) is a fresh worker on the bundled core that learns the same number of steps (or, with
+`--minutes M`, as many as fit in M minutes, as `apiary learn --minutes M` does: such a point is named
+"METHOD (M min)"), then
 goes through the default worker gate without being released (`Release.NONE`): its held-out gain,
 its right-to-wrong flips on the retention suite, its retention KL, the noise floor at that KL and
 the gate's decision are what one point of the frontier is.
 
     python -m apiary.bench.frontier [--jobs chain_sum products guess] [--methods default lr2e-4 kl0.05]
-                                    [--seeds 0 1] [--steps 20]
+                                    [--seeds 0 1] [--steps 20 | --minutes 5]
 
 Writes docs/frontier.json (merged by (job, method, seed), so runs can add points), docs/frontier.png
 and the frontier section of docs/benchmarks.md.
@@ -92,25 +94,27 @@ METHODS = {m.name: m for m in [
 ]}
 
 
-def run_point(hive: Hive, job: str, method: Method, seed: int, steps: int) -> dict:
-    """One worker learns `steps` steps with `method`, then the default gate decides (nothing released)."""
+def run_point(hive: Hive, job: str, method: Method, seed: int, steps: int | None, minutes: float | None = None) -> dict:
+    """One worker learns `steps` steps (or for `minutes`) with `method`, then the default gate decides (nothing released)."""
     plan = JOBS[job]
     started = time.perf_counter()
     configs = method.configs(job)
-    result = hive.learn(plan.spec, f"{job}-{method.name.replace('+', '_')}-s{seed}", steps=steps, learners=list(configs),
+    name = method.name + (f" ({minutes:g} min)" if minutes else "")
+    result = hive.learn(plan.spec, f"{job}-{method.name.replace('+', '_')}-s{seed}" + (f"-{minutes:g}min" if minutes else ""),
+                        steps=None if minutes else steps, minutes=minutes, learners=list(configs),
                         configs=configs,
                         lora=LoraSpec(rank=method.rank, alpha=2 * method.rank), overrides=plan.overrides,
                         release="none", seed=seed, show_progress=False)
     gate = result.gate
     floor = noise_floor.expected_flips(gate.retention_kl, retention.items()) if gate else None
-    point = {"job": job, "method": method.name, "seed": seed, "steps": result.steps, "settings": asdict(method),
+    point = {"job": job, "method": name, "seed": seed, "steps": result.steps, "settings": asdict(method),
              "before": result.before, "after": result.after, "gain": result.after - result.before,
              "learn_seconds": result.learn_seconds, "wall_seconds": time.perf_counter() - started,
              "retention_kl": gate.retention_kl if gate else None, "flips": gate.flips if gate else None,
              "floor": floor, "allowed": (floor or 0.0) + GateConfig().max_flip_rate * gate.flips["items"] if gate else None,
              "passed": gate.passed if gate else False, "reasons": gate.reasons if gate else ["nothing learned"]}
     flips = point["flips"] or {}
-    print(f"{job} {method.name} seed {seed}: {result.before:.2f} -> {result.after:.2f} in {result.steps} steps "
+    print(f"{job} {name} seed {seed}: {result.before:.2f} -> {result.after:.2f} in {result.steps} steps "
           f"({result.learn_seconds:.0f} s); KL {point['retention_kl'] or 0:.4f}, {flips.get('right_to_wrong')} of "
           f"{flips.get('items')} flipped (floor {point['floor'] or 0:.1f}); gate {'passed' if point['passed'] else 'refused'}",
           flush=True)
@@ -160,11 +164,14 @@ def main() -> None:
     parser.add_argument("--jobs", nargs="+", default=["chain_sum"], choices=sorted(JOBS))
     parser.add_argument("--methods", nargs="+", default=["default", "lr2e-4", "kl0.05", "anchor1"], choices=sorted(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=20)
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=20)
+    budget.add_argument("--minutes", type=float, default=None, help="a minutes budget instead of --steps (points named 'METHOD (M min)')")
     parser.add_argument("--hive", type=Path, default=None, help="hive directory (default: a temporary one)")
     args = parser.parse_args()
     command = "python -m apiary.bench.frontier " + " ".join(
-        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v is not None and k != "hive")
+        f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
+        if v is not None and k != "hive" and not (k == "steps" and args.minutes))
     path = DOCS / "frontier.json"
     saved = {(p["job"], p["method"], p["seed"]): p for p in (json.loads(path.read_text()) if path.exists() else [])}
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,8 +179,8 @@ def main() -> None:
         for job in args.jobs:
             for name in args.methods:
                 for seed in args.seeds:
-                    point = run_point(hive, job, METHODS[name], seed, args.steps)
-                    saved[(job, name, seed)] = point | {"command": command}
+                    point = run_point(hive, job, METHODS[name], seed, args.steps, args.minutes)
+                    saved[(job, point["method"], seed)] = point | {"command": command}
                     path.write_text(json.dumps(list(saved.values()), indent=1) + "\n")
     points = list(saved.values())
     plot(points, DOCS / "frontier.png")

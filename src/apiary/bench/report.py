@@ -47,6 +47,13 @@ def core_label(core: str | None, quick: bool) -> str:
     return core or ("tiny random" if quick else "bundled SmolLM2-135M-Instruct, float32")
 
 
+def table_head(title: str, command: str, about: str, columns: list[str]) -> list[str]:
+    """A section's opening lines: its title, the command that measured it, the machine and what was measured
+    (`about`), and the head of its table."""
+    return [f"## {title}", "", f"Command: `{command}`", "", f"Machine: {machine()}. {about}", "",
+            "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def publish(title: str, text: str, figures, json_name: str, docs: Path | None) -> None:
     """Print a benchmark's section; unless `docs` is None (a quick run told nowhere to write), write it into
     docs/benchmarks.md and its figures into docs/`json_name`."""

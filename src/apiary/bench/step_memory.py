@@ -89,13 +89,12 @@ def run(job_spec: list[str], budgets: list[int], steps: int, prompts: int, sampl
 
 
 def section(results: list[dict], command: str, core: str) -> str:
-    from apiary.bench.report import machine
+    from apiary.bench.report import table_head
 
-    lines = [f"## {TITLE}", "", f"Command: `{command}`", "", f"Machine: {machine()}. Core: {core}, a fresh rank-16 adapter. Peaks are VmHWM "
-             "reset before each phase (so each includes what the process held when the phase began); the last column is "
-             "the whole process's peak.", "",
-             "| token budget | step | episodes | longest (tokens) | rollout (s) | rollout peak (MB) | trained | update (s) "
-             "| update peak (MB) | process peak (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = table_head(TITLE, command, f"Core: {core}, a fresh rank-16 adapter. Peaks are VmHWM reset before each phase (so "
+                       "each includes what the process held when the phase began); the last column is the whole process's peak.",
+                       ["token budget", "step", "episodes", "longest (tokens)", "rollout (s)", "rollout peak (MB)", "trained",
+                        "update (s)", "update peak (MB)", "process peak (MB)"])
     for result in results:
         for row in result["steps"]:
             lines.append(f"| {result['budget']} | {row['step']} | {row['episodes']} | {row['longest']} | {row['rollout_s']} | "

@@ -65,13 +65,13 @@ def measure(job_spec: str, games: int, core) -> dict:
 
 
 def section(results: list[dict], command: str, core: str) -> str:
-    from apiary.bench.report import machine
+    from apiary.bench.report import table_head
 
-    lines = [f"## {TITLE}", "", f"Command: `{command}`", "", f"Machine: {machine()}. Core: {core}. Each game's held-out "
-             "eval played twice in one process: reading every live episode's whole conversation each turn, then going "
-             "on from each reply's kept KV cache (the default). Peaks: VmHWM reset before each pass.", "",
-             "| job | games | mean turns | whole: s | whole: tokens read | whole: peak MB | kept: s | kept: tokens read "
-             "| kept: peak MB | speed-up | score whole / kept | same last reply |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = table_head(TITLE, command, f"Core: {core}. Each game's held-out eval played twice in one process: reading every "
+                       "live episode's whole conversation each turn, then going on from each reply's kept KV cache (the "
+                       "default). Peaks: VmHWM reset before each pass.",
+                       ["job", "games", "mean turns", "whole: s", "whole: tokens read", "whole: peak MB", "kept: s",
+                        "kept: tokens read", "kept: peak MB", "speed-up", "score whole / kept", "same last reply"])
     for r in results:
         whole, kept = r["whole"], r["kept"]
         lines.append(f"| {r['job']} | {r['games']} | {kept['mean_turns']} | {whole['seconds']} | {whole['tokens_read']} | "
