@@ -48,13 +48,14 @@ GCD = WorkerPlan("gcd", "rg:gcd", ["min_numbers=2", "max_numbers=2", "max_value=
 # docs/benchmarks.md (the demo: 246 s of learning in a 4-minute budget, about 25 s of held-out evals per
 # worker) and rough timings of the pieces (reported with issue 16's consolidation work, not a demo run):
 #   load the core                                                            ~20 s
-#   per worker: M minutes of learning (+ up to one step), before/after evals  60 M + 10 + 25 s
+#   per worker: M minutes of learning (kept: no step past it), evals         60 M + 10 + 25 s
 #               worker gate: retention KL ~5 s, items ~9 s (135) / ~60 s (878)
 #   the base core's item scores, first demo only (then cached)               ~9 s / ~60 s
 #   consolidation: distillation, 16 steps x ~9 s                             ~145 s
 #                  candidate held-out (150 items), retention KL + items        ~20 + 5 + 9 / 60 s
 # With the 878-item retention suite: M = 4 gives ~16.5 min, M = 3 gives ~14.5 min; with the 135-item
 # suite, M = 4 gives ~13 min. The suite is growing to 878 items, so M = 3. Measure with `make demo`.
+# Measured 2026-12-03 with the budget kept: 10 min 59 s at M = 3 (docs/benchmarks.md); M = 4 is not measured.
 #
 # Sampling stops after 16 tokens while learning (the scorer reads the first number, so little after
 # it changes the reward); the held-out eval still lets the model write the job's 32 tokens. An
