@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from apiary.cli import app
@@ -195,25 +196,29 @@ def test_learn_kl_anchor_and_rank_options_reach_the_run(tmp_path, tiny_core_dir)
     assert result.exit_code == 2 and "of LoRA rank 2, not 4" in json.loads(result.stdout)["error"]
 
 
-def test_learn_sampler_int8_reaches_the_runs_config(tmp_path, tiny_core_dir):
+@pytest.mark.parametrize("options, sampler, precision", [(["--sampler", "int8"], "int8", "float32"),
+                                                        (["--precision", "bf16"], "bf16", "bf16"),
+                                                        (["--precision", "bf16", "--sampler", "int8"], "int8", "bf16")])
+def test_learn_sampler_and_precision_reach_the_runs_config(tmp_path, tiny_core_dir, options, sampler, precision):
     from sqlalchemy import select
 
     from apiary.store import schema
 
     hive = tmp_path / "hive"
     result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", "--prompts", "2", "--samples", "2",
-                    "--max-new-tokens", "3", "--sampler", "int8", "--release-ungated", "--hive", hive, "--core", tiny_core_dir,
+                    "--max-new-tokens", "3", *options, "--release-ungated", "--hive", hive, "--core", tiny_core_dir,
                     "--json")
     assert result.exit_code == 0, result.output
     with Store(hive).engine.connect() as db:
         config = db.execute(select(schema.runs.c.config)).scalar_one()["learners"]["rl"]
-    assert config["sampler"] == "int8" and config["is_cap"] == 2.0
+    assert config["sampler"] == sampler and config["update_precision"] == precision and config["is_cap"] == 2.0
 
 
 def test_bad_kl_anchor_or_rank_exits_2_with_the_setting_named(tmp_path, tiny_core_dir):
     for option, value, message in [("--kl", "-1", "kl_coef must be a number >= 0"), ("--kl", "nan", "kl_coef must be"),
                                    ("--anchor", "-0.5", "anchor_weight must be a number >= 0"),
-                                   ("--rank", "0", "rank >= 1"), ("--sampler", "int4", "sampler must be one of float32, int8")]:
+                                   ("--rank", "0", "rank >= 1"), ("--sampler", "int4", "sampler must be one of float32, int8"),
+                                   ("--precision", "fp16", "precision must be one of float32, bf16")]:
         result = invoke("learn", *CHAIN, "--worker", "w", "--steps", "1", option, value, "--hive", tmp_path / "hive",
                         "--core", tiny_core_dir, "--json")
         assert result.exit_code == 2 and message in json.loads(result.stdout)["error"], (option, value, result.output)

@@ -77,7 +77,7 @@ def test_the_float32_samplers_recorded_logprobs_are_the_learners_so_the_weights_
     for row, t in enumerate(transcripts):
         assert len(t.sampler_logprobs) == len(t.ids)
         torch.testing.assert_close(torch.tensor(t.sampler_logprobs), logprobs_C_L[row, : len(t.ids)], atol=1e-4, rtol=0)
-    assert learner.int8 is None  # the float32 sampler is the policy: no correction is applied at all
+    assert learner.fast is None  # the float32 sampler is the policy: no correction is applied at all
     assert torch.equal(truncated_is_weights(logprobs_C_L, logprobs_C_L.clone(), 2.0), torch.ones_like(logprobs_C_L))
 
 
@@ -124,7 +124,7 @@ def test_an_rl_step_with_the_int8_sampler_reports_the_gap_and_trains_the_lora(ti
     job = first_token_job("x")
     config = GRPOConfig(prompts_per_step=2, samples_per_prompt=4, learning_rate=5e-2, anchor_weight=0.0, sampler="int8")
     learner = GRPOLearner(worker, tiny_core.tokenizer, job, config, tiny_core.stop_token_ids)
-    assert learner.int8 is not None
+    assert learner.fast is not None
     transcripts = learner.rollout(job.source.train(0, 2))
     for i, t in enumerate(transcripts):  # the first sample of each group wins
         t.score = float(i % 4 == 0)
@@ -164,11 +164,11 @@ def test_a_missing_int8_backend_falls_back_to_float32_with_a_message(tiny_core, 
     with pytest.warns(RuntimeWarning, match="int8 sampling is not available: no int8 matrix product.*float32"):
         learner = GRPOLearner(worker, tiny_core.tokenizer, first_token_job("x"), GRPOConfig(sampler="int8"),
                               tiny_core.stop_token_ids)
-    assert learner.int8 is None
+    assert learner.fast is None
     assert len(learner.rollout(learner.job.source.train(0, 1))) == learner.config.samples_per_prompt
 
 
-@pytest.mark.parametrize("settings, message", [({"sampler": "int4"}, "sampler must be one of float32, int8"),
+@pytest.mark.parametrize("settings, message", [({"sampler": "int4"}, "sampler must be one of float32, int8, bf16"),
                                                ({"is_cap": -1.0}, "is_cap must be a number >= 0"),
                                                ({"is_cap": float("nan")}, "is_cap must be a number >= 0")])
 def test_bad_sampler_settings_are_refused_clearly(settings, message):
@@ -211,8 +211,10 @@ def test_the_sampler_benchmark_quick_form_writes_its_figures(tiny_core_dir, tmp_
 
     result = main(["--quick", "--core", str(tiny_core_dir), "--docs", str(tmp_path)])
     assert [r["batch"] for r in result["rows"]] == [1, 2]
-    assert all(r["float32_tokens_per_s"] > 0 and r["int8_tokens_per_s"] > 0 for r in result["rows"])
-    assert result["sampler_kl"] >= 0 and result["peak_rss_mb"] > 0
+    assert "int8" in result["samplers"] and set(result["samplers"]) <= {"int8", "bf16"}
+    assert all(r[f"{n}_tokens_per_s"] > 0 for r in result["rows"] for n in ["float32", *result["samplers"]])
+    assert all(result["sampler_kl"][n] >= 0 for n in result["samplers"]) and result["peak_rss_mb"] > 0
+    assert result["update_seconds"]["float32"] > 0
     assert json.loads((tmp_path / "sampler.json").read_text())["rows"] == result["rows"]
     assert f"## {TITLE}\n" in (tmp_path / "benchmarks.md").read_text()
 

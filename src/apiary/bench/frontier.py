@@ -59,14 +59,18 @@ class Method:
     anchor_weight: float = 0.0
     anchor_kinds: tuple[str, ...] = ("request",)  # the first anchor set; "+short" methods add the short questions
     distil_back: bool = False  # learn, then distil back: a phase toward the core after every 5 steps (learners.distil_back)
-    sampler: str = "float32"  # "int8": rollouts from int8 core weights (models.quantized)
-    is_cap: float = 2.0  # int8 sampler: the truncated importance weight's cap; 0 = no correction
+    sampler: str = "float32"  # "int8": rollouts from int8 core weights (models.quantized); "bf16" (models.bf16)
+    is_cap: float = 2.0  # int8/bf16 sampler: the truncated importance weight's cap; 0 = no correction
+    update_precision: str = "float32"  # "bf16": rl's update under bfloat16 autocast (models.bf16)
+    phase_at_once: bool = False  # distil_back samples a phase's replies in one batch (DistilBackConfig.sample_at_once)
 
     def configs(self, job: str = "chain_sum") -> dict[str, LearnerConfig]:
         """Settings by learner on `job`: rl's, and distil_back's (at rl's learning rate) when the method cycles."""
         rl = replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
-                     anchor_kinds=self.anchor_kinds, sampler=self.sampler, is_cap=self.is_cap, **JOB_RL.get(job, {}))
-        return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.learning_rate)} if self.distil_back else {})
+                     anchor_kinds=self.anchor_kinds, sampler=self.sampler, is_cap=self.is_cap,
+                     update_precision=self.update_precision, **JOB_RL.get(job, {}))
+        return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.learning_rate, sample_at_once=self.phase_at_once)}
+                        if self.distil_back else {})
 
 
 METHODS = {m.name: m for m in [
@@ -91,6 +95,11 @@ METHODS = {m.name: m for m in [
     # rollouts from int8 weights, with and without the truncated importance-sampling correction (issue 17)
     Method("lr2e-4+int8", learning_rate=2e-4, sampler="int8"),
     Method("lr2e-4+int8+noIS", learning_rate=2e-4, sampler="int8", is_cap=0.0),
+    # rl in bfloat16 where the hardware has it (models.bf16): rollouts from bf16 copies, the update under autocast
+    Method("lr2e-4+distil_back+bf16", learning_rate=2e-4, distil_back=True, sampler="bf16", update_precision="bf16"),
+    # and distil_back's phases sampling all their replies at once
+    Method("lr2e-4+distil_back+bf16+once", learning_rate=2e-4, distil_back=True, sampler="bf16", update_precision="bf16",
+           phase_at_once=True),
 ]}
 
 

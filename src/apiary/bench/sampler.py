@@ -1,15 +1,17 @@
-"""Rollout sampling in int8 against float32: tokens/s, how far the int8 sampler is off the policy, memory.
+"""Rollout sampling in int8 and bf16 against float32: tokens/s, how far each sampler is off the policy, memory.
 
     python -m apiary.bench.sampler [--batches 1,32] [--new-tokens 64] [--repeats 3] [--core DIR] [--quick] [--docs DIR]
 
 A worker as the RL learner samples it: the core with a fresh LoRA adapter, float32 with the adapter
-merged (the default sampler), int8 with the adapter on top (models.quantized). Same prompts, same
-process; each timing follows one warm-up call, the two samplers alternate `repeats` times and the best
+merged (the default sampler), int8 with the adapter on top (models.quantized), bf16 copies with the adapter's
+update merged in (models.bf16; only where the CPU multiplies bfloat16 natively). Same prompts, same
+process; each timing follows one warm-up call, the samplers alternate `repeats` times and the best
 of each is kept (a shared machine's noise only ever slows a run down). Every row writes exactly
 `new_tokens` tokens (stop tokens off), temperature 1. Also measured: the time to calibrate the sampler
-(once per learner) and to quantise the weights with the adapter's update (at each rollout); the mismatch, the mean per-token KL(int8 || float32) on the int8 sampler's own samples
+(once per learner) and to enter each sampler (quantise or copy the weights with the adapter's update, at each
+rollout); the mismatch, the mean per-token KL(sampler || float32) on each sampler's own samples
 (the k3 estimate, as the learner's `sampler_kl`); and the process's peak resident memory.
-Writes docs/sampler.json and the "Rollout sampling: int8 against float32" section of docs/benchmarks.md.
+Writes docs/sampler.json and the "Rollout sampling: int8 and bf16 against float32" section of docs/benchmarks.md.
 `--quick`: a tiny random core, batches 1 and 2, 4 tokens, one repeat; writes only where --docs says.
 """
 
@@ -32,9 +34,10 @@ from apiary.models.core import Core, load_core
 from apiary.models.generate import SamplingParams, generate, sample
 from apiary.models.logprobs import completion_logprobs
 from apiary.models.prompt_format import prompt_ids
-from apiary.models.quantized import Int8Sampler, int8_sampler
+from apiary.models.bf16 import bf16_sampler, update_autocast
+from apiary.models.quantized import int8_sampler
 
-TITLE = "Rollout sampling: int8 against float32"
+TITLE = "Rollout sampling: int8 and bf16 against float32"
 
 
 def _prompts(core: Core, batch: int) -> list[list[int]]:
@@ -52,8 +55,8 @@ def tokens_per_s(model, prompts: list[list[int]], new_tokens: int, pad_id: int) 
     return sum(len(c) for c in out) / (time.perf_counter() - began)
 
 
-def sampler_kl(model, sampler: Int8Sampler, core: Core, prompts: list[list[int]], new_tokens: int) -> float:
-    """Mean per-token KL(int8 || float32) estimate (k3) on replies the int8 sampler wrote, at temperature 1."""
+def sampler_kl(model, sampler, core: Core, prompts: list[list[int]], new_tokens: int) -> float:
+    """Mean per-token KL(sampler || float32) estimate (k3) on replies the sampler wrote, at temperature 1."""
     pad = core.tokenizer.pad_token_id
     with sampler.sampling():
         samples = sample(model, prompts, 1, SamplingParams(max_new_tokens=new_tokens), core.stop_token_ids, pad,
@@ -67,53 +70,95 @@ def sampler_kl(model, sampler: Int8Sampler, core: Core, prompts: list[list[int]]
     return float(k3_kl(sampler_C_L, learner_C_L, mask_C_L).sum() / mask_C_L.sum())
 
 
+def update_seconds(model, core: Core, autocast: bool, repeats: int) -> float:
+    """Best time of one RL-sized forward and backward (16 prompts x 4 replies of 24 tokens, the adapter's
+    gradients), in float32 or under bfloat16 autocast (models.bf16.update_autocast)."""
+    generator, pad = torch.Generator().manual_seed(0), core.tokenizer.pad_token_id
+    prompts = _prompts(core, 16)
+    replies = [torch.randint(100, 5000, (24,), generator=generator).tolist() for _ in range(64)]
+    best = float("inf")
+    model.train()
+    for attempt in range(repeats + 1):  # the first is a warm-up
+        began = time.perf_counter()
+        with update_autocast(model.device, autocast):
+            logprobs_C_L, mask_C_L = completion_logprobs(model, prompts, replies, [i % 16 for i in range(64)], pad)
+        (-(logprobs_C_L * mask_C_L).sum() / mask_C_L.sum()).backward()
+        if attempt:
+            best = min(best, time.perf_counter() - began)
+        model.zero_grad(set_to_none=True)
+    model.eval()
+    return best
+
+
+def _samplers(model, core: Core) -> tuple[dict, float]:
+    """The fast samplers this machine runs (int8; bf16 where it is native) and the int8 sampler's calibration time."""
+    began = time.perf_counter()
+    samplers = {"int8": int8_sampler(model, core.tokenizer)}
+    prepare_seconds = time.perf_counter() - began
+    samplers["bf16"] = bf16_sampler(model)
+    samplers = {name: s for name, s in samplers.items() if s is not None}
+    if not samplers:
+        raise SystemExit("neither int8 nor bf16 sampling is available here: nothing to compare")
+    return samplers, prepare_seconds
+
+
 def run(core: Core, batches: tuple[int, ...] = (1, 32), new_tokens: int = 64, repeats: int = 3) -> dict:
     model = adapters.attach(core.model, LoraSpec())
     pad = core.tokenizer.pad_token_id
     try:
-        began = time.perf_counter()
-        sampler = int8_sampler(model, core.tokenizer)
-        if sampler is None:
-            raise SystemExit("int8 sampling is not available here: nothing to compare")
-        prepare_seconds = time.perf_counter() - began
-        rows, requantise = [], float("inf")
+        samplers, prepare_seconds = _samplers(model, core)
+        rows, enter = [], dict.fromkeys(samplers, float("inf"))
         for batch in batches:
-            prompts, best = _prompts(core, batch), {"float32": 0.0, "int8": 0.0}
+            prompts, best = _prompts(core, batch), dict.fromkeys(["float32", *samplers], 0.0)
             for _ in range(repeats):
                 with adapters.merged(model):
                     best["float32"] = max(best["float32"], tokens_per_s(model, prompts, new_tokens, pad))
-                entered = time.perf_counter()
-                with sampler.sampling():
-                    requantise = min(requantise, time.perf_counter() - entered)
-                    best["int8"] = max(best["int8"], tokens_per_s(model, prompts, new_tokens, pad))
-            rows.append({"batch": batch, "float32_tokens_per_s": best["float32"], "int8_tokens_per_s": best["int8"],
-                         "speedup": best["int8"] / best["float32"]})
-            print(f"  batch {batch:3d}: float32 {best['float32']:7.1f} tok/s, int8 {best['int8']:7.1f} tok/s, "
-                  f"x{best['int8'] / best['float32']:.2f}", flush=True)
-        kl = sampler_kl(model, sampler, core, _prompts(core, max(batches)), new_tokens)
+                for name, sampler in samplers.items():
+                    entered = time.perf_counter()
+                    with sampler.sampling():
+                        enter[name] = min(enter[name], time.perf_counter() - entered)
+                        best[name] = max(best[name], tokens_per_s(model, prompts, new_tokens, pad))
+            rows.append({"batch": batch, **{f"{name}_tokens_per_s": v for name, v in best.items()},
+                         **{f"{name}_speedup": best[name] / best["float32"] for name in samplers}})
+            print(f"  batch {batch:3d}: " + ", ".join(f"{name} {v:7.1f} tok/s" for name, v in best.items()), flush=True)
+        kls = {name: sampler_kl(model, s, core, _prompts(core, max(batches)), new_tokens) for name, s in samplers.items()}
+        update = {"float32": update_seconds(model, core, False, repeats)}
+        if "bf16" in samplers:
+            update["bf16"] = update_seconds(model, core, True, repeats)
     finally:
         adapters.detach(model)
-    return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(), "rows": rows,
-            "sampler_kl": kl, "prepare_seconds": prepare_seconds,
-            "requantise_seconds": requantise,
+    return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(), "samplers": list(samplers),
+            "rows": rows, "sampler_kl": kls, "update_seconds": update, "prepare_seconds": prepare_seconds, "enter_seconds": enter,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def section(result: dict, command: str, core_name: str) -> str:
     from apiary.bench.report import machine
 
-    rows = "\n".join(f"| {r['batch']} | {r['float32_tokens_per_s']:.1f} | {r['int8_tokens_per_s']:.1f} | {r['speedup']:.2f}x |"
+    names = result["samplers"]
+    rows = "\n".join(f"| {r['batch']} | {r['float32_tokens_per_s']:.1f} | "
+                     + " | ".join(f"{r[f'{n}_tokens_per_s']:.1f} ({r[f'{n}_speedup']:.2f}x)" for n in names) + " |"
                      for r in result["rows"])
+    missing = "" if "bf16" in names else " bf16 was not measured: this CPU has no native bfloat16 (AVX512-BF16 or AMX)."
     return (f"## {TITLE}\n\nCommand: `{command}`\nMachine: {machine()}. Core: {core_name} with a fresh LoRA adapter; "
             f"{result['new_tokens']} new tokens per row, temperature 1, stop tokens off, best of {result['repeats']} "
-            "alternating runs. float32: the adapter merged (today's sampler); int8: the core's linear layers but "
+            "alternating runs. float32: the adapter merged (the default sampler); int8: the core's linear layers but "
             "down_proj in int8 (per-token activations, SmoothQuant) with the adapter's update merged in, requantised at "
-            "each rollout (models.quantized).\n\n"
-            "| batch | float32 tokens/s | int8 tokens/s | int8 / float32 |\n| --- | --- | --- | --- |\n" + rows + "\n\n"
-            f"Mismatch: mean per-token KL(int8 || float32) on the int8 sampler's own replies {result['sampler_kl']:.4f} "
-            "(the learner reports the same estimate as `sampler_kl` and corrects its loss by truncated importance "
-            f"sampling, GRPOConfig.is_cap). Calibrating: {result['prepare_seconds']:.1f} s once per learner; "
-            f"quantising at each rollout: {result['requantise_seconds']:.2f} s. Peak resident memory of the process: {result['peak_rss_mb']:.0f} MB.\n")
+            "each rollout (models.quantized); bf16: every linear layer and the output projection copied to bfloat16 "
+            f"with the adapter's update merged in, at each rollout (models.bf16).{missing}\n\n"
+            "| batch | float32 tokens/s | " + " | ".join(f"{n} tokens/s (x float32)" for n in names) + " |\n|"
+            + " --- |" * (2 + len(names)) + "\n" + rows + "\n\n"
+            "Mismatch, the mean per-token KL(sampler || float32) on the sampler's own replies: "
+            + ", ".join(f"{n} {result['sampler_kl'][n]:.4f}" for n in names)
+            + " (the learner reports the same estimate as `sampler_kl` and corrects its loss by truncated importance "
+            f"sampling, GRPOConfig.is_cap). Calibrating int8: {result['prepare_seconds']:.1f} s once per learner; "
+            "entering a sampler at each rollout (quantising or copying the weights with the adapter's update): "
+            + ", ".join(f"{n} {result['enter_seconds'][n]:.2f} s" for n in names)
+            + ". One RL-sized update (forward and backward of 16 prompts x 4 replies of 24 tokens, the adapter's "
+            "gradients): " + ", ".join(f"{n} {v:.2f} s" for n, v in result["update_seconds"].items())
+            + (f" ({result['update_seconds']['float32'] / result['update_seconds']['bf16']:.2f}x under bfloat16 autocast)"
+               if "bf16" in result["update_seconds"] else "")
+            + f". Peak resident memory of the process: {result['peak_rss_mb']:.0f} MB.\n")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -20,6 +20,7 @@ Run: python -m apiary.bench.serve_load
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -151,20 +152,32 @@ def load_suite(work: Path, levels: list[int], requests: dict[int, int], max_toke
     return results
 
 
-def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int, chunks: list[int]) -> list[dict]:
+def steady_suite(work: Path, clients: int, requests_each: int, max_tokens: int, chunks: list[int],
+                 precisions: list[str] = ("float32",)) -> list[dict]:
     """The batched server under a long, staggered load, where requests join and leave the batch all
-    the time: once per prefill chunk setting (0: joining prompts read whole while the batch waits)."""
+    the time: once per prefill chunk setting (0: joining prompts read whole while the batch waits) and
+    serving precision, each beside the same server's single-client latency (6 requests, one at a time)."""
     figures = []
-    for chunk in chunks:
-        with Server(work / f"hive-steady-{chunk}", 8733, "--max-batch", "32", "--prefill-chunk", str(chunk), "--no-learn",
-                    log=work / f"steady-{chunk}.log") as server:
-            load(server.url, 1, 1, anchor_prompts(), 8)
-            figure = load(server.url, clients, requests_each, anchor_prompts(), max_tokens, stagger_s=0.5, stream=True)
-        figures.append(figure | {"prefill_chunk": chunk})
-        print(f"steady chunk {chunk:3d} {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, "
-              f"p50 {figure['p50_s']:.2f} s, p95 {figure['p95_s']:.2f} s, "
-              f"p95 longest pause {figure['p95_longest_pause_s']:.2f} s", flush=True)
+    for precision in precisions:
+        for chunk in chunks:
+            with Server(work / f"hive-steady-{chunk}-{precision}", 8733, "--max-batch", "32", "--prefill-chunk", str(chunk),
+                        "--precision", precision, "--no-learn", log=work / f"steady-{chunk}-{precision}.log") as server:
+                load(server.url, 1, 1, anchor_prompts(), 8)
+                single = load(server.url, 1, 6, anchor_prompts(), max_tokens)
+                figure = load(server.url, clients, requests_each, anchor_prompts(), max_tokens, stagger_s=0.5, stream=True)
+            figures.append(figure | {"prefill_chunk": chunk, "precision": precision, "single_p50_s": single["p50_s"],
+                                     "date": datetime.date.today().isoformat()})
+            print(f"steady chunk {chunk:3d} {precision} {clients:2d} clients: {figure['tokens_per_s']:6.1f} tok/s, "
+                  f"p50 {figure['p50_s']:.2f} s, p95 {figure['p95_s']:.2f} s (single client p50 {single['p50_s']:.2f} s), "
+                  f"p95 longest pause {figure['p95_longest_pause_s']:.2f} s", flush=True)
     return figures
+
+
+def merged_steady(old: list[dict], new: list[dict]) -> list[dict]:
+    """The steady runs kept in docs/serve_load.json: the new ones, and the old ones of other settings."""
+    key = lambda st: (st["prefill_chunk"], st.get("precision", "float32"))  # noqa: E731
+    done = {key(st) for st in new}
+    return [st for st in old if key(st) not in done] + new
 
 
 def feedback_suite(work: Path, n: int, min_feedback: int, timeout_s: float, gate_flags: list[str], seed: int = 0) -> dict:
@@ -270,6 +283,9 @@ the held-out score is read back from `/v1/workers`.
 {_feedback("Self-distillation from context at lr 2e-4, distilled back (`--text-learner self_distill --distil-back --lr "
            "self_distill=2e-4`; the server's default for corrections since 2026-12-01)", fig.get("self_distill_distil_back"))}
 
+{_feedback("The same at lr 3e-4 (`--text-learner self_distill --distil-back --lr self_distill=3e-4`)",
+           fig.get("self_distill_distil_back_lr3e-4"))}
+
 {_seeds(fig)}
 
 {_feedback("Specialist gate (`--max-kl 1000 --max-flips 1`: retention not checked, only the worker's job; "
@@ -290,13 +306,21 @@ def _steady(fig: dict, base: dict, single: dict) -> str:
         how = (f"`--prefill-chunk {st['prefill_chunk']}` (a joining prompt read at most {st['prefill_chunk']} tokens "
                "per decoding step)" if st["prefill_chunk"] else "`--prefill-chunk 0` (a joining prompt read whole, the "
                "batch waiting)")
+        if st.get("precision", "float32") != "float32":
+            how += f" with `--precision {st['precision']}`"
+        if "date" in st:
+            how += f" ({st['date']})"
+        own = (f"; {st['p95_s'] / st['single_p50_s']:.2f}x this server's own single-client p50 of "
+               f"{st['single_p50_s']:.2f} s" if "single_p50_s" in st else "")
         pause = (f", longest pause in a reply p95 {st['p95_longest_pause_s']:.2f} s (max {st['max_pause_s']:.2f} s)"
                  if "p95_longest_pause_s" in st else "")
         text += (f" {how}: **{st['tokens_per_s']:.1f} tokens/s** ({st['tokens_per_s'] / base['tokens_per_s']:.1f}x one at "
                  f"a time), p50 {st['p50_s']:.2f} s, **p95 {st['p95_s']:.2f} s ({st['p95_s'] / single['p50_s']:.2f}x "
-                 f"single-client)**{pause}.")
+                 f"single-client{own})**{pause}.")
     return text + (" On 2 CPU cores a forward's cost grows with its tokens, so chunks spread a joining prompt's "
-                   "prefill over the running replies' steps (shorter pauses) rather than removing it.")
+                   "prefill over the running replies' steps (shorter pauses) rather than removing it. A run with a "
+                   "date is compared with its own server's single-client latency too; the others, from before "
+                   "2026-12-03, ran on the machine's earlier CPU.")
 
 
 def _feedback(title: str, fb: dict | None) -> str:
@@ -345,7 +369,9 @@ FEEDBACK_PARTS = {"feedback": ["--text-learner", "separate", "--no-distil-back",
                   "distil_back_lr5e-4": ["--text-learner", "separate", "--distil-back", "--lr", "corrections=5e-4"],
                   "distil_back_lr7e-4": ["--text-learner", "separate", "--distil-back", "--lr", "corrections=7e-4"],
                   "self_distill_distil_back": ["--text-learner", "self_distill", "--distil-back", "--lr",
-                                               "self_distill=2e-4"]}
+                                               "self_distill=2e-4"],
+                  "self_distill_distil_back_lr3e-4": ["--text-learner", "self_distill", "--distil-back", "--lr",
+                                                      "self_distill=3e-4"]}
 
 
 def main() -> None:
@@ -354,12 +380,14 @@ def main() -> None:
     parser.add_argument("--corrections", type=int, default=64)
     parser.add_argument("--prefill-chunks", default="0,16,64",
                         help="the steady load runs once per setting of `apiary serve --prefill-chunk` (0: off)")
+    parser.add_argument("--precisions", default="float32",
+                        help="the steady load also runs once per `apiary serve --precision` given (float32, bf16)")
     parser.add_argument("--parts", default="load,steady,feedback,self_distill,distil_back,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
                              "distil_back (default gate, SFT then distilled back toward the core), distil_back_lr2e-4 "
                              "(the same, SFT at lr 2e-4), distil_back_lr5e-4, distil_back_lr7e-4, self_distill_distil_back "
-                             "(self-distillation at lr 2e-4 with distil_back), "
+                             "(self-distillation at lr 2e-4 with distil_back), self_distill_distil_back_lr3e-4 (the same at 3e-4), "
                              "specialist (the gate on the worker's job only: retention checks off)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the feedback parts learn from the seed-th 64 training questions' corrections; "
@@ -377,7 +405,8 @@ def main() -> None:
     if "load" in parts:
         fig["load"] = load_suite(work, fig["levels"], {int(k): v for k, v in fig["requests"].items()}, args.max_tokens)
     if "steady" in parts:
-        fig["steady"] = steady_suite(work, 16, 10, args.max_tokens, [int(c) for c in args.prefill_chunks.split(",")])
+        fig["steady"] = merged_steady(fig.get("steady", []), steady_suite(
+            work, 16, 10, args.max_tokens, [int(c) for c in args.prefill_chunks.split(",")], args.precisions.split(",")))
     for part in FEEDBACK_PARTS:
         if part in parts:
             key = part + (f"_s{args.seed}" if args.seed else "")

@@ -131,6 +131,9 @@ def serve(
     prefill_chunk: Annotated[Optional[int], typer.Option(
         help="prompt tokens a joining request is read by between the running replies' decoding steps, so they "
              "keep streaming (default 64; 0: whole prompts, the running replies waiting)")] = None,
+    precision: Annotated[str, typer.Option(
+        help="float32, or bf16: answer from bfloat16 copies of the cores (faster where the CPU has AVX512-BF16 or "
+             "AMX; elsewhere float32 with a warning). Learning and evaluation stay float32")] = "float32",
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(
         help="new feedback items that start a learning run (default: the learning config's)")] = None,
@@ -171,7 +174,7 @@ def serve(
                                             generation_timeout=generation_timeout, body_timeout=body_timeout,
                                             prefill_chunk=prefill_chunk), gate=gate,
                                    text_learner=text_learner, distil_back=distil_back,
-                                   learning_rates=_serve_rates(lr or [])))
+                                   learning_rates=_serve_rates(lr or []), precision=precision))
 
 
 def _serve_rates(values: list[str]) -> dict[str, float]:

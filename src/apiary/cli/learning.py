@@ -32,8 +32,9 @@ EvalCpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each
 
 
 SamplerOpt = Annotated[Optional[str], typer.Option(
-    "--sampler", help="rl: float32 (default) or int8: sample rollouts from the core's weights in int8 with the "
-                      "adapter on top, the loss corrected by truncated importance sampling")]
+    "--sampler", help="rl: float32 (default), int8 (rollouts from the core's weights in int8 with the adapter on top) "
+                      "or bf16 (from bfloat16 copies, where the CPU has AVX512-BF16 or AMX), the loss corrected by "
+                      "truncated importance sampling")]
 
 DistilBackOpt = Annotated[bool, typer.Option(
     "--distil-back/--no-distil-back", help="learn, then distil back: add distil_back's phases toward the core to the run, "
@@ -60,6 +61,10 @@ def learn(
         "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
                          "(anchor_weight; default 0: off, distil_back's phases do it)")] = None,
     sampler: SamplerOpt = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="rl: float32 (default) or bf16: sample rollouts from bfloat16 copies (unless --sampler says otherwise) "
+             "and run the update under bfloat16 autocast, where the CPU has AVX512-BF16 or AMX (else float32, with "
+             "a warning); distil_back, the evals and the gate stay float32")] = None,
     rank: Annotated[Optional[int], typer.Option(
         help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
     learners: Annotated[Optional[str], typer.Option(
@@ -100,7 +105,8 @@ def learn(
     h = _run(as_json, lambda: _hive(hive, core, template))
 
     def plans():
-        given = _given(prompts_per_step=prompts, samples_per_prompt=samples, kl_coef=kl, anchor_weight=anchor, sampler=sampler)
+        given = _given(prompts_per_step=prompts, samples_per_prompt=samples, kl_coef=kl, anchor_weight=anchor,
+                       sampler=sampler or (precision if precision == "bf16" else None), update_precision=precision)
         rl = {"max_new_tokens": max_new_tokens, **(MULTI_TURN if job.multi_turn else {}), **given}  # a game: 4 x 8
         settings = dict(overrides=tuple(spec[1:]), minutes=minutes, steps=steps, learners=tuple(learner_names),
                         configs=_learner_configs(learner_names, named, rl, lr or [], batch, epochs),

@@ -70,20 +70,28 @@ class CoreAnchor:
         self.params = SamplingParams(max_new_tokens=new_tokens, temperature=temperature)
         self.prompts = [prompt_ids(tokenizer, [{"role": "user", "content": p}]) for p in anchor_prompts(kinds)]
 
-    def backward(self, model, generator: torch.Generator) -> AnchorFigures:
-        """Sample, then add the gradient of weight x KL(worker || core) to the adapter's gradients
-        (the caller zeroes them before and steps the optimiser after)."""
-        started = time.perf_counter()
-        chosen = torch.randperm(len(self.prompts), generator=generator)[: self.per_step].tolist()
+    def sample(self, model, generator: torch.Generator, n: int | None = None) -> list[tuple[list[int], list[int]]]:
+        """The worker's replies to `n` (default `per_step`) anchor prompts drawn afresh: (prompt, reply) pairs,
+        empty replies left out."""
+        n = self.per_step if n is None else n
+        chosen = torch.cat([torch.randperm(len(self.prompts), generator=generator)  # each prompt once before any twice
+                            for _ in range(-(-n // len(self.prompts)))])[:n].tolist()
         prompts = [self.prompts[i] for i in chosen]
-        pad = self.tokenizer.pad_token_id
         model.eval()
         with torch.no_grad(), adapters.merged(model):
-            completions = generate(model, prompts, 1, self.params, self.stop_ids, pad, generator)
-        pairs = [(p, c) for p, c in zip(prompts, completions) if c]
+            completions = generate(model, prompts, 1, self.params, self.stop_ids, self.tokenizer.pad_token_id, generator)
+        return [(p, c) for p, c in zip(prompts, completions) if c]
+
+    def backward(self, model, generator: torch.Generator,
+                 pairs: list[tuple[list[int], list[int]]] | None = None) -> AnchorFigures:
+        """Sample (unless `pairs` were sampled already), then add the gradient of weight x KL(worker || core) to the
+        adapter's gradients (the caller zeroes them before and steps the optimiser after)."""
+        started = time.perf_counter()
+        pairs = self.sample(model, generator) if pairs is None else pairs
         figures = AnchorFigures(sample_seconds=time.perf_counter() - started)
         if not pairs:
             return figures
+        pad = self.tokenizer.pad_token_id
         with torch.no_grad(), model.disable_adapter():  # the worker's own core (see the module's docstring)
             core_N_V = pair_logits(model, pairs, pad)
         model.train()

@@ -34,6 +34,9 @@ class DistilBackConfig:
     temperature: float = 1.0
     kinds: tuple[str, ...] = DEFAULT_KINDS  # which anchor prompts (learners.anchor.ANCHOR_KINDS)
     max_grad_norm: float = 1.0
+    # sample the whole phase's replies (updates x prompts_per_update) in one batch before its first update, instead
+    # of each update's before it: the batch decodes faster, and the later updates learn on replies a few updates old
+    sample_at_once: bool = False
 
     def __post_init__(self):
         check_settings("distil_back", self.learning_rate, every=self.every, updates=self.updates,
@@ -58,11 +61,16 @@ class DistilBackLearner:
         stats = StepStats(reward_mean=float("nan"), trained_samples=0, generated_tokens=0, trained_tokens=0,
                           generate_seconds=0.0, train_seconds=0.0)
         trained = [p for p in self.model.parameters() if p.requires_grad]
-        kls = []
-        for _ in range(self.config.updates):
+        kls, cfg = [], self.config
+        started = time.perf_counter()
+        sampled = self.anchor.sample(self.model, self.generator, cfg.updates * cfg.prompts_per_update) \
+            if cfg.sample_at_once else None
+        stats.generate_seconds = time.perf_counter() - started
+        for update in range(cfg.updates):
             started = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
-            figures = self.anchor.backward(self.model, self.generator)
+            pairs = None if sampled is None else sampled[update::cfg.updates]  # an even share, empty replies left out
+            figures = self.anchor.backward(self.model, self.generator, pairs)
             torch.nn.utils.clip_grad_norm_(trained, self.config.max_grad_norm)
             self.optimizer.step()
             kls.append(figures.kl)

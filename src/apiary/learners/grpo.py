@@ -32,7 +32,10 @@ then slightly off the policy that is trained, so the decoder records each sample
 gap (`sampler_kl`: the mean per-token k3 estimate of KL(sampler || learner) on the trained episodes),
 and each token's policy-gradient term is weighted by the truncated importance ratio
 min(p_learner / p_sampler, `is_cap`) (detached; as RL frameworks correct vLLM-vs-trainer mismatch).
-With the float32 sampler the ratio is 1 and no correction is applied.
+With the float32 sampler the ratio is 1 and no correction is applied. Where the hardware multiplies bfloat16
+natively (models.bf16), rollouts may come from bfloat16 copies of the weights (`sampler="bf16"`, corrected the
+same way) and the update may run under bfloat16 autocast (`update_precision="bf16"`, the output projection
+float32); on chain_sum neither changed what five minutes learn beyond noise (docs/benchmarks.md), so both are off.
 Optionally (`stop_when_decided`), a reply ends as soon as the job's scorer has decided (numeric:
 the first number is complete), since later tokens cannot change its reward. Measured on chain_sum it
 saved little (the model writes its number last) and is off by default; see docs/benchmarks.md.
@@ -51,6 +54,7 @@ from apiary.learners.anchor import DEFAULT_KINDS, AnchorFigures, CoreAnchor, anc
 from apiary.learners.common import LearnStep, StepStats, check_nonnegative, check_settings, new_optimizer
 from apiary.learners.play import Transcript, play, transcript_episode
 from apiary.models import adapters
+from apiary.models.bf16 import bf16_sampler, check_precision, update_autocast, usable
 from apiary.models.generate import SamplingParams
 from apiary.models.logprobs import completion_logprobs
 from apiary.models.quantized import check_sampler, int8_sampler
@@ -86,8 +90,10 @@ class GRPOConfig:
     anchor_new_tokens: int = 24  # reply length sampled on each anchor prompt
     anchor_kinds: tuple[str, ...] = DEFAULT_KINDS  # which anchor prompts (learners.anchor.ANCHOR_KINDS); adding
     # "short" did not lower the flips on chain_sum (71 / 88 of 878 against 55 / 80, two seeds; docs/benchmarks.md)
-    sampler: str = "float32"  # "int8": rollouts from int8 core weights + the float32 adapter (models.quantized)
-    is_cap: float = 2.0  # int8 sampler: cap C of the truncated importance weight min(p_learner / p_sampler, C); 0 = off
+    sampler: str = "float32"  # "int8": rollouts from int8 core weights + the float32 adapter (models.quantized);
+    # "bf16": from bfloat16 copies of the weights with the adapter's update merged in (models.bf16)
+    is_cap: float = 2.0  # int8/bf16 sampler: cap C of the truncated importance weight min(p_learner / p_sampler, C); 0 = off
+    update_precision: str = "float32"  # "bf16": the update's forward and backward under bfloat16 autocast (models.bf16)
 
     def __post_init__(self):
         check_settings("rl", self.learning_rate, prompts_per_step=self.prompts_per_step,
@@ -95,6 +101,7 @@ class GRPOConfig:
                        anchor_new_tokens=self.anchor_new_tokens)
         check_nonnegative("rl", kl_coef=self.kl_coef, anchor_weight=self.anchor_weight, is_cap=self.is_cap)
         check_sampler(self.sampler)
+        check_precision(self.update_precision)
         anchor_prompts(self.anchor_kinds)  # a clear error now for an unknown kind, not at the first step
 
 
@@ -171,7 +178,7 @@ def micro_batches(items: list, tokens: int, length=lambda item: len(item[0].prom
 
 @dataclass
 class PolicyFigures:
-    """What one update's policy-gradient part did: its loss, the tokens it was taken on, and (int8 sampler)
+    """What one update's policy-gradient part did: its loss, the tokens it was taken on, and (int8/bf16 sampler)
     the summed KL(sampler || learner) estimate and how many tokens' importance ratios exceeded the cap."""
 
     loss: float = 0.0
@@ -188,7 +195,10 @@ class GRPOLearner:
         self.model, self.tokenizer, self.job, self.config, self.stop_ids = model, tokenizer, job, config, stop_ids
         self.optimizer = new_optimizer(model, config.learning_rate)
         self.generator = generator or torch.Generator().manual_seed(0)
-        self.int8 = int8_sampler(model, tokenizer) if config.sampler == "int8" else None  # None: float32 (chosen, or the fallback)
+        # None: float32 (chosen, or the fallback where int8 or bfloat16 does not run)
+        self.fast = (int8_sampler(model, tokenizer) if config.sampler == "int8" else
+                     bf16_sampler(model) if config.sampler == "bf16" else None)
+        self.autocast = usable(config.update_precision, model.device, "the RL update")
         self.anchor = CoreAnchor(tokenizer, stop_ids, config.anchor_weight, config.anchor_prompts_per_step,
                                  config.anchor_new_tokens, config.temperature,
                                  tuple(config.anchor_kinds)) if config.anchor_weight > 0 else None
@@ -205,7 +215,7 @@ class GRPOLearner:
         decided = self.job.scorer.decided if cfg.stop_when_decided else None
         done = (lambda ids: decided(self.tokenizer.decode(ids, skip_special_tokens=True))) if decided else None
         self.model.eval()
-        with self.int8.sampling() if self.int8 is not None else adapters.merged(self.model):
+        with self.fast.sampling() if self.fast is not None else adapters.merged(self.model):
             return play(self.model, self.tokenizer, self.job, tasks, cfg.samples_per_prompt, params, self.stop_ids,
                         self.generator, done)
 
@@ -234,7 +244,7 @@ class GRPOLearner:
         stats.loss, stats.trained_tokens = policy.loss, policy.tokens
         if self.anchor is not None:
             stats.extra |= {"anchor_kl": anchored.kl, "anchor_tokens": anchored.tokens}
-        if self.int8 is not None and policy.tokens:
+        if self.fast is not None and policy.tokens:
             stats.extra |= {"sampler_kl": policy.sampler_kl_sum / policy.tokens, "is_capped": policy.capped / policy.tokens}
         stats.generate_seconds += anchored.sample_seconds
         stats.train_seconds = time.perf_counter() - generated - anchored.sample_seconds
@@ -253,23 +263,25 @@ class GRPOLearner:
 
     def _policy_backward(self, chosen: list[tuple[Transcript, float]]) -> PolicyFigures:
         """Gradients of the mean over `chosen` of `policy_loss`, in micro-batches when needed; with the
-        int8 sampler, each token weighted by its truncated importance ratio (unless `is_cap` is 0)."""
+        int8 or bf16 sampler, each token weighted by its truncated importance ratio (unless `is_cap` is 0); with
+        `update_precision` bf16, forward and backward under bfloat16 autocast."""
         parts = micro_batches(chosen, TOKEN_BUDGET)
         pad = self.tokenizer.pad_token_id
         refs = [None] * len(parts)
         if self.config.kl_coef > 0:
             # The worker's core: a worker on core version N has N's core adapters merged into the base
             # weights (models.core.with_core_updates), so its adapter disabled is exactly that core.
-            with torch.no_grad(), self.model.disable_adapter():
+            with torch.no_grad(), self.model.disable_adapter(), update_autocast(self.model.device, self.autocast):
                 refs = [masked_logprobs(self.model, [t for t, _ in part], pad)[0] for part in parts]
         self.model.train()
         figures = PolicyFigures()
         for part, ref_C_L in zip(parts, refs):
             transcripts = [t for t, _ in part]
-            logprobs_C_L, mask_C_L = masked_logprobs(self.model, transcripts, pad)
+            with update_autocast(self.model.device, self.autocast):
+                logprobs_C_L, mask_C_L = masked_logprobs(self.model, transcripts, pad)
             advantages_C = torch.tensor([a for _, a in part], device=logprobs_C_L.device)
             weights_C_L = None
-            if self.int8 is not None:  # the float32 sampler is the policy itself: its ratio is 1
+            if self.fast is not None:  # the float32 sampler is the policy itself: its ratio is 1
                 sampled_C_L = sampler_logprobs(transcripts, logprobs_C_L) * mask_C_L
                 figures.sampler_kl_sum += sampler_kl_sum(logprobs_C_L, sampled_C_L, mask_C_L)
                 if self.config.is_cap > 0:
@@ -277,6 +289,6 @@ class GRPOLearner:
                     figures.capped += int(((weights_C_L == self.config.is_cap) & mask_C_L.bool()).sum())
             loss = policy_loss(logprobs_C_L, mask_C_L, advantages_C, ref_C_L, self.config.kl_coef,
                                weights_C_L) * (len(part) / len(chosen))
-            loss.backward()
+            loss.backward()  # autocast covers the forward; the backward runs in the forward's types
             figures.loss, figures.tokens = figures.loss + float(loss.detach()), figures.tokens + int(mask_C_L.sum())
         return figures

@@ -20,6 +20,13 @@ def token_logprobs(logits_N_V: torch.Tensor, tokens_N: torch.Tensor) -> torch.Te
     return logits_N_V.gather(-1, tokens_N[:, None]).squeeze(-1) - torch.logsumexp(logits_N_V, dim=-1)
 
 
+def project(model, hidden_N_H: torch.Tensor) -> torch.Tensor:
+    """The output projection, in float32 even under bfloat16 autocast (models.bf16): log-probs and KLs of a few
+    thousandths are read from these logits, and bfloat16 logits would round them away."""
+    with torch.autocast(hidden_N_H.device.type, enabled=False):
+        return model.get_output_embeddings()(hidden_N_H.float())
+
+
 def _read_completions(model, prompts, completions, prompt_index, pad_id):
     """Teacher-force the completions: (prompt state per completion, tokens_C_L, mask_C_L, hidden_C_L_H of
     completion tokens 0..L-2, or None when no completion has a second token)."""
@@ -71,7 +78,7 @@ def completion_logprobs(
             for row, flags in enumerate(needed):
                 wanted_C_L[row, : len(flags)] = torch.tensor(flags, device=mask_C_L.device)
             real &= wanted_C_L[:, 1:].bool()
-        logits_N_V = model.get_output_embeddings()(hidden_C_L_H[real])
+        logits_N_V = project(model, hidden_C_L_H[real])
         rest = torch.zeros((len(completions), tokens_C_L.shape[1] - 1), dtype=first_C.dtype, device=first_C.device)
         columns.append(rest.masked_scatter(real, token_logprobs(logits_N_V, tokens_C_L[:, 1:][real])))
     return torch.cat(columns, dim=1) * mask_C_L, mask_C_L
@@ -86,7 +93,7 @@ def completion_logits(model: PreTrainedModel, prompts: list[list[int]], completi
     if hidden_C_L_H is None:
         return state.last_logits_P_V
     real = mask_C_L[:, 1:].bool()
-    logits_N_V = torch.cat([state.last_logits_P_V, model.get_output_embeddings()(hidden_C_L_H[real])])
+    logits_N_V = torch.cat([state.last_logits_P_V, project(model, hidden_C_L_H[real])])
     n = len(completions)
     slot_C_L = torch.zeros_like(mask_C_L)  # where each real token's logits sit in logits_N_V
     slot_C_L[:, 0] = torch.arange(n, device=mask_C_L.device)

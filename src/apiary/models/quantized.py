@@ -39,7 +39,7 @@ from torch import nn
 
 from apiary.models.prompt_format import prompt_ids
 
-SAMPLERS = ("float32", "int8")
+SAMPLERS = ("float32", "int8", "bf16")  # bf16: models.bf16
 FLOAT32_LAYERS = ("down_proj",)  # its inputs carry the model's massive activations: in int8 it quadrupled the KL
 SMOOTH_ALPHA = 0.5
 # Calibration prompts for the smoothing factors: outlier channels are the model's, not the job's.
@@ -170,10 +170,7 @@ class Int8Sampler:
         """The layer's base with the adapter's current update merged in: int8, or float32 for FLOAT32_LAYERS."""
         base = layer.lora.base_layer
         with torch.no_grad():
-            weight_O_I = base.weight.detach().float()
-            for name in layer.lora.active_adapters:
-                if name in layer.lora.lora_A:
-                    weight_O_I = weight_O_I + layer.lora.get_delta_weight(name).float()
+            weight_O_I = merged_weight(layer.lora)
             if layer.smooth_I is not None:
                 return Int8Linear(weight_O_I, base.bias, layer.smooth_I)
             return MergedLinear(weight_O_I, None if base.bias is None else base.bias.detach())
@@ -181,19 +178,38 @@ class Int8Sampler:
     @contextmanager
     def sampling(self):
         """The model sampling as its int8 twin (in eval mode); float32 with its adapter path again after."""
-        if any(layer.lora.merged for layer in self._layers):
-            raise RuntimeError("unmerge the adapter before sampling in int8: a merged adapter lives in the float32 weights")
-        self.model.eval()
-        floats = [layer.lora.base_layer for layer in self._layers]
-        twins = [self._twin(layer) for layer in self._layers]
-        for layer, twin in zip(self._layers, twins):
-            layer.lora.base_layer = twin
-        try:
-            with self.model.disable_adapter():  # the adapter's update is in the twins' weights
-                yield self.model
-        finally:
-            for layer, base in zip(self._layers, floats):
-                layer.lora.base_layer = base
+        loras = [layer.lora for layer in self._layers]
+        with swapped_bases(self.model, loras, lambda: [self._twin(layer) for layer in self._layers]) as model:
+            yield model
+
+
+def merged_weight(lora: LoraLayer) -> torch.Tensor:
+    """A LoRA layer's base weights plus its active adapters' current updates, in float32 (a new tensor)."""
+    weight_O_I = lora.base_layer.weight.detach().float()
+    for name in lora.active_adapters:
+        if name in lora.lora_A:
+            weight_O_I = weight_O_I + lora.get_delta_weight(name).float()
+    return weight_O_I
+
+
+@contextmanager
+def swapped_bases(model: PeftModel, loras: list[LoraLayer], make_twins):
+    """The model (in eval mode) with each LoRA layer's base swapped for its twin from `make_twins()` and the
+    adapter's own path off (its update is in the twins' weights); the float32 bases and the path are back after."""
+    if any(lora.merged for lora in loras):
+        raise RuntimeError("unmerge the adapter before sampling from twins: a merged adapter lives in the float32 weights")
+    model.eval()
+    floats = [lora.base_layer for lora in loras]
+    with torch.no_grad():
+        twins = make_twins()
+    for lora, twin in zip(loras, twins):
+        lora.base_layer = twin
+    try:
+        with model.disable_adapter():
+            yield model
+    finally:
+        for lora, base in zip(loras, floats):
+            lora.base_layer = base
 
 
 def int8_sampler(model: PeftModel, tokenizer) -> Int8Sampler | None:

@@ -21,13 +21,13 @@ def run_server(hive: str | Path | None, host: str, port: int, keys: str | Path |
                text_learner: str = LearningConfig.text_learner, document_steps: int = LearningConfig.document_steps,
                generation_timeout: float = ServeConfig.generation_timeout, body_timeout: float = ServeConfig.body_timeout,
                prefill_chunk: int = ServeConfig.prefill_chunk, distil_back: bool = LearningConfig.distil_back,
-               learning_rates: dict[str, float] | None = None) -> None:
+               learning_rates: dict[str, float] | None = None, precision: str = ServeConfig.precision) -> None:
     tenants = load_tenants(keys)
     check_host(host, tenants)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServeConfig(max_batch=max_batch or ServeConfig.max_batch, learn=learn, requests_per_minute=requests_per_minute,
                          generation_timeout=generation_timeout, body_timeout=body_timeout, prefill_chunk=prefill_chunk,
-                         learning=LearningConfig(min_feedback=min_feedback, gate=gate, text_learner=text_learner,
+                         precision=precision, learning=LearningConfig(min_feedback=min_feedback, gate=gate, text_learner=text_learner,
                                                  document_steps=document_steps, distil_back=distil_back,
                                                  learning_rates=LearningConfig().learning_rates | (learning_rates or {})))
     service = Service(hive, core=core, config=config, template=template)

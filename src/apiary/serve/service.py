@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
+from apiary.models.bf16 import check_precision
 from apiary.models.decoder import Request, check_prefill_chunk
 from apiary.models.prompt_format import prompt_ids
 from apiary.serve.engine import Engine, Route
@@ -51,6 +52,7 @@ class ServeConfig:
     # a running reply's pause to one 64-token forward (~0.25 s for the 135M core on 2 cores) and reads most chat
     # prompts in one forward, as without chunks
     prefill_chunk: int = 64
+    precision: str = "float32"  # "bf16": answer from a bfloat16 copy of each core (models.bf16.for_serving)
     max_prompt_tokens: int = 4096
     max_tokens: int = 1024  # the most completion tokens one request may ask for
     default_max_tokens: int = 256
@@ -63,6 +65,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         check_prefill_chunk(self.prefill_chunk)
+        check_precision(self.precision)
         rate = self.requests_per_minute
         if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
             raise ValueError(f"the rate limit is a whole number of requests a minute >= 0 (0: none), got {rate!r}")
@@ -112,7 +115,7 @@ class Service:
         self.tokenizer, self.stop_ids = current.tokenizer, tuple(current.stop_token_ids)
         self.context = current.model.config.max_position_embeddings
         self.metrics = Metrics()
-        self.engine = Engine(self.config.max_batch, prefill_chunk=self.config.prefill_chunk)
+        self.engine = Engine(self.config.max_batch, prefill_chunk=self.config.prefill_chunk, precision=self.config.precision)
         self._stop = threading.Event()
         self.sync()
         self._watcher = threading.Thread(target=self._watch, name="apiary-watch", daemon=True)

@@ -1,0 +1,136 @@
+"""bfloat16 where the hardware multiplies it natively: a rollout sampler, and an RL update under autocast.
+
+On a CPU with AVX512-BF16 or AMX, and on CUDA devices that support it, a bfloat16 matrix product runs
+2-3x faster than a float32 one on the bundled core's shapes; elsewhere bfloat16 is emulated and slower,
+so both uses fall back to float32 with one warning where it is not native (`native_bf16`).
+
+- `BF16Sampler`: like the int8 sampler (models.quantized), at each rollout every LoRA layer's base
+  weights plus the adapter's current update, and the output projection, are copied to bfloat16 and
+  swapped in; each product casts its input to bfloat16 and its output back, so the residual stream, the
+  norms and attention stay float32. The sampler is slightly off the float32 policy: the RL learner
+  reports the gap (`sampler_kl`) and corrects it by truncated importance sampling, as for int8.
+- `for_serving`: the serving engine's own copy of a core turned to bfloat16 in place (`apiary serve
+  --precision bf16`); worker adapters load on it and run in float32.
+- `update_autocast`: the RL update's forward and backward under `torch.autocast(bfloat16)`; the
+  adapter's weights, its gradients and the optimiser stay float32, and so does the output projection
+  (models.logprobs reads the log-probs from float32 logits).
+
+Why not autocast for sampling too: it recasts every weight at every decoding step (0.7x float32 at batch 1
+on the bundled core). Why not bfloat16 for every learner: distil_back and the anchor minimise a reverse KL
+to the core of about 0.001 per token, and bfloat16 rounding alone puts 0.0007-0.0015 between the core and
+itself (bundled core, 8 anchor prompts), so they, consolidation and every eval stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+from apiary.models.quantized import merged_weight, swapped_bases
+
+PRECISIONS = ("float32", "bf16")
+_NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
+def native_bf16(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether `device` multiplies bfloat16 matrices natively: a CUDA device that says so, or an x86 CPU whose
+    flags (Linux's /proc/cpuinfo) name AVX512-BF16 or AMX-BF16. Elsewhere False: bfloat16 would be emulated."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not sys.platform.startswith("linux") or not cpuinfo.exists():
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), [])
+    return any(flag in flags for flag in _NATIVE_FLAGS)
+
+
+def usable(precision: str, device: torch.device, what: str) -> bool:
+    """True if `precision` is bf16 and the device runs it natively; for bf16 without it, one warning and False."""
+    check_precision(precision)
+    if precision == "float32":
+        return False
+    if native_bf16(device):
+        return True
+    warnings.warn(f"{what} in bfloat16 is not available: this {device.type} has no native bfloat16 matrix product "
+                  "(AVX512-BF16 or AMX). Using float32 instead.", RuntimeWarning, stacklevel=3)
+    return False
+
+
+class BF16Linear(nn.Module):
+    """A frozen linear layer in bfloat16 that takes and gives float32 (nothing to train)."""
+
+    def __init__(self, weight_O_I: torch.Tensor, bias_O: torch.Tensor | None):
+        super().__init__()
+        self.weight_O_I = weight_O_I.detach().to(torch.bfloat16)
+        self.bias_O = None if bias_O is None else bias_O.detach().to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(torch.bfloat16), self.weight_O_I, self.bias_O).to(x.dtype)
+
+
+class BF16Sampler:
+    """Samples a PEFT model whose base is frozen from bfloat16 twins (see the module's docstring)."""
+
+    def __init__(self, model: PeftModel):
+        self.model = model
+        self._loras = [m for m in model.modules() if isinstance(m, LoraLayer) and isinstance(m.base_layer, nn.Linear)]
+        if not self._loras:
+            raise ValueError("the bfloat16 sampler needs a model with LoRA adapters on linear layers")
+
+    @contextmanager
+    def sampling(self):
+        """The model sampling as its bfloat16 twin (in eval mode); float32 with its adapter path again after."""
+        head = self.model.get_output_embeddings()
+        twins = lambda: [BF16Linear(merged_weight(lora), lora.base_layer.bias) for lora in self._loras]  # noqa: E731
+        with swapped_bases(self.model, self._loras, twins) as model:
+            self.model.set_output_embeddings(BF16Linear(head.weight, head.bias))
+            try:
+                yield model
+            finally:
+                self.model.set_output_embeddings(head)
+
+
+def bf16_sampler(model: PeftModel, precision: str = "bf16") -> BF16Sampler | None:
+    """The bfloat16 sampler of `model`, or None (one warning) where the device has no native bfloat16."""
+    return BF16Sampler(model) if usable(precision, model.device, "sampling") else None
+
+
+def update_autocast(device: torch.device, on: bool):
+    """The RL update's forward and backward under bfloat16 autocast (`on`), else nothing changes."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
+
+
+def for_serving(model: nn.Module) -> None:
+    """Make `model` serve in bfloat16, in place (a model no one trains: the serving engine's own core): every
+    linear layer's weights, the output projection's included, become bfloat16, and each takes and gives
+    float32, so the embeddings, the residual stream, the norms and attention stay float32 and PEFT adapters
+    load on the layers as on float32 ones. The output projection shares its weights with the input
+    embeddings; it gets its own bfloat16 copy and the embeddings stay float32."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.weight.dtype == torch.float32:
+            module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
+            if module.bias is not None:
+                module.bias = nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
+            module.register_forward_pre_hook(_to_weight_dtype)
+            module.register_forward_hook(_to_float32)
+
+
+def _to_weight_dtype(module: nn.Linear, args: tuple) -> tuple:
+    return (args[0].to(module.weight.dtype), *args[1:])
+
+
+def _to_float32(module: nn.Linear, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output.float()
