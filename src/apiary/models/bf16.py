@@ -43,7 +43,7 @@ _NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
 
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
 
 
 def native_bf16(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
