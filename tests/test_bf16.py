@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from apiary.learners.grpo import GRPOConfig, GRPOLearner, masked_logprobs
-from apiary.models import adapters, bf16
+from apiary.learners.grpo import GRPOConfig, GRPOLearner, k3_kl, masked_logprobs
+from apiary.models import adapters, bf16, quantized
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
 from apiary.models.generate import SamplingParams, generate, sample
@@ -144,6 +144,56 @@ def test_bf16_linear_gives_float32_for_float32():
     out = layer(x)
     assert out.dtype == torch.float32 and torch.allclose(out, nn.functional.linear(x, layer.weight_O_I.float(),
                                                                                       layer.bias_O.float()), atol=0.05)
+
+
+def test_fewer_rows_than_int8_below_multiply_int8_weights():
+    """Below `int8_below` rows: int8 weights, within 2% of float32 and not the bfloat16 product; at or above it,
+    exactly the bfloat16 product. A width the int8 kernel cannot read (not a multiple of 16) stays bfloat16."""
+    weight_O_I, bias_O = torch.randn(48, 32), torch.randn(48)
+    plain, small = bf16.BF16Linear(weight_O_I, bias_O), bf16.BF16Linear(weight_O_I, bias_O, int8_below=4)
+    x_N_I = torch.randn(3, 32)
+    exact = nn.functional.linear(x_N_I, weight_O_I, bias_O)
+    assert not torch.equal(small(x_N_I), plain(x_N_I))
+    assert float((small(x_N_I) - exact).norm() / exact.norm()) < 0.02
+    wide = torch.randn(2, 4, 32)  # 8 rows
+    assert torch.equal(small(wide), plain(wide)) and small(wide).shape == (2, 4, 48)
+    assert bf16.BF16Linear(torch.randn(8, 24), None, int8_below=4).int8_below == 0
+
+
+def test_the_int8_sampler_takes_int8_weights_where_bf16_is_native_and_w8a8_elsewhere(tiny_core, worker, monkeypatch):
+    monkeypatch.setattr(bf16, "native_bf16", lambda device: True)
+    fast = bf16.int8_sampler(worker, tiny_core.tokenizer)
+    assert isinstance(fast, bf16.BF16Sampler) and fast.int8_below == bf16.INT8_BELOW
+    monkeypatch.setattr(bf16, "native_bf16", lambda device: False)
+    assert isinstance(bf16.int8_sampler(worker, tiny_core.tokenizer), quantized.Int8Sampler)
+
+
+@pytest.mark.real_model
+def test_int8_weights_with_bf16_activations_agree_with_float32_on_the_bundled_core():
+    """Each prompt alone (one row: the int8 product). Tolerance: the first greedy token equal on at least 7 of
+    the 8 prompts, and the mean per-token KL(sampler || float32) on its own replies under 0.01 (bench.sampler
+    measured about 0.004)."""
+    core = load_core()
+    model = adapters.attach(core.model, LoraSpec())
+    try:
+        prompts, pad = prompts_of(core.tokenizer), core.tokenizer.pad_token_id
+        greedy = SamplingParams(max_new_tokens=4, temperature=0.0)
+        with adapters.merged(model):
+            reference = [generate(model, [p], 1, greedy, [], pad)[0] for p in prompts]
+        with bf16.BF16Sampler(model, int8_below=bf16.INT8_BELOW).sampling():
+            fast = [generate(model, [p], 1, greedy, [], pad)[0] for p in prompts]
+            sampled = [sample(model, [p], 1, SamplingParams(max_new_tokens=16), core.stop_token_ids, pad,
+                              torch.Generator().manual_seed(0))[0] for p in prompts]
+        assert sum(a[0] == b[0] for a, b in zip(reference, fast)) >= 7, (reference, fast)
+        with torch.no_grad():
+            learner_C_L, mask_C_L = completion_logprobs(model, prompts, [s.tokens for s in sampled], list(range(8)), pad)
+        sampler_C_L = torch.zeros_like(learner_C_L)
+        for row, s in enumerate(sampled):
+            sampler_C_L[row, : len(s.logprobs)] = torch.tensor(s.logprobs)
+        kl = float(k3_kl(sampler_C_L, learner_C_L, mask_C_L).sum() / mask_C_L.sum())
+        assert 0 <= kl < 0.01, kl
+    finally:
+        adapters.detach(model)
 
 
 def test_an_engine_serving_in_bf16_answers_the_core_and_a_worker_near_float32(tiny_core_dir, tmp_path, random_adapter,

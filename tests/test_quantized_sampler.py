@@ -12,7 +12,7 @@ from apiary.jobs.base import Job
 from apiary.jobs.function import FunctionSource
 from apiary.jobs.scoring import Scorer
 from apiary.learners.grpo import GRPOConfig, GRPOLearner, group_advantages, k3_kl, masked_logprobs, policy_loss, truncated_is_weights
-from apiary.models import adapters, quantized
+from apiary.models import adapters, bf16, quantized
 from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
 from apiary.models.generate import SamplingParams, generate, sample
@@ -161,6 +161,7 @@ def test_a_missing_int8_backend_falls_back_to_float32_with_a_message(tiny_core, 
         raise quantized.BackendMissing("no int8 matrix product in this torch")
 
     monkeypatch.setattr(quantized, "_int8_matmul", missing)
+    monkeypatch.setattr(bf16, "native_bf16", lambda device: False)  # else int8 weights with bfloat16 activations
     with pytest.warns(RuntimeWarning, match="int8 sampling is not available: no int8 matrix product.*float32"):
         learner = GRPOLearner(worker, tiny_core.tokenizer, first_token_job("x"), GRPOConfig(sampler="int8"),
                               tiny_core.stop_token_ids)
@@ -211,9 +212,10 @@ def test_the_sampler_benchmark_quick_form_writes_its_figures(tiny_core_dir, tmp_
 
     result = main(["--quick", "--core", str(tiny_core_dir), "--docs", str(tmp_path)])
     assert [r["batch"] for r in result["rows"]] == [1, 2]
-    assert "int8" in result["samplers"] and set(result["samplers"]) <= {"int8", "bf16"}
+    assert "int8" in result["samplers"] and set(result["samplers"]) <= {"int8", "w8a8", "bf16"}
     assert all(r[f"{n}_tokens_per_s"] > 0 for r in result["rows"] for n in ["float32", *result["samplers"]])
-    assert all(result["sampler_kl"][n] >= 0 for n in result["samplers"]) and result["peak_rss_mb"] > 0
+    assert all(result[kl][n] >= 0 for n in result["samplers"] for kl in ("sampler_kl", "sampler_kl_one_row"))
+    assert result["peak_rss_mb"] > 0
     assert result["update_seconds"]["float32"] > 0
     assert json.loads((tmp_path / "sampler.json").read_text())["rows"] == result["rows"]
     assert f"## {TITLE}\n" in (tmp_path / "benchmarks.md").read_text()

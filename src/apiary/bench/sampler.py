@@ -3,14 +3,15 @@
     python -m apiary.bench.sampler [--batches 1,32] [--new-tokens 64] [--repeats 3] [--core DIR] [--quick] [--docs DIR]
 
 A worker as the RL learner samples it: the core with a fresh LoRA adapter, float32 with the adapter
-merged (the default sampler), int8 with the adapter on top (models.quantized), bf16 copies with the adapter's
-update merged in (models.bf16; only where the CPU multiplies bfloat16 natively). Same prompts, same
+merged (the default sampler); int8 (`--sampler int8`: int8 weights with bfloat16 activations at few rows where
+the CPU multiplies bfloat16 natively, models.bf16; else W8A8), W8A8 beside it (models.quantized), bf16 copies
+(models.bf16; only where bfloat16 is native), each with the adapter's update merged in. Same prompts, same
 process; each timing follows one warm-up call, the samplers alternate `repeats` times and the best
 of each is kept (a shared machine's noise only ever slows a run down). Every row writes exactly
 `new_tokens` tokens (stop tokens off), temperature 1. Also measured: the time to calibrate the sampler
 (once per learner) and to enter each sampler (quantise or copy the weights with the adapter's update, at each
-rollout); the mismatch, the mean per-token KL(sampler || float32) on each sampler's own samples
-(the k3 estimate, as the learner's `sampler_kl`); and the process's peak resident memory.
+rollout); the mismatch, the mean per-token KL(sampler || float32) on each sampler's own samples, all rows at
+once and one row at a time (the k3 estimate, as the learner's `sampler_kl`); and the process's peak resident memory.
 Writes docs/sampler.json and the "Rollout sampling: int8 and bf16 against float32" section of docs/benchmarks.md.
 `--quick`: a tiny random core, batches 1 and 2, 4 tokens, one repeat; writes only where --docs says.
 """
@@ -34,8 +35,8 @@ from apiary.models.core import Core, load_core
 from apiary.models.generate import SamplingParams, generate, sample
 from apiary.models.logprobs import completion_logprobs
 from apiary.models.prompt_format import prompt_ids
-from apiary.models.bf16 import bf16_sampler, update_autocast
-from apiary.models.quantized import int8_sampler
+from apiary.models.bf16 import INT8_BELOW, BF16Linear, BF16Sampler, bf16_sampler, int8_sampler, update_autocast
+from apiary.models.quantized import int8_sampler as w8a8_sampler
 
 TITLE = "Rollout sampling: int8 and bf16 against float32"
 
@@ -55,12 +56,14 @@ def tokens_per_s(model, prompts: list[list[int]], new_tokens: int, pad_id: int) 
     return sum(len(c) for c in out) / (time.perf_counter() - began)
 
 
-def sampler_kl(model, sampler, core: Core, prompts: list[list[int]], new_tokens: int) -> float:
-    """Mean per-token KL(sampler || float32) estimate (k3) on replies the sampler wrote, at temperature 1."""
-    pad = core.tokenizer.pad_token_id
+def sampler_kl(model, sampler, core: Core, prompts: list[list[int]], new_tokens: int, rows: int | None = None) -> float:
+    """Mean per-token KL(sampler || float32) estimate (k3) on replies the sampler wrote, at temperature 1,
+    `rows` prompts at a time (None: all at once)."""
+    pad, rows = core.tokenizer.pad_token_id, rows or len(prompts)
     with sampler.sampling():
-        samples = sample(model, prompts, 1, SamplingParams(max_new_tokens=new_tokens), core.stop_token_ids, pad,
-                         torch.Generator().manual_seed(0))
+        samples = [s for at in range(0, len(prompts), rows)
+                   for s in sample(model, prompts[at:at + rows], 1, SamplingParams(max_new_tokens=new_tokens),
+                                   core.stop_token_ids, pad, torch.Generator().manual_seed(at))]
     kept = [(i, s) for i, s in enumerate(samples) if s.tokens]
     with torch.no_grad():
         learner_C_L, mask_C_L = completion_logprobs(model, prompts, [s.tokens for _, s in kept], [i for i, _ in kept], pad)
@@ -91,9 +94,13 @@ def update_seconds(model, core: Core, autocast: bool, repeats: int) -> float:
 
 
 def _samplers(model, core: Core) -> tuple[dict, float]:
-    """The fast samplers this machine runs (int8; bf16 where it is native) and the int8 sampler's calibration time."""
-    began = time.perf_counter()
+    """The fast samplers this machine runs and the W8A8 sampler's calibration time: int8 (`--sampler int8`: int8
+    weights with bfloat16 activations where bfloat16 is native, else W8A8), W8A8 itself beside it where they
+    differ, and bf16 where it is native."""
     samplers = {"int8": int8_sampler(model, core.tokenizer)}
+    began = time.perf_counter()
+    if isinstance(samplers["int8"], BF16Sampler):
+        samplers["w8a8"] = w8a8_sampler(model, core.tokenizer)
     prepare_seconds = time.perf_counter() - began
     samplers["bf16"] = bf16_sampler(model)
     samplers = {name: s for name, s in samplers.items() if s is not None}
@@ -116,19 +123,22 @@ def run(core: Core, batches: tuple[int, ...] = (1, 32), new_tokens: int = 64, re
                 for name, sampler in samplers.items():
                     entered = time.perf_counter()
                     with sampler.sampling():
+                        for twin in (m for m in model.modules() if isinstance(m, BF16Linear) and m.int8_below):
+                            twin.int8_weights()  # made at the first product of few rows: counted as entering
                         enter[name] = min(enter[name], time.perf_counter() - entered)
                         best[name] = max(best[name], tokens_per_s(model, prompts, new_tokens, pad))
             rows.append({"batch": batch, **{f"{name}_tokens_per_s": v for name, v in best.items()},
                          **{f"{name}_speedup": best[name] / best["float32"] for name in samplers}})
             print(f"  batch {batch:3d}: " + ", ".join(f"{name} {v:7.1f} tok/s" for name, v in best.items()), flush=True)
         kls = {name: sampler_kl(model, s, core, _prompts(core, max(batches)), new_tokens) for name, s in samplers.items()}
+        kls_one_row = {name: sampler_kl(model, s, core, _prompts(core, 8), new_tokens, rows=1) for name, s in samplers.items()}
         update = {"float32": update_seconds(model, core, False, repeats)}
         if "bf16" in samplers:
             update["bf16"] = update_seconds(model, core, True, repeats)
     finally:
         adapters.detach(model)
     return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(), "samplers": list(samplers),
-            "rows": rows, "sampler_kl": kls, "update_seconds": update, "prepare_seconds": prepare_seconds, "enter_seconds": enter,
+            "rows": rows, "sampler_kl": kls, "sampler_kl_one_row": kls_one_row, "kl_rows": max(batches), "update_seconds": update, "prepare_seconds": prepare_seconds, "enter_seconds": enter,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -142,16 +152,20 @@ def section(result: dict, command: str, core_name: str) -> str:
     missing = "" if "bf16" in names else " bf16 was not measured: this CPU has no native bfloat16 (AVX512-BF16 or AMX)."
     return (f"## {TITLE}\n\nCommand: `{command}`\nMachine: {machine()}. Core: {core_name} with a fresh LoRA adapter; "
             f"{result['new_tokens']} new tokens per row, temperature 1, stop tokens off, best of {result['repeats']} "
-            "alternating runs. float32: the adapter merged (the default sampler); int8: the core's linear layers but "
-            "down_proj in int8 (per-token activations, SmoothQuant) with the adapter's update merged in, requantised at "
-            "each rollout (models.quantized); bf16: every linear layer and the output projection copied to bfloat16 "
-            f"with the adapter's update merged in, at each rollout (models.bf16).{missing}\n\n"
+            "alternating runs. float32: the adapter merged (the default sampler); every other sampler has the adapter's "
+            "update merged into its copies of the weights at each rollout. int8 (`--sampler int8`): where bfloat16 is "
+            f"native, products of fewer than {INT8_BELOW} rows multiply int8 weights (per output channel) with bfloat16 "
+            "activations and larger ones bfloat16 copies, every linear layer and the output projection (models.bf16); "
+            "elsewhere W8A8. w8a8: the core's linear layers but down_proj in int8 with per-token int8 activations "
+            "(SmoothQuant, models.quantized). bf16: every linear layer and the output projection copied to bfloat16 "
+            f"(models.bf16).{missing}\n\n"
             "| batch | float32 tokens/s | " + " | ".join(f"{n} tokens/s (x float32)" for n in names) + " |\n|"
             + " --- |" * (2 + len(names)) + "\n" + rows + "\n\n"
-            "Mismatch, the mean per-token KL(sampler || float32) on the sampler's own replies: "
-            + ", ".join(f"{n} {result['sampler_kl'][n]:.4f}" for n in names)
+            f"Mismatch, the mean per-token KL(sampler || float32) on the sampler's own replies, {result['kl_rows']} rows "
+            "at once / 8 prompts one row at a time: "
+            + ", ".join(f"{n} {result['sampler_kl'][n]:.4f} / {result['sampler_kl_one_row'][n]:.4f}" for n in names)
             + " (the learner reports the same estimate as `sampler_kl` and corrects its loss by truncated importance "
-            f"sampling, GRPOConfig.is_cap). Calibrating int8: {result['prepare_seconds']:.1f} s once per learner; "
+            f"sampling, GRPOConfig.is_cap). Calibrating W8A8: {result['prepare_seconds']:.1f} s once per learner; "
             "entering a sampler at each rollout (quantising or copying the weights with the adapter's update): "
             + ", ".join(f"{n} {result['enter_seconds'][n]:.2f} s" for n in names)
             + ". One RL-sized update (forward and backward of 16 prompts x 4 replies of 24 tokens, the adapter's "

@@ -32,7 +32,7 @@ EvalCpusOpt = Annotated[float, typer.Option("--cpus-per-worker", help="CPUs each
 
 
 SamplerOpt = Annotated[Optional[str], typer.Option(
-    "--sampler", help="rl: float32 (default), int8 (rollouts from the core's weights in int8 with the adapter on top) "
+    "--sampler", help="rl: float32 (default), int8 (rollouts from int8 weights with the adapter's update merged in) "
                       "or bf16 (from bfloat16 copies, where the CPU has AVX512-BF16 or AMX), the loss corrected by "
                       "truncated importance sampling")]
 

@@ -54,10 +54,10 @@ from apiary.learners.anchor import DEFAULT_KINDS, AnchorFigures, CoreAnchor, anc
 from apiary.learners.common import LearnStep, StepStats, check_nonnegative, check_settings, new_optimizer
 from apiary.learners.play import Transcript, play, transcript_episode
 from apiary.models import adapters
-from apiary.models.bf16 import bf16_sampler, check_precision, update_autocast, usable
+from apiary.models.bf16 import bf16_sampler, check_precision, int8_sampler, update_autocast, usable
 from apiary.models.generate import SamplingParams
 from apiary.models.logprobs import completion_logprobs
-from apiary.models.quantized import check_sampler, int8_sampler
+from apiary.models.quantized import check_sampler
 
 # Episodes x longest (prompt + episode) per micro-batch. GuessTheNumber, 4 x 8 games (python -m apiary.bench.step_memory):
 # update peak 7.3 GB at 4096, 2.9 GB at 1024, and 1024 was faster; chain_sum's updates took the same time at either.

@@ -1,4 +1,5 @@
-"""Sampling a worker from int8 weights while it learns in float32.
+"""Sampling a worker from int8 weights while it learns in float32 (W8A8: where the CPU multiplies bfloat16
+natively, `--sampler int8` is models.bf16's int8-weight sampler instead, faster and closer to float32).
 
 While a worker learns, its core is frozen and only its LoRA adapter trains. So on each rollout
 (`Int8Sampler.sampling()`) every LoRA layer's base weights plus the adapter's current update are
