@@ -198,15 +198,16 @@ def test_int8_weights_with_bf16_activations_agree_with_float32_on_the_bundled_co
 
 def test_an_engine_serving_in_bf16_answers_the_core_and_a_worker_near_float32(tiny_core_dir, tmp_path, random_adapter,
                                                                               native):
-    """The engine's own core turned to bfloat16: embeddings stay float32, the output projection gets a bfloat16
-    copy of its own, a worker's adapter loads on it in float32, and greedy replies mostly match float32's (the
-    tiny random core's near-ties may flip a token: at least 2 of the 3 first tokens equal per model)."""
+    """The engine's own core turned to bfloat16 (and in int8 at a few rows): embeddings stay float32, the output
+    projection gets a bfloat16 copy of its own, a worker's adapter loads on it in float32, and greedy replies
+    mostly match float32's (the tiny random core's near-ties may flip a token: at least 2 of the 3 first tokens
+    equal per model)."""
     from apiary.models.decoder import Request
     from apiary.serve.engine import Engine
 
     random_adapter(tmp_path / "a", seed=1)
     questions, replies = ["What is 2 + 3?", "Name a colour.", "Count to ten."], {}
-    for precision in ("float32", "bf16"):
+    for precision in ("float32", "bf16", "int8"):
         core = load_core(tiny_core_dir)
         engine = Engine(max_batch=4, precision=precision)
         try:
@@ -224,18 +225,22 @@ def test_an_engine_serving_in_bf16_answers_the_core_and_a_worker_near_float32(ti
         finally:
             engine.stop()
         replies[precision] = {key: r.tokens for key, r in requests.items()}
-        if precision == "bf16":
+        if precision != "float32":
             inner = core.model.get_base_model() if hasattr(core.model, "get_base_model") else core.model
             assert inner.get_input_embeddings().weight.dtype == torch.float32
             assert inner.get_output_embeddings().weight.dtype == torch.bfloat16
             assert all(p.dtype == torch.float32 for n, p in inner.named_parameters() if "lora_" in n)
-    for m in ("core", "worker:a"):
-        assert sum(replies["bf16"][(m, q)][0] == replies["float32"][(m, q)][0] for q in questions) >= 2, (m, replies)
-    assert replies["bf16"][("core", questions[0])] != replies["bf16"][("worker:a", questions[0])]
+            twins = [m.forward.__self__ for m in inner.modules() if isinstance(m, nn.Linear) and m.weight.dtype == torch.bfloat16]
+            assert twins and all(isinstance(t, bf16.BF16Linear) for t in twins)
+            assert all((t._int8 is not None) == (precision == "int8") for t in twins)  # int8 made at the few-row steps
+    for precision in ("bf16", "int8"):
+        for m in ("core", "worker:a"):
+            assert sum(replies[precision][(m, q)][0] == replies["float32"][(m, q)][0] for q in questions) >= 2, replies
+        assert replies[precision][("core", questions[0])] != replies[precision][("worker:a", questions[0])]
 
 
 def test_a_bad_serving_precision_is_refused_clearly():
     from apiary.serve.service import ServeConfig
 
-    with pytest.raises(ValueError, match=r"precision must be one of float32, bf16 \(got 'half'\)"):
+    with pytest.raises(ValueError, match=r"precision must be one of float32, bf16, int8 \(got 'half'\)"):
         ServeConfig(precision="half")

@@ -31,9 +31,9 @@ def first_token_job(target: str) -> Job:
 
 @pytest.fixture
 def worker(tiny_core):
-    """The tiny core with a non-trivial LoRA adapter (B != 0)."""
-    model = adapters.attach(tiny_core.model, LoraSpec(rank=4, alpha=8))
+    """The tiny core with a non-trivial LoRA adapter (B != 0), the same whatever ran before."""
     torch.manual_seed(0)
+    model = adapters.attach(tiny_core.model, LoraSpec(rank=4, alpha=8))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -103,7 +103,8 @@ def test_the_int8_sampler_sees_the_adapters_current_weights(tiny_core, worker):
         after = last_logits(worker, prompt)
     float_after = last_logits(worker, prompt)
     assert (after - before).abs().max() > 0.1
-    assert (after - float_after).abs().max() < 0.05 * (after - before).abs().max()  # it moved with the adapter
+    # it moved with the adapter (not seeing it would leave all of the movement; W8A8 rounding leaves a few %)
+    assert (after - float_after).abs().max() < 0.1 * (after - before).abs().max()
 
 
 def test_the_training_forward_after_int8_sampling_is_float32_and_reaches_the_lora(tiny_core, worker):

@@ -44,6 +44,8 @@ from apiary.models.quantized import Int8Sampler, merged_weight, swapped_bases
 from apiary.models.quantized import int8_sampler as w8a8_sampler
 
 PRECISIONS = ("float32", "bf16")
+# serving: "int8", bfloat16 with int8 weights for products of fewer than INT8_BELOW rows (models.bf16.for_serving)
+SERVING_PRECISIONS = ("float32", "bf16", "int8")
 _NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
 # int8 sampler: products of fewer rows multiply int8 weights. The bundled core's 30 layers at 1 / 4 / 8 / 16 / 32
 # rows, int8 against bfloat16 (ms, this CPU, weights not in cache): 8.8 / 12.4 / 28.0 / 39.1 / 64.7 against
@@ -51,9 +53,9 @@ _NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
 INT8_BELOW = 8
 
 
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+def check_precision(precision: str, precisions: tuple[str, ...] = PRECISIONS) -> None:
+    if precision not in precisions:
+        raise ValueError(f"precision must be one of {', '.join(precisions)} (got {precision!r})")
 
 
 def native_bf16(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -68,8 +70,9 @@ def native_bf16(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo")) -> 
 
 
 def usable(precision: str, device: torch.device, what: str) -> bool:
-    """True if `precision` is bf16 and the device runs it natively; for bf16 without it, one warning and False."""
-    check_precision(precision)
+    """True if `precision` is bf16 (or serving's int8) and the device runs bfloat16 natively; without it, one
+    warning and False."""
+    check_precision(precision, SERVING_PRECISIONS)
     if precision == "float32":
         return False
     if native_bf16(device):
@@ -153,24 +156,16 @@ def update_autocast(device: torch.device, on: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
-def for_serving(model: nn.Module) -> None:
+def for_serving(model: nn.Module, int8_below: int = 0) -> None:
     """Make `model` serve in bfloat16, in place (a model no one trains: the serving engine's own core): every
-    linear layer's weights, the output projection's included, become bfloat16, and each takes and gives
-    float32, so the embeddings, the residual stream, the norms and attention stay float32 and PEFT adapters
-    load on the layers as on float32 ones. The output projection shares its weights with the input
-    embeddings; it gets its own bfloat16 copy and the embeddings stay float32."""
+    linear layer's weights, the output projection's included, become bfloat16, and each layer multiplies as a
+    BF16Linear (taking and giving float32; int8 weights below `int8_below` rows), so the embeddings, the
+    residual stream, the norms and attention stay float32 and PEFT adapters load on the layers as on float32
+    ones. The output projection shares its weights with the input embeddings; it gets its own bfloat16 copy
+    and the embeddings stay float32."""
     for module in model.modules():
         if isinstance(module, nn.Linear) and module.weight.dtype == torch.float32:
             module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
             if module.bias is not None:
                 module.bias = nn.Parameter(module.bias.detach().to(torch.bfloat16), requires_grad=False)
-            module.register_forward_pre_hook(_to_weight_dtype)
-            module.register_forward_hook(_to_float32)
-
-
-def _to_weight_dtype(module: nn.Linear, args: tuple) -> tuple:
-    return (args[0].to(module.weight.dtype), *args[1:])
-
-
-def _to_float32(module: nn.Linear, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output.float()
+            module.forward = BF16Linear(module.weight, module.bias, int8_below).forward  # the same bfloat16 tensors

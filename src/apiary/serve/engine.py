@@ -64,12 +64,14 @@ class Engine:
     """Continuous batching over the lanes; at most `max_batch` rows decode (or join) together per lane;
     joining prompts are read at most `prefill_chunk` tokens per decoding step (0: whole, while the
     lane's running rows wait). `precision` "bf16": each lane's core is turned to bfloat16 when the lane
-    opens (models.bf16.for_serving; the cores are the engine's own), where the CPU multiplies it natively."""
+    opens (models.bf16.for_serving; the cores are the engine's own), where the CPU multiplies it natively;
+    "int8": the same, with int8 weights for products of fewer than models.bf16.INT8_BELOW rows."""
 
     def __init__(self, max_batch: int, seed: int = 0, prefill_chunk: int = 0, precision: str = "float32"):
         check_prefill_chunk(prefill_chunk)  # refused here, not on the engine's thread
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self.in_bf16 = bf16.usable(precision, torch.device("cpu"), "serving")
+        self.int8_below = bf16.INT8_BELOW if precision == "int8" else 0
         self._generator = torch.Generator().manual_seed(seed)
         self._lanes: dict[int, Lane] = {}
         self._routes: dict[str, Route] = {}
@@ -108,7 +110,7 @@ class Engine:
         def switch() -> Route:
             if core.version not in self._lanes:
                 if self.in_bf16:
-                    bf16.for_serving(core.model)
+                    bf16.for_serving(core.model, self.int8_below)
                 batch = RunningBatch(core.model, core.tokenizer.pad_token_id, self._generator, self.prefill_chunk)
                 self._lanes[core.version] = Lane(core, batch)
             lane = self._lanes[core.version]

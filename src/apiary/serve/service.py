@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from apiary.hive.feedback_learning import FeedbackLearning, LearningConfig
 from apiary.hive.hive import Hive
-from apiary.models.bf16 import check_precision
+from apiary.models.bf16 import SERVING_PRECISIONS, check_precision
 from apiary.models.decoder import Request, check_prefill_chunk
 from apiary.models.prompt_format import prompt_ids
 from apiary.serve.engine import Engine, Route
@@ -52,7 +52,9 @@ class ServeConfig:
     # a running reply's pause to one 64-token forward (~0.25 s for the 135M core on 2 cores) and reads most chat
     # prompts in one forward, as without chunks
     prefill_chunk: int = 64
-    precision: str = "float32"  # "bf16": answer from a bfloat16 copy of each core (models.bf16.for_serving)
+    # "bf16": answer from a bfloat16 copy of each core (models.bf16.for_serving); "int8": the same with int8 weights
+    # for products of few rows (a few requests at once)
+    precision: str = "float32"
     max_prompt_tokens: int = 4096
     max_tokens: int = 1024  # the most completion tokens one request may ask for
     default_max_tokens: int = 256
@@ -65,7 +67,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         check_prefill_chunk(self.prefill_chunk)
-        check_precision(self.precision)
+        check_precision(self.precision, SERVING_PRECISIONS)
         rate = self.requests_per_minute
         if not isinstance(rate, int) or isinstance(rate, bool) or rate < 0:
             raise ValueError(f"the rate limit is a whole number of requests a minute >= 0 (0: none), got {rate!r}")
