@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--prefill-chunks", default="0,16,64",
                         help="the steady load runs once per setting of `apiary serve --prefill-chunk` (0: off)")
     parser.add_argument("--precisions", default="float32",
-                        help="the steady load also runs once per `apiary serve --precision` given (float32, bf16)")
+                        help="the steady load also runs once per `apiary serve --precision` given (float32, bf16, int8)")
     parser.add_argument("--parts", default="load,steady,feedback,self_distill,distil_back,specialist",
                         help="which to run (the others are kept from docs/serve_load.json): load, steady, feedback "
                              "(default gate), self_distill (default gate, corrections learned by self-distillation), "
