@@ -11,11 +11,11 @@ so both uses fall back to float32 with one warning where it is not native (`nati
   reports the gap (`sampler_kl`) and corrects it by truncated importance sampling, as for int8.
 - `int8_sampler` (`--sampler int8`) where bfloat16 is native: the same twins, but a product of fewer than
   INT8_BELOW rows multiplies int8 weights with bfloat16 activations (`torch._weight_int8pack_mm`). At a
-  few rows a decoding step only streams the weights, and int8 streams half bfloat16's bytes (2.2x float32
-  at batch 1 on the bundled core, where bfloat16 alone gives 1.5x); at more rows the bfloat16 product is the
-  faster one. Elsewhere `--sampler int8` is models.quantized's W8A8 sampler.
+  few rows a decoding step only streams the weights, and int8 streams half bfloat16's bytes (about 2x float32
+  at batch 1 on the bundled core, where bfloat16 alone gives 1.4-1.5x); at more rows the bfloat16 product is
+  the faster one. Elsewhere `--sampler int8` is models.quantized's W8A8 sampler.
 - `for_serving`: the serving engine's own copy of a core turned to bfloat16 in place (`apiary serve
-  --precision bf16`); worker adapters load on it and run in float32.
+  --precision bf16`, or `int8`: int8 weights at a few rows); worker adapters load on it and run in float32.
 - `update_autocast`: the RL update's forward and backward under `torch.autocast(bfloat16)`; the
   adapter's weights, its gradients and the optimiser stay float32, and so does the output projection
   (models.logprobs reads the log-probs from float32 logits).
