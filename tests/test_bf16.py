@@ -13,7 +13,7 @@ from apiary.models.core import load_core
 from apiary.models.generate import SamplingParams, generate, sample
 from apiary.models.logprobs import completion_logprobs, project
 from apiary.models.prompt_format import prompt_ids
-from test_quantized_sampler import first_token_job, prompts_of, worker  # noqa: F401 - the fixture
+from test_quantized_sampler import first_sample_wins, first_token_job, prompts_of, worker  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -84,10 +84,7 @@ def test_an_rl_step_in_bf16_reports_the_gap_and_trains_the_lora_in_float32(tiny_
     config = GRPOConfig(prompts_per_step=2, samples_per_prompt=4, learning_rate=5e-2, sampler="bf16", update_precision="bf16")
     learner = GRPOLearner(worker, tiny_core.tokenizer, job, config, tiny_core.stop_token_ids)
     assert learner.fast is not None and learner.autocast
-    transcripts = learner.rollout(job.source.train(0, 2))
-    for i, t in enumerate(transcripts):  # the first sample of each group wins
-        t.score = float(i % 4 == 0)
-    learner.rollout = lambda tasks: transcripts
+    first_sample_wins(learner, job.source.train(0, 2))
     lora_before = {n: p.detach().clone() for n, p in worker.named_parameters() if p.requires_grad}
     _, stats = learner.step(job.source.train(0, 2))
     assert 0 <= stats.extra["sampler_kl"] < 0.05 and 0 <= stats.extra["is_capped"] <= 1

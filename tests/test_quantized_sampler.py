@@ -42,6 +42,16 @@ def worker(tiny_core):
     adapters.detach(model)
 
 
+def first_sample_wins(learner: GRPOLearner, tasks) -> list:
+    """Roll out once, score the first sample of each group 1 and the others 0, and make every later rollout of
+    `learner` return those transcripts."""
+    transcripts = learner.rollout(tasks)
+    for i, t in enumerate(transcripts):
+        t.score = float(i % learner.config.samples_per_prompt == 0)
+    learner.rollout = lambda _tasks: transcripts
+    return transcripts
+
+
 def prompts_of(tokenizer) -> list[list[int]]:
     return [prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
 
@@ -126,10 +136,7 @@ def test_an_rl_step_with_the_int8_sampler_reports_the_gap_and_trains_the_lora(ti
     config = GRPOConfig(prompts_per_step=2, samples_per_prompt=4, learning_rate=5e-2, anchor_weight=0.0, sampler="int8")
     learner = GRPOLearner(worker, tiny_core.tokenizer, job, config, tiny_core.stop_token_ids)
     assert learner.fast is not None
-    transcripts = learner.rollout(job.source.train(0, 2))
-    for i, t in enumerate(transcripts):  # the first sample of each group wins
-        t.score = float(i % 4 == 0)
-    learner.rollout = lambda tasks: transcripts
+    first_sample_wins(learner, job.source.train(0, 2))
     lora_before = {n: p.detach().clone() for n, p in worker.named_parameters() if p.requires_grad}
     _, stats = learner.step(job.source.train(0, 2))
     assert 0 <= stats.extra["sampler_kl"] < 0.05 and 0 <= stats.extra["is_capped"] <= 1
@@ -139,10 +146,8 @@ def test_an_rl_step_with_the_int8_sampler_reports_the_gap_and_trains_the_lora(ti
 def test_is_cap_0_turns_the_correction_off_and_the_loss_is_the_plain_policy_gradients(tiny_core, worker):
     job, pad = first_token_job("x"), tiny_core.tokenizer.pad_token_id
     settings = dict(prompts_per_step=2, samples_per_prompt=4, learning_rate=0.0, anchor_weight=0.0, sampler="int8")
-    transcripts = GRPOLearner(worker, tiny_core.tokenizer, job, GRPOConfig(**settings),
-                              tiny_core.stop_token_ids).rollout(job.source.train(0, 2))
-    for i, t in enumerate(transcripts):  # the first sample of each group wins
-        t.score = float(i % 4 == 0)
+    transcripts = first_sample_wins(GRPOLearner(worker, tiny_core.tokenizer, job, GRPOConfig(**settings),
+                                                tiny_core.stop_token_ids), job.source.train(0, 2))
     losses = {}
     for cap in (0.0, 2.0):
         learner = GRPOLearner(worker, tiny_core.tokenizer, job, GRPOConfig(**settings, is_cap=cap), tiny_core.stop_token_ids)

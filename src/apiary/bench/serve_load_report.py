@@ -56,7 +56,12 @@ At {top['clients']} clients continuous batching gives **{speedup:.1f}x** the one
 most 2x). Here each client sends {per_client[top['clients']]} requests; the 16 clients start together, so their
 replies mostly start and end in waves and are prefilled together. {_steady(fig, base[-1], single)}
 
-**Learning from feedback over HTTP.** A worker on chain_sum (two one-digit terms; 100 held-out problems)
+{_learning(fig, parts)}"""
+
+
+def _learning(fig: dict, parts: dict) -> str:
+    """The feedback-over-HTTP runs' paragraphs."""
+    return f"""**Learning from feedback over HTTP.** A worker on chain_sum (two one-digit terms; 100 held-out problems)
 answers {fig['feedback']['corrections']} training questions through `/v1/chat/completions` and receives the
 correction of each through `/v1/feedback`; the server learns from them in the background
 (`--min-feedback {fig['feedback']['corrections']}`: one run, corrections learner, 3 epochs; each run below names its
