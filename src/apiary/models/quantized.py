@@ -3,8 +3,8 @@ natively, `--sampler int8` is models.bf16's int8-weight sampler instead, faster 
 
 While a worker learns, its core is frozen and only its LoRA adapter trains. So on each rollout
 (`Int8Sampler.sampling()`) every LoRA layer's base weights plus the adapter's current update are
-quantised to int8 and swapped in as the layer's base, with the adapter's own path off (its update is in
-the twin's weights; running it unmerged cost a quarter of the speed). On leaving, the float32 layers
+quantised to int8 and swapped in for the layer (its update is in the twin's weights; running it unmerged
+cost a quarter of the speed). On leaving, the float32 layers
 and the adapter path are back, so the learner's loss and gradients are the float32 model's as before.
 The sampled policy is slightly off the trained one; the decoder records each sampled token's log-prob,
 and the RL learner reports the gap and corrects its loss by truncated importance sampling
@@ -145,8 +145,8 @@ class _Layer:
 class Int8Sampler:
     """Samples a PEFT model whose base is frozen from int8 weights: on each entry to `sampling()`, every
     LoRA layer's base weights plus the adapter's current update are quantised (but FLOAT32_LAYERS, merged
-    in float32) and swapped in as its base layer, with the adapter's own path off; on leaving, the float32
-    layers and the adapter path are back. Smoothing factors come once from float32 forwards of `calibration`."""
+    in float32) and swapped in for the layer; on leaving, the LoRA layers with their float32 bases and adapter
+    path are back. Smoothing factors come once from float32 forwards of `calibration`."""
 
     def __init__(self, model: PeftModel, calibration: list[list[int]]):
         self.model = model
@@ -195,22 +195,23 @@ def merged_weight(lora: LoraLayer) -> torch.Tensor:
 
 @contextmanager
 def swapped_bases(model: PeftModel, loras: list[LoraLayer], make_twins):
-    """The model (in eval mode) with each LoRA layer's base swapped for its twin from `make_twins()` and the
-    adapter's own path off (its update is in the twins' weights); the float32 bases and the path are back after."""
+    """The model (in eval mode) with each LoRA layer replaced by its twin from `make_twins()` (the adapter's update is
+    in the twins' weights, and PEFT's per-layer wrapper is out of the way: 8% faster at batch 1); the LoRA layers,
+    with their float32 bases and adapter path, are back after."""
     if any(lora.merged for lora in loras):
         raise RuntimeError("unmerge the adapter before sampling from twins: a merged adapter lives in the float32 weights")
     model.eval()
-    floats = [lora.base_layer for lora in loras]
+    name_of = {id(module): name for name, module in model.named_modules()}
+    places = [(model.get_submodule(parent), attr) for parent, _, attr in (name_of[id(lora)].rpartition(".") for lora in loras)]
     with torch.no_grad():
         twins = make_twins()
-    for lora, twin in zip(loras, twins):
-        lora.base_layer = twin
+    for (parent, attr), twin in zip(places, twins):
+        setattr(parent, attr, twin)
     try:
-        with model.disable_adapter():
-            yield model
+        yield model
     finally:
-        for lora, base in zip(loras, floats):
-            lora.base_layer = base
+        for (parent, attr), lora in zip(places, loras):
+            setattr(parent, attr, lora)
 
 
 def int8_sampler(model: PeftModel, tokenizer) -> Int8Sampler | None:
