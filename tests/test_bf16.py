@@ -6,14 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from apiary.learners.grpo import GRPOConfig, GRPOLearner, k3_kl, masked_logprobs
+from apiary.learners.grpo import GRPOConfig, GRPOLearner, masked_logprobs
 from apiary.models import adapters, bf16, quantized
-from apiary.models.adapters import LoraSpec
 from apiary.models.core import load_core
 from apiary.models.generate import SamplingParams, generate, sample
-from apiary.models.logprobs import completion_logprobs, project
+from apiary.models.logprobs import project
 from apiary.models.prompt_format import prompt_ids
-from test_quantized_sampler import first_sample_wins, first_token_job, prompts_of, worker  # noqa: F401 - the fixture
+from test_quantized_sampler import against_float32, first_sample_wins, first_token_job, prompts_of, worker  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -110,29 +109,10 @@ def test_a_bad_precision_is_refused_clearly():
 def test_the_bf16_sampler_agrees_with_float32_on_the_bundled_core():
     """Tolerance: the first greedy token equal on at least 7 of the 8 prompts, all 8 greedy tokens on at least 4,
     and the mean per-token KL(bf16 || float32) on the sampler's own replies under 0.01 (int8's is about 0.006)."""
-    core = load_core()
-    model = adapters.attach(core.model, LoraSpec())
-    try:
-        prompts, pad = prompts_of(core.tokenizer), core.tokenizer.pad_token_id
-        greedy = SamplingParams(max_new_tokens=8, temperature=0.0)
-        with adapters.merged(model):
-            reference = generate(model, prompts, 1, greedy, [], pad)
-        with bf16.BF16Sampler(model).sampling():
-            fast = generate(model, prompts, 1, greedy, [], pad)
-            sampled = sample(model, prompts, 1, SamplingParams(max_new_tokens=16), core.stop_token_ids, pad,
-                             torch.Generator().manual_seed(0))
-        assert sum(a[0] == b[0] for a, b in zip(reference, fast)) >= 7, (reference, fast)
-        assert sum(a == b for a, b in zip(reference, fast)) >= 4, (reference, fast)
-        with torch.no_grad():
-            learner_C_L, mask_C_L = completion_logprobs(model, prompts, [s.tokens for s in sampled], list(range(8)), pad)
-        sampler_C_L = torch.zeros_like(learner_C_L)
-        for row, s in enumerate(sampled):
-            sampler_C_L[row, : len(s.logprobs)] = torch.tensor(s.logprobs)
-        delta = (learner_C_L - sampler_C_L) * mask_C_L
-        kl = float(((torch.exp(delta) - delta - 1) * mask_C_L).sum() / mask_C_L.sum())
-        assert 0 <= kl < 0.01, kl
-    finally:
-        adapters.detach(model)
+    reference, fast, kl = against_float32(lambda model, _tokenizer: bf16.BF16Sampler(model))
+    assert sum(a[0] == b[0] for a, b in zip(reference, fast)) >= 7, (reference, fast)
+    assert sum(a == b for a, b in zip(reference, fast)) >= 4, (reference, fast)
+    assert 0 <= kl < 0.01, kl
 
 
 def test_bf16_linear_gives_float32_for_float32():
@@ -170,27 +150,10 @@ def test_int8_weights_with_bf16_activations_agree_with_float32_on_the_bundled_co
     """Each prompt alone (one row: the int8 product). Tolerance: the first greedy token equal on at least 7 of
     the 8 prompts, and the mean per-token KL(sampler || float32) on its own replies under 0.01 (bench.sampler
     measured about 0.004)."""
-    core = load_core()
-    model = adapters.attach(core.model, LoraSpec())
-    try:
-        prompts, pad = prompts_of(core.tokenizer), core.tokenizer.pad_token_id
-        greedy = SamplingParams(max_new_tokens=4, temperature=0.0)
-        with adapters.merged(model):
-            reference = [generate(model, [p], 1, greedy, [], pad)[0] for p in prompts]
-        with bf16.BF16Sampler(model, int8_below=bf16.INT8_BELOW).sampling():
-            fast = [generate(model, [p], 1, greedy, [], pad)[0] for p in prompts]
-            sampled = [sample(model, [p], 1, SamplingParams(max_new_tokens=16), core.stop_token_ids, pad,
-                              torch.Generator().manual_seed(0))[0] for p in prompts]
-        assert sum(a[0] == b[0] for a, b in zip(reference, fast)) >= 7, (reference, fast)
-        with torch.no_grad():
-            learner_C_L, mask_C_L = completion_logprobs(model, prompts, [s.tokens for s in sampled], list(range(8)), pad)
-        sampler_C_L = torch.zeros_like(learner_C_L)
-        for row, s in enumerate(sampled):
-            sampler_C_L[row, : len(s.logprobs)] = torch.tensor(s.logprobs)
-        kl = float(k3_kl(sampler_C_L, learner_C_L, mask_C_L).sum() / mask_C_L.sum())
-        assert 0 <= kl < 0.01, kl
-    finally:
-        adapters.detach(model)
+    reference, fast, kl = against_float32(lambda model, _tokenizer: bf16.BF16Sampler(model, int8_below=bf16.INT8_BELOW),
+                                          rows=1, greedy_tokens=4)
+    assert sum(a[0] == b[0] for a, b in zip(reference, fast)) >= 7, (reference, fast)
+    assert 0 <= kl < 0.01, kl
 
 
 def test_an_engine_serving_in_bf16_answers_the_core_and_a_worker_near_float32(tiny_core_dir, tmp_path, random_adapter,
