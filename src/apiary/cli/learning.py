@@ -36,6 +36,31 @@ SamplerOpt = Annotated[Optional[str], typer.Option(
                       "or bf16 (from bfloat16 copies, where the CPU has AVX512-BF16 or AMX), the loss corrected by "
                       "truncated importance sampling")]
 
+LrOpt = Annotated[Optional[list[str]], typer.Option(
+    help="learning rate of every learner named in --learners (defaults: rl, distil_back and self_distill "
+         "2e-4, corrections 5e-4, the others 1e-3), or NAME=RATE "
+         "for one learner; repeatable")]
+
+KlOpt = Annotated[Optional[float], typer.Option(
+    "--kl", help="rl: weight of the KL to the worker's core on its own samples of the job (kl_coef; default 0: off)")]
+
+AnchorOpt = Annotated[Optional[float], typer.Option(
+    "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
+                     "(anchor_weight; default 0: off, distil_back's phases do it)")]
+
+PrecisionOpt = Annotated[Optional[str], typer.Option(
+    help="rl: float32 (default) or bf16: sample rollouts from bfloat16 copies (unless --sampler says otherwise) "
+         "and run the update under bfloat16 autocast, where the CPU has AVX512-BF16 or AMX (else float32, with "
+         "a warning); distil_back, the evals and the gate stay float32")]
+
+RankOpt = Annotated[Optional[int], typer.Option(
+    help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")]
+
+LearnersOpt = Annotated[Optional[str], typer.Option(
+    help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
+         "distil_back; for a documents job (docs:PATH) context_distill, recall, self_study or doc_pretrain (default: "
+         "rl, or context_distill for a documents job)")]
+
 DistilBackOpt = Annotated[bool, typer.Option(
     "--distil-back/--no-distil-back", help="learn, then distil back: add distil_back's phases toward the core to the run, "
                                            "as the server does (learners.distil_back; not to a documents run)")]
@@ -48,30 +73,12 @@ def learn(
     workers: WorkersOpt = None, cluster: ClusterOpt = None, cpus_per_worker: CpusOpt = 1,
     minutes: Annotated[Optional[float], typer.Option(help="learning-time budget: no step starts that would end past it at the run's pace, distil_back's closing phase included; the evals and the gate come on top")] = None,
     steps: Annotated[Optional[int], typer.Option(help="step budget")] = None,
-    lr: Annotated[Optional[list[str]], typer.Option(
-        help="learning rate of every learner named in --learners (defaults: rl, distil_back and self_distill "
-             "2e-4, corrections 5e-4, the others 1e-3), or NAME=RATE "
-             "for one learner; repeatable")] = None,
+    lr: LrOpt = None,
     prompts: Annotated[Optional[int], typer.Option(help="prompts per step (default: the RL config's)")] = None,
     samples: Annotated[Optional[int], typer.Option(help="samples per prompt (default: the RL config's)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="sampling length cap (default: the job's)")] = None,
-    kl: Annotated[Optional[float], typer.Option(
-        "--kl", help="rl: weight of the KL to the worker's core on its own samples of the job (kl_coef; default 0: off)")] = None,
-    anchor: Annotated[Optional[float], typer.Option(
-        "--anchor", help="rl: weight of on-policy distillation toward the core on general prompts "
-                         "(anchor_weight; default 0: off, distil_back's phases do it)")] = None,
-    sampler: SamplerOpt = None,
-    precision: Annotated[Optional[str], typer.Option(
-        help="rl: float32 (default) or bf16: sample rollouts from bfloat16 copies (unless --sampler says otherwise) "
-             "and run the update under bfloat16 autocast, where the CPU has AVX512-BF16 or AMX (else float32, with "
-             "a warning); distil_back, the evals and the gate stay float32")] = None,
-    rank: Annotated[Optional[int], typer.Option(
-        help="LoRA rank of a new worker's adapter (alpha = 2 x rank; default 16); a worker keeps its adapter's rank")] = None,
-    learners: Annotated[Optional[str], typer.Option(
-        help="comma-separated, any of rl, rewards, corrections, critiques, preferences, practice, self_distill, "
-             "distil_back; for a documents job (docs:PATH) context_distill, recall, self_study or doc_pretrain (default: "
-             "rl, or context_distill for a documents job)")] = None,
-    distil_back: DistilBackOpt = True,
+    kl: KlOpt = None, anchor: AnchorOpt = None, sampler: SamplerOpt = None, precision: PrecisionOpt = None,
+    rank: RankOpt = None, learners: LearnersOpt = None, distil_back: DistilBackOpt = True,
     epochs: Annotated[Optional[int], typer.Option(help="passes over the feedback (default: the feedback config's)")] = None,
     batch: Annotated[Optional[int], typer.Option(
         help="feedback items (or practice tasks; a documents job's questions or documents) per update (default: the learner's config)")] = None,

@@ -122,11 +122,7 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
     core, job, name = worker.core, worker.job, worker.name
     asked, names = lora, check_learners(list(learners))
     lora = lora or LoraSpec()
-    if config is not None and configs and "rl" in configs:
-        raise ValueError("give the rl learner's settings once: as `config` or as configs['rl']")
-    settings = run_configs(names, {**({"rl": config} if config is not None else {}), **(configs or {})})
-    if budget.unlimited and OPEN_ENDED & set(names):
-        raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
+    settings = _settings(names, config, configs, budget)
     store.ensure_worker(name, job.name, core.name, job.describe(), worker.record.core_version,
                         prompt_format=core.prompt_format.name)
     state, resumed = _open_run(store, worker, settings, checkpoint_every, seed, budget, start_version)
@@ -172,6 +168,17 @@ def learn(store: Store, worker: WorkerHandle, budget: Budget, config: GRPOConfig
         raise
     summary.version = state.version
     return model, summary
+
+
+def _settings(names: list[str], config: GRPOConfig | None, configs: Mapping[str, LearnerConfig] | None,
+              budget: Budget) -> dict:
+    """Each learner's settings (`config` is the rl learner's, given once), checked; an open-ended learner needs a budget."""
+    if config is not None and configs and "rl" in configs:
+        raise ValueError("give the rl learner's settings once: as `config` or as configs['rl']")
+    settings = run_configs(names, {**({"rl": config} if config is not None else {}), **(configs or {})})
+    if budget.unlimited and OPEN_ENDED & set(names):
+        raise ValueError(f"give a budget (steps or minutes): {', '.join(sorted(OPEN_ENDED & set(names)))} never run out")
+    return settings
 
 
 def _check_rank(model, asked: LoraSpec | None, worker: str, version: int) -> None:
