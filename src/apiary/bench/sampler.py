@@ -95,11 +95,13 @@ def update_seconds(model, core: Core, autocast: bool, repeats: int) -> float:
 
 def _samplers(model, core: Core) -> tuple[dict, float]:
     """The fast samplers this machine runs and the W8A8 sampler's calibration time: int8 (`--sampler int8`: int8
-    weights with bfloat16 activations where bfloat16 is native, else W8A8), W8A8 itself beside it where they
-    differ, and bf16 where it is native."""
+    weights with bfloat16 activations where bfloat16 is native, else W8A8), where they differ the same int8 with
+    transformers' forward for every step (int8_hf: what models.llama_step gains) and W8A8 itself, and bf16 where it
+    is native."""
     samplers = {"int8": int8_sampler(model, core.tokenizer)}
     began = time.perf_counter()
     if isinstance(samplers["int8"], BF16Sampler):
+        samplers["int8_hf"] = BF16Sampler(model, INT8_BELOW, fast_steps=False)
         samplers["w8a8"] = w8a8_sampler(model, core.tokenizer)
     prepare_seconds = time.perf_counter() - began
     samplers["bf16"] = bf16_sampler(model)
@@ -158,7 +160,9 @@ def section(result: dict, command: str, core_name: str) -> str:
             "activations and larger ones bfloat16 copies, every linear layer and the output projection (models.bf16); "
             "elsewhere W8A8. w8a8: the core's linear layers but down_proj in int8 with per-token int8 activations "
             "(SmoothQuant, models.quantized). bf16: every linear layer and the output projection copied to bfloat16 "
-            f"(models.bf16).{missing}\n\n"
+            "(models.bf16). int8 and bf16 decode their one-token steps without transformers' per-layer machinery "
+            "(models.llama_step: fused q/k/v and gate/up products, the KV cache written in place); int8_hf: the int8 "
+            f"sampler with transformers' forward for every step.{missing}\n\n"
             "| batch | float32 tokens/s | " + " | ".join(f"{n} tokens/s (x float32)" for n in names) + " |\n|"
             + " --- |" * (2 + len(names)) + "\n" + rows + "\n\n"
             f"Mismatch, the mean per-token KL(sampler || float32) on the sampler's own replies, {result['kl_rows']} rows "

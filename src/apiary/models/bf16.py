@@ -8,7 +8,9 @@ so both uses fall back to float32 with one warning where it is not native (`nati
   weights plus the adapter's current update, and the output projection, are copied to bfloat16 and
   swapped in; each product casts its input to bfloat16 and its output back, so the residual stream, the
   norms and attention stay float32. The sampler is slightly off the float32 policy: the RL learner
-  reports the gap (`sampler_kl`) and corrects it by truncated importance sampling, as for int8.
+  reports the gap (`sampler_kl`) and corrects it by truncated importance sampling, as for int8. Its one-token
+  steps skip transformers' per-layer machinery (models.llama_step: one product for q/k/v and one for gate/up, the
+  KV cache written in place) where the core is a Llama.
 - `int8_sampler` (`--sampler int8`) where bfloat16 is native: the same twins, but a product of fewer than
   INT8_BELOW rows multiplies int8 weights with bfloat16 activations (`torch._weight_int8pack_mm`). At a
   few rows a decoding step only streams the weights, and int8 streams half bfloat16's bytes (about 2x float32
@@ -35,11 +37,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
+from apiary.models.bf16_linear import BF16Linear
+from apiary.models.llama_step import fast_steps
 from apiary.models.quantized import Int8Sampler, merged_weight, swapped_bases
 from apiary.models.quantized import int8_sampler as w8a8_sampler
 
@@ -82,48 +85,13 @@ def usable(precision: str, device: torch.device, what: str) -> bool:
     return False
 
 
-class BF16Linear(nn.Module):
-    """A frozen linear layer in bfloat16 that takes and gives float32 (nothing to train). With `int8_below` N > 0,
-    a product of fewer than N rows multiplies int8 weights instead (per output channel, quantised from the
-    bfloat16 copy at its first such product): at a few rows the product only streams the weights, and int8
-    streams half the bytes (`torch._weight_int8pack_mm`, bfloat16 activations); at more rows bfloat16 is faster."""
-
-    def __init__(self, weight_O_I: torch.Tensor, bias_O: torch.Tensor | None, int8_below: int = 0):
-        super().__init__()
-        self.weight_O_I = weight_O_I.detach().to(torch.bfloat16)
-        self.bias_O = None if bias_O is None else bias_O.detach().to(torch.bfloat16)
-        # torch's kernel reads the inputs in blocks of 16 and crashes the process on other widths
-        self.int8_below, self._int8 = (int8_below if self.weight_O_I.shape[1] % 16 == 0 else 0), None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_N_I = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        if x_N_I.shape[0] < self.int8_below:
-            y_N_O = torch._weight_int8pack_mm(x_N_I.contiguous(), *self.int8_weights())
-            y_N_O = y_N_O if self.bias_O is None else y_N_O + self.bias_O
-        else:
-            y_N_O = F.linear(x_N_I, self.weight_O_I, self.bias_O)
-        return y_N_O.reshape(*x.shape[:-1], -1).to(x.dtype)
-
-    def int8_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """int8 weights and their bfloat16 scale per output channel (largest |w| / 127), made once."""
-        if self._int8 is None:
-            weight_O_I = self.weight_O_I
-            int8_O_I = torch.empty(weight_O_I.shape, dtype=torch.int8, device=weight_O_I.device)
-            scale_O = torch.empty(weight_O_I.shape[0], device=weight_O_I.device)
-            for at in range(0, weight_O_I.shape[0], 1024):  # a block at a time stays in cache: 2-3x faster
-                block = weight_O_I[at:at + 1024].float()
-                scale_O[at:at + 1024] = block.abs().amax(dim=1).clamp(min=1e-8) / 127
-                int8_O_I[at:at + 1024] = block.div_(scale_O[at:at + 1024, None]).round_()
-            self._int8 = (int8_O_I, scale_O.to(torch.bfloat16))
-        return self._int8
-
-
 class BF16Sampler:
     """Samples a PEFT model whose base is frozen from bfloat16 twins (see the module's docstring); with
-    `int8_below` N > 0, products of fewer than N rows use int8 twins of the weights (BF16Linear)."""
+    `int8_below` N > 0, products of fewer than N rows use int8 twins of the weights (BF16Linear); one-token steps
+    run as models.llama_step's unless `fast_steps` is False (transformers' forward throughout)."""
 
-    def __init__(self, model: PeftModel, int8_below: int = 0):
-        self.model, self.int8_below = model, int8_below
+    def __init__(self, model: PeftModel, int8_below: int = 0, fast_steps: bool = True):
+        self.model, self.int8_below, self.fast_steps = model, int8_below, fast_steps
         self._loras = [m for m in model.modules() if isinstance(m, LoraLayer) and isinstance(m.base_layer, nn.Linear)]
         if not self._loras:
             raise ValueError("the bfloat16 sampler needs a model with LoRA adapters on linear layers")
@@ -137,7 +105,8 @@ class BF16Sampler:
                                                               for lora in self._loras]) as model:
             self.model.set_output_embeddings(twin(head.weight, head.bias))
             try:
-                yield model
+                with fast_steps(self.model.get_base_model()) if self.fast_steps else contextlib.nullcontext():
+                    yield model
             finally:
                 self.model.set_output_embeddings(head)
 
