@@ -97,6 +97,7 @@ METHODS = {m.name: m for m in [
     Method("lr2e-4+int8+noIS", learning_rate=2e-4, sampler="int8", is_cap=0.0),
     # rl in bfloat16 where the hardware has it (models.bf16): rollouts from bf16 copies, the update under autocast
     Method("lr2e-4+distil_back+bf16", learning_rate=2e-4, distil_back=True, sampler="bf16", update_precision="bf16"),
+    Method("lr5e-4+distil_back+bf16", learning_rate=5e-4, distil_back=True, sampler="bf16", update_precision="bf16"),
     # and distil_back's phases sampling all their replies at once
     Method("lr2e-4+distil_back+bf16+once", learning_rate=2e-4, distil_back=True, sampler="bf16", update_precision="bf16",
            phase_at_once=True),

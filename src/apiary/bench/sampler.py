@@ -5,7 +5,8 @@
 A worker as the RL learner samples it: the core with a fresh LoRA adapter, float32 with the adapter
 merged (the default sampler); int8 (`--sampler int8`: int8 weights with bfloat16 activations at few rows where
 the CPU multiplies bfloat16 natively, models.bf16; else W8A8), W8A8 beside it (models.quantized), bf16 copies
-(models.bf16; only where bfloat16 is native), each with the adapter's update merged in. Same prompts, same
+(models.bf16; only where bfloat16 is native), each with the adapter's update merged in; int8 and bf16 decode their
+one-token steps as models.llama_step, and int8_hf, the int8 sampler with transformers' step, shows what that gains. Same prompts, same
 process; each timing follows one warm-up call, the samplers alternate `repeats` times and the best
 of each is kept (a shared machine's noise only ever slows a run down). Every row writes exactly
 `new_tokens` tokens (stop tokens off), temperature 1. Also measured: the time to calibrate the sampler
