@@ -229,7 +229,7 @@ def test_the_sampler_benchmark_quick_form_writes_its_figures(tiny_core_dir, tmp_
 
     result = main(["--quick", "--core", str(tiny_core_dir), "--docs", str(tmp_path)])
     assert [r["batch"] for r in result["rows"]] == [1, 2]
-    assert "int8" in result["samplers"] and set(result["samplers"]) <= {"int8", "w8a8", "bf16"}
+    assert "int8" in result["samplers"] and set(result["samplers"]) <= {"int8", "int8_hf", "w8a8", "bf16"}
     assert all(r[f"{n}_tokens_per_s"] > 0 for r in result["rows"] for n in ["float32", *result["samplers"]])
     assert all(result[kl][n] >= 0 for n in result["samplers"] for kl in ("sampler_kl", "sampler_kl_one_row"))
     assert result["peak_rss_mb"] > 0
