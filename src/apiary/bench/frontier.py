@@ -63,13 +63,16 @@ class Method:
     is_cap: float = 2.0  # int8/bf16 sampler: the truncated importance weight's cap; 0 = no correction
     update_precision: str = "float32"  # "bf16": rl's update under bfloat16 autocast (models.bf16)
     phase_at_once: bool = False  # distil_back samples a phase's replies in one batch (DistilBackConfig.sample_at_once)
+    distil_back_lr: float | None = None  # distil_back's learning rate; None: rl's
 
     def configs(self, job: str = "chain_sum") -> dict[str, LearnerConfig]:
-        """Settings by learner on `job`: rl's, and distil_back's (at rl's learning rate) when the method cycles."""
+        """Settings by learner on `job`: rl's, and distil_back's (at rl's learning rate unless the method names one)
+        when the method cycles."""
         rl = replace(DEMO.rl, learning_rate=self.learning_rate, kl_coef=self.kl_coef, anchor_weight=self.anchor_weight,
                      anchor_kinds=self.anchor_kinds, sampler=self.sampler, is_cap=self.is_cap,
                      update_precision=self.update_precision, **JOB_RL.get(job, {}))
-        return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.learning_rate, sample_at_once=self.phase_at_once)}
+        return {"rl": rl} | ({"distil_back": DistilBackConfig(learning_rate=self.distil_back_lr or self.learning_rate,
+                                                           sample_at_once=self.phase_at_once)}
                         if self.distil_back else {})
 
 
@@ -92,6 +95,8 @@ METHODS = {m.name: m for m in [
     Method("lr2e-4+distil_back", learning_rate=2e-4, distil_back=True),
     Method("lr5e-4+distil_back", learning_rate=5e-4, distil_back=True),  # for jobs lr 2e-4 learns slowly (gcd)
     Method("lr1e-3+distil_back", learning_rate=1e-3, distil_back=True),
+    # the defaults since 2026-12-03 (`apiary learn`, the demo): rl at 5e-4, distil_back's phases at 2e-4
+    Method("lr5e-4+distil_back2e-4", learning_rate=5e-4, distil_back=True, distil_back_lr=2e-4),
     # rollouts from int8 weights, with and without the truncated importance-sampling correction (issue 17)
     Method("lr2e-4+int8", learning_rate=2e-4, sampler="int8"),
     Method("lr2e-4+int8+noIS", learning_rate=2e-4, sampler="int8", is_cap=0.0),

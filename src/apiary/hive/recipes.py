@@ -61,7 +61,7 @@ GCD = WorkerPlan("gcd", "rg:gcd", ["min_numbers=2", "max_numbers=2", "max_value=
 # it changes the reward); the held-out eval still lets the model write the job's 32 tokens. An
 # 8-token cap was faster per step but twice collapsed onto an echo format ("8 + 7 = 15") in trials.
 DEMO = Recipe(name="demo", workers=(ARITH, TIMES), minutes=3.0,
-              rl=GRPOConfig(prompts_per_step=16, samples_per_prompt=8, learning_rate=2e-4, max_new_tokens=16,
+              rl=GRPOConfig(prompts_per_step=16, samples_per_prompt=8, learning_rate=5e-4, max_new_tokens=16,
                                anchor_weight=0.0),
               distil_back=DistilBackConfig(learning_rate=2e-4),
               consolidation=ConsolidateConfig(method="linear"))
