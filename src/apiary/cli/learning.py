@@ -37,8 +37,8 @@ SamplerOpt = Annotated[Optional[str], typer.Option(
                       "truncated importance sampling")]
 
 LrOpt = Annotated[Optional[list[str]], typer.Option(
-    help="learning rate of every learner named in --learners (defaults: rl, distil_back and self_distill "
-         "2e-4, corrections 5e-4, the others 1e-3), or NAME=RATE "
+    help="learning rate of every learner named in --learners (defaults: rl and corrections 5e-4, distil_back "
+         "and self_distill 2e-4, the others 1e-3), or NAME=RATE "
          "for one learner; repeatable")]
 
 KlOpt = Annotated[Optional[float], typer.Option(

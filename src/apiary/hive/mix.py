@@ -65,8 +65,9 @@ FEEDBACK_KINDS: dict[str, tuple[str, ...]] = {  # feedback learner -> the kinds 
 # learners that never run out of material: they need a step or time budget
 OPEN_ENDED = {"rl", "practice", "context_distill", "doc_pretrain", "self_study", "recall"}
 DOCUMENT_LEARNERS = {"context_distill", "doc_pretrain", "self_study", "recall"}
-# A run learns, then distils back, unless told otherwise: rl at lr 2e-4 with distil_back's phases kept nearly all of
-# the core's answers (4 / 13 of 878 flipped on chain_sum, two seeds, both released; docs/benchmarks.md, the frontier)
+# A run learns, then distils back, unless told otherwise: rl with distil_back's phases kept nearly all of the core's
+# answers (at lr 2e-4, 4 / 13 of 878 flipped on chain_sum in 20 steps, two seeds, both released; docs/benchmarks.md,
+# the frontier; the 5-minute points at rl's lr 5e-4 are there too)
 DEFAULT_LEARNERS = ("rl", "distil_back")
 
 

@@ -31,7 +31,7 @@ from apiary.store.records import Episode
 
 @dataclass
 class ContextDistillConfig:
-    # Between rl's 2e-4 and the SFT learners' 1e-3 (not yet measured on the workplace): unlike self_distill's
+    # Between rl's first 2e-4 and the SFT learners' 1e-3 (not yet measured on the workplace): unlike self_distill's
     # teacher, this one is the fixed core, so a larger step does not chase a moving target.
     learning_rate: float = 5e-4
     batch_size: int = 8  # training questions per update

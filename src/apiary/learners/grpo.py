@@ -74,10 +74,12 @@ class GRPOConfig:
 
     prompts_per_step: int = 16
     samples_per_prompt: int = 8
-    # lr 2e-4: on chain_sum, 20 steps, two seeds (docs/benchmarks.md, the frontier): with distil_back's phases (the
-    # default run, hive.mix.DEFAULT_LEARNERS) gain +0.40 / +0.42, KL 0.0015 / 0.0018, 4 / 13 of 878 items flipped,
-    # both released; lr 1e-3 alone: +0.29 / +0.42 at KL 0.21 / 0.28, 293 / 66 flipped, both refused.
-    learning_rate: float = 2e-4
+    # lr 5e-4 (since 2026-12-03; 2e-4 before): with distil_back's phases at their 2e-4 (the default run,
+    # hive.mix.DEFAULT_LEARNERS), 5 minutes of learning, two seeds (docs/benchmarks.md, the frontier): chain_sum
+    # +0.36 / +0.38, products +0.36 / +0.28, 19-32 of 878 flipped, all four released; at 2e-4 on products +0.20 / +0.20
+    # and on chain_sum +0.27 / +0.32. The demo released its core at both (more learned at 5e-4). lr 1e-3 alone:
+    # +0.29 / +0.42 on chain_sum (20 steps) at KL 0.21 / 0.28, 293 / 66 of 878 flipped, both refused.
+    learning_rate: float = 5e-4
     temperature: float = 1.0
     max_new_tokens: int | None = None  # default: the job's max_tokens
     kl_coef: float = 0.0  # KL to the worker's core on its tokens of the job's episodes (k3 estimator), 0 = off
