@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from apiary.learners.grpo import GRPOConfig, GRPOLearner, masked_logprobs
-from apiary.models import adapters, bf16, quantized
+from apiary.models import adapters, bf16, bf16_linear, quantized
 from apiary.models.core import load_core
 from apiary.models.generate import SamplingParams, generate, sample
 from apiary.models.logprobs import project
@@ -135,6 +135,26 @@ def test_fewer_rows_than_int8_below_multiply_int8_weights():
     wide = torch.randn(2, 4, 32)  # 8 rows
     assert torch.equal(small(wide), plain(wide)) and small(wide).shape == (2, 4, 48)
     assert bf16.BF16Linear(torch.randn(8, 24), None, int8_below=4).int8_below == 0
+
+
+@pytest.mark.skipif(not bf16_linear.PACKS, reason="this torch has no oneDNN")
+def test_more_rows_multiply_the_packed_weights_as_f_linear_would(monkeypatch):
+    """At or above `int8_below` rows the product reads oneDNN's packed layout of the weights, made once: the same
+    product as F.linear on the bfloat16 weights (within bfloat16's rounding), at any row count; without oneDNN,
+    F.linear itself."""
+    weight_O_I, bias_O = torch.randn(80, 64), torch.randn(80)
+    layer = bf16.BF16Linear(weight_O_I, bias_O, int8_below=4)
+    for rows in (4, 33, 300):
+        x_N_I = torch.randn(rows, 64)
+        plain = nn.functional.linear(x_N_I.bfloat16(), layer.weight_O_I, layer.bias_O).float()
+        torch.testing.assert_close(layer(x_N_I), plain, rtol=1.6e-2, atol=1e-2)
+    packed = layer.packed_weights()
+    assert layer.packed_weights() is packed and layer.bias_O is not None
+    monkeypatch.setattr(bf16_linear, "PACKS", False)
+    unpacked = bf16.BF16Linear(weight_O_I, bias_O, int8_below=4)
+    x_N_I = torch.randn(9, 64)
+    torch.testing.assert_close(unpacked(x_N_I), layer(x_N_I), rtol=1.6e-2, atol=1e-2)
+    assert unpacked._packed is None
 
 
 def test_the_int8_sampler_takes_int8_weights_where_bf16_is_native_and_w8a8_elsewhere(tiny_core, worker, monkeypatch):

@@ -133,7 +133,7 @@ def serve(
              "keep streaming (default 64; 0: whole prompts, the running replies waiting)")] = None,
     precision: Annotated[str, typer.Option(
         help="float32; bf16: answer from bfloat16 copies of the cores (faster where the CPU has AVX512-BF16 or "
-             "AMX; elsewhere float32 with a warning); int8: bf16 with int8 weights while fewer than 8 requests "
+             "AMX; elsewhere float32 with a warning); int8: bf16 with int8 weights while fewer than 4 requests "
              "decode together (faster at a few). Learning and evaluation stay float32")] = "float32",
     learn: Annotated[bool, typer.Option("--learn/--no-learn", help="workers learn from feedback while serving")] = True,
     min_feedback: Annotated[Optional[int], typer.Option(

@@ -14,8 +14,8 @@ so both uses fall back to float32 with one warning where it is not native (`nati
 - `int8_sampler` (`--sampler int8`) where bfloat16 is native: the same twins, but a product of fewer than
   INT8_BELOW rows multiplies int8 weights with bfloat16 activations (`torch._weight_int8pack_mm`). At a
   few rows a decoding step only streams the weights, and int8 streams half bfloat16's bytes (about 2x float32
-  at batch 1 on the bundled core, where bfloat16 alone gives 1.4-1.5x); at more rows the bfloat16 product is
-  the faster one. Elsewhere `--sampler int8` is models.quantized's W8A8 sampler.
+  at batch 1 on the bundled core, where bfloat16 alone gives 1.4-1.5x); at more rows the bfloat16 product from
+  packed weights (models.bf16_linear) is the faster one. Elsewhere `--sampler int8` is models.quantized's W8A8 sampler.
 - `for_serving`: the serving engine's own copy of a core turned to bfloat16 in place (`apiary serve
   --precision bf16`, or `int8`: int8 weights at a few rows); worker adapters load on it and run in float32.
 - `update_autocast`: the RL update's forward and backward under `torch.autocast(bfloat16)`; the
@@ -52,8 +52,10 @@ SERVING_PRECISIONS = ("float32", "bf16", "int8")
 _NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")
 # int8 sampler: products of fewer rows multiply int8 weights. The bundled core's 30 layers at 1 / 4 / 8 / 16 / 32
 # rows, int8 against bfloat16 (ms, this CPU, weights not in cache): 8.8 / 12.4 / 28.0 / 39.1 / 64.7 against
-# 22.5 / 30.5 / 27.8 / 30.6 / 45.1.
-INT8_BELOW = 8
+# 22.5 / 30.5 / 27.8 / 30.6 / 45.1 with F.linear (8 until 2026-12-03). Against bfloat16 products from packed weights
+# (models.bf16_linear), the core's layers and output projection at 1 / 2 / 3 / 4 / 6 / 8 rows (ms, weights not in
+# cache): int8 14.6 / 14.9 / 16.5 / 15.7 / 28.0 / 28.5, packed 18.0 / 16.9 / 16.4 / 15.7 / 16.1 / 16.2.
+INT8_BELOW = 4
 
 
 def check_precision(precision: str, precisions: tuple[str, ...] = PRECISIONS) -> None:
