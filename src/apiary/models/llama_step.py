@@ -98,10 +98,12 @@ class LlamaStep:
         for i, layer in enumerate(self.layers):
             x = F.rms_norm(h_B_1_D, (self.hidden,), layer.input_norm_D, self.eps)
             q, k, v = layer.qkv(x).split((H * d, K * d, K * d), dim=-1)
-            q, k, v = q.view(B, 1, H, d).transpose(1, 2), k.view(B, 1, K, d).transpose(1, 2), v.view(B, 1, K, d).transpose(1, 2)
+            # the query heads sharing a key/value head read it as one group of H / K queries (heads are numbered
+            # group by group): SDPA then reads each cached key once, where enable_gqa repeats them (1.1-1.2x)
+            q, k, v = q.view(B, K, H // K, d), k.view(B, 1, K, d).transpose(1, 2), v.view(B, 1, K, d).transpose(1, 2)
             k, v = _append(cache.layers[i], _rotated(k, cos, sin), v)
-            attended = F.scaled_dot_product_attention(_rotated(q, cos, sin), k, v, attn_mask=mask_B_1_1_T, enable_gqa=True)
-            h_B_1_D = h_B_1_D + layer.o_proj(attended.transpose(1, 2).reshape(B, 1, H * d))
+            attended = F.scaled_dot_product_attention(_rotated(q, cos, sin), k, v, attn_mask=mask_B_1_1_T)
+            h_B_1_D = h_B_1_D + layer.o_proj(attended.reshape(B, 1, H * d))
             gate, up = layer.gate_up(F.rms_norm(h_B_1_D, (self.hidden,), layer.post_norm_D, self.eps)).chunk(2, dim=-1)
             h_B_1_D = h_B_1_D + layer.down_proj(F.silu(gate) * up)
         return StepOutput(self.head(F.rms_norm(h_B_1_D, (self.hidden,), self.norm_D, self.eps)), cache)
