@@ -150,10 +150,11 @@ def test_more_rows_multiply_the_packed_weights_as_f_linear_would(monkeypatch):
         torch.testing.assert_close(layer(x_N_I), plain, rtol=1.6e-2, atol=1e-2)
     packed = layer.packed_weights()
     assert layer.packed_weights() is packed and layer.bias_O is not None
+    x_N_I = torch.randn(9, 64)
+    from_packed = layer(x_N_I)
     monkeypatch.setattr(bf16_linear, "PACKS", False)
     unpacked = bf16.BF16Linear(weight_O_I, bias_O, int8_below=4)
-    x_N_I = torch.randn(9, 64)
-    torch.testing.assert_close(unpacked(x_N_I), layer(x_N_I), rtol=1.6e-2, atol=1e-2)
+    torch.testing.assert_close(unpacked(x_N_I), from_packed, rtol=1.6e-2, atol=1e-2)
     assert unpacked._packed is None
 
 
