@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from apiary.store.artifacts import write_dir
-from apiary.store.export import export
+from apiary.store.export import export, table_batches
 from apiary.store.records import AdapterVersion, Episode, EvalResult, Run
 from apiary.store.store import Store
 
@@ -155,7 +155,7 @@ def test_the_hives_session_key_is_made_once_private_and_read_back_by_every_store
 def test_export_streams_in_bounded_batches_one_parquet_row_group_each(tmp_path, store_url):
     store = Store(tmp_path / "hive", store_url)
     store.add_episodes([episode(i) for i in range(5)])
-    batches = list(store.table_batches("episodes", batch_rows=2))
+    batches = list(table_batches(store, "episodes", batch_rows=2))
     assert [len(b) for b in batches] == [2, 2, 1] and [r["id"] for b in batches for r in b] == [1, 2, 3, 4, 5]
     written = export(store, tmp_path / "pq", "parquet", batch_rows=2)
     parquet = pq.ParquetFile(written["episodes"]["path"])

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Boolean, Float, Integer
+from sqlalchemy import Boolean, Float, Integer, select
 
 from apiary.store.artifacts import atomic_file
 from apiary.store.schema import EXPORTED, metadata
@@ -33,11 +33,21 @@ def export(store: Store, out_dir: Path, fmt: str = "parquet", batch_rows: int = 
     written = {}
     for name in EXPORTED:
         path = out_dir / f"{name}.{fmt}"
-        batches = store.table_batches(name, batch_rows)
+        batches = table_batches(store, name, batch_rows)
         with atomic_file(path) as handle:
             rows = _jsonl(handle, batches) if fmt == "jsonl" else _parquet(handle, name, batches)
         written[name] = {"path": str(path), "rows": rows}
     return written
+
+
+def table_batches(store: Store, name: str, batch_rows: int = BATCH_ROWS) -> Iterator[list[dict]]:
+    """Every row of a table in key order, `batch_rows` at a time: memory stays flat however large the
+    table grows (a server-side cursor on PostgreSQL; SQLite's cursor reads as it goes)."""
+    table = metadata.tables[name]
+    query = select(table).order_by(*table.primary_key.columns)
+    with store.engine.connect() as db:
+        for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
+            yield [dict(r._mapping) for r in part]
 
 
 def _jsonl(handle: BinaryIO, batches: Iterable[list[dict]]) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import func, insert, select, update
 
@@ -389,18 +388,9 @@ class Store:
             return [GateDecision(**r._mapping) for r in db.execute(query)]
 
     def table_rows(self, name: str) -> list[dict]:
-        """Every row of a small table (releases, worker releases); `table_batches` for the large ones."""
+        """Every row of a small table (releases, worker releases); `export.table_batches` for the large ones."""
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(select(schema.metadata.tables[name]))]
-
-    def table_batches(self, name: str, batch_rows: int = 10_000) -> Iterator[list[dict]]:
-        """Every row of a table in key order, `batch_rows` at a time: memory stays flat however large the
-        table grows (a server-side cursor on PostgreSQL; SQLite's cursor reads as it goes)."""
-        table = schema.metadata.tables[name]
-        query = select(table).order_by(*table.primary_key.columns)
-        with self.engine.connect() as db:
-            for part in db.execution_options(yield_per=batch_rows).execute(query).partitions():
-                yield [dict(r._mapping) for r in part]
 
 
 def _storable(row_id: int) -> bool:
